@@ -1,0 +1,286 @@
+//! Configuration from environment variables: one typed struct, validated at start with messages
+//! that name the variable. Every variable is documented in README.md.
+
+use std::collections::HashMap;
+
+use crate::source::Layout;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("configuration error: {var}: {message}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Bucket where raw JSON Lines land (`RAW_BUCKET`).
+    pub raw_bucket: String,
+    /// Only keys under this prefix are ETL input (`RAW_PREFIX`, default empty).
+    pub raw_prefix: String,
+    /// Bucket of the Parquet lake (`LAKE_BUCKET`).
+    pub lake_bucket: String,
+    /// Bucket of the search index (`INDEX_BUCKET`).
+    pub index_bucket: String,
+    /// DynamoDB checkpoint table (`CHECKPOINT_TABLE`).
+    pub checkpoint_table: String,
+    pub layout: Layout,
+    /// Lease of a claim on one object (`LEASE_SECONDS`); a dead attempt's claim is taken over
+    /// after it. Keep it above the function timeout.
+    pub lease_seconds: u64,
+    /// Worker threads for parsing (`ETL_WORKERS`, default: available cores).
+    pub workers: usize,
+    /// Read chunk size in bytes (`ETL_CHUNK_BYTES`).
+    pub chunk_bytes: usize,
+    /// Lines longer than this are rejected (`ETL_MAX_LINE_BYTES`).
+    pub max_line_bytes: usize,
+    /// Write curated events Parquet as well as aggregates (`ETL_WRITE_EVENTS`).
+    pub write_events: bool,
+    /// Endpoint override for every AWS client (`AWS_ENDPOINT_URL`): LocalStack or moto.
+    pub endpoint_url: Option<String>,
+    /// `AWS_REGION` (or `AWS_DEFAULT_REGION`); defaults to us-east-1 when an endpoint is set.
+    pub region: Option<String>,
+}
+
+pub const DEFAULT_RAW_BUCKET: &str = "dataflow-raw";
+pub const DEFAULT_LAKE_BUCKET: &str = "dataflow-lake";
+pub const DEFAULT_INDEX_BUCKET: &str = "dataflow-index";
+pub const DEFAULT_CHECKPOINT_TABLE: &str = "dataflow-checkpoints";
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let vars: HashMap<String, String> = std::env::vars().collect();
+        Self::from_lookup(|k| vars.get(k).cloned())
+    }
+
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |k: &str| {
+            get(k)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let bucket = |var: &'static str, default: &str| -> Result<String, ConfigError> {
+            let v = get(var).unwrap_or_else(|| default.to_owned());
+            validate_bucket(&v).map_err(|message| ConfigError { var, message })?;
+            Ok(v)
+        };
+        let prefix = |var: &'static str, default: &str| -> Result<String, ConfigError> {
+            let v = get(var).unwrap_or_else(|| default.to_owned());
+            if v.starts_with('/') {
+                return Err(ConfigError {
+                    var,
+                    message: format!("{v:?} must not start with '/'"),
+                });
+            }
+            // Prefixes are folders: make "events" mean "events/".
+            Ok(if v.is_empty() || v.ends_with('/') {
+                v
+            } else {
+                format!("{v}/")
+            })
+        };
+        fn number<T: std::str::FromStr>(
+            var: &'static str,
+            v: Option<String>,
+            default: T,
+            range: std::ops::RangeInclusive<T>,
+        ) -> Result<T, ConfigError>
+        where
+            T: PartialOrd + std::fmt::Display + Copy,
+        {
+            let n = match v {
+                None => default,
+                Some(s) => s.parse::<T>().map_err(|_| ConfigError {
+                    var,
+                    message: format!("{s:?} is not a whole number"),
+                })?,
+            };
+            if !range.contains(&n) {
+                return Err(ConfigError {
+                    var,
+                    message: format!("{n} is outside {}..={}", range.start(), range.end()),
+                });
+            }
+            Ok(n)
+        }
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let write_events = match get("ETL_WRITE_EVENTS").as_deref() {
+            None | Some("true" | "1" | "yes") => true,
+            Some("false" | "0" | "no") => false,
+            Some(other) => {
+                return Err(ConfigError {
+                    var: "ETL_WRITE_EVENTS",
+                    message: format!("{other:?} is not true or false"),
+                })
+            }
+        };
+        let endpoint_url = get("AWS_ENDPOINT_URL");
+        if let Some(e) = &endpoint_url {
+            if !(e.starts_with("http://") || e.starts_with("https://")) {
+                return Err(ConfigError {
+                    var: "AWS_ENDPOINT_URL",
+                    message: format!("{e:?} is not an http(s) URL"),
+                });
+            }
+        }
+        let cfg = Config {
+            raw_bucket: bucket("RAW_BUCKET", DEFAULT_RAW_BUCKET)?,
+            raw_prefix: prefix("RAW_PREFIX", "")?,
+            lake_bucket: bucket("LAKE_BUCKET", DEFAULT_LAKE_BUCKET)?,
+            index_bucket: bucket("INDEX_BUCKET", DEFAULT_INDEX_BUCKET)?,
+            checkpoint_table: {
+                let t = get("CHECKPOINT_TABLE").unwrap_or_else(|| DEFAULT_CHECKPOINT_TABLE.into());
+                let ok = (3..=255).contains(&t.len())
+                    && t.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
+                if !ok {
+                    return Err(ConfigError {
+                        var: "CHECKPOINT_TABLE",
+                        message: format!("{t:?} is not a valid DynamoDB table name"),
+                    });
+                }
+                t
+            },
+            layout: Layout {
+                aggregates_prefix: prefix("AGGREGATES_PREFIX", "aggregates/daily/")?,
+                events_prefix: prefix("EVENTS_PREFIX", "events/")?,
+                rejected_prefix: prefix("REJECTED_PREFIX", "rejected/")?,
+            },
+            lease_seconds: number("LEASE_SECONDS", get("LEASE_SECONDS"), 960, 1..=86_400)?,
+            workers: number("ETL_WORKERS", get("ETL_WORKERS"), cores, 1..=64)?,
+            chunk_bytes: number(
+                "ETL_CHUNK_BYTES",
+                get("ETL_CHUNK_BYTES"),
+                4 << 20,
+                4096..=(256 << 20),
+            )?,
+            max_line_bytes: number(
+                "ETL_MAX_LINE_BYTES",
+                get("ETL_MAX_LINE_BYTES"),
+                1 << 20,
+                256..=(64 << 20),
+            )?,
+            write_events,
+            endpoint_url,
+            region: get("AWS_REGION").or_else(|| get("AWS_DEFAULT_REGION")),
+        };
+        cfg.check_no_retrigger()?;
+        Ok(cfg)
+    }
+
+    /// Outputs must never land where they would trigger the ETL again.
+    fn check_no_retrigger(&self) -> Result<(), ConfigError> {
+        if self.raw_bucket != self.lake_bucket {
+            return Ok(());
+        }
+        for p in self.layout.prefixes() {
+            if p.starts_with(&self.raw_prefix) || self.raw_prefix.starts_with(p) {
+                return Err(ConfigError {
+                    var: "RAW_PREFIX",
+                    message: format!(
+                        "RAW_BUCKET and LAKE_BUCKET are the same bucket, so RAW_PREFIX {:?} must not overlap the output prefix {p:?} (outputs would trigger the ETL again)",
+                        self.raw_prefix
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub fn process_options(&self) -> crate::process::ProcessOptions {
+        crate::process::ProcessOptions {
+            workers: self.workers,
+            chunk_bytes: self.chunk_bytes,
+            max_line_bytes: self.max_line_bytes,
+            max_raw_bytes: 1024,
+            curated: self.write_events,
+        }
+    }
+}
+
+/// S3 bucket naming rules (the subset that matters for a clear early error).
+fn validate_bucket(name: &str) -> Result<(), String> {
+    let ok_chars = name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+    let ends_ok = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .last()
+            .is_some_and(|c| c.is_ascii_alphanumeric());
+    if (3..=63).contains(&name.len()) && ok_chars && ends_ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a valid S3 bucket name (3-63 lowercase letters, digits, '-' or '.')"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_match_the_template() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.raw_bucket, "dataflow-raw");
+        assert_eq!(c.lake_bucket, "dataflow-lake");
+        assert_eq!(c.checkpoint_table, "dataflow-checkpoints");
+        assert_eq!(c.layout, Layout::default());
+        assert_eq!(c.lease_seconds, 960);
+        assert!(c.write_events);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        assert_eq!(
+            cfg(&[("LAKE_BUCKET", "Bad_Bucket")]).unwrap_err().var,
+            "LAKE_BUCKET"
+        );
+        assert_eq!(
+            cfg(&[("LEASE_SECONDS", "ten")]).unwrap_err().var,
+            "LEASE_SECONDS"
+        );
+        assert_eq!(
+            cfg(&[("LEASE_SECONDS", "0")]).unwrap_err().var,
+            "LEASE_SECONDS"
+        );
+        assert_eq!(
+            cfg(&[("ETL_WRITE_EVENTS", "maybe")]).unwrap_err().var,
+            "ETL_WRITE_EVENTS"
+        );
+        assert_eq!(
+            cfg(&[("AWS_ENDPOINT_URL", "localhost:4566")])
+                .unwrap_err()
+                .var,
+            "AWS_ENDPOINT_URL"
+        );
+        let e = cfg(&[("RAW_BUCKET", "same"), ("LAKE_BUCKET", "same")]).unwrap_err();
+        assert_eq!(e.var, "RAW_PREFIX");
+        assert!(e.to_string().contains("trigger the ETL again"));
+        assert!(cfg(&[
+            ("RAW_BUCKET", "same"),
+            ("LAKE_BUCKET", "same"),
+            ("RAW_PREFIX", "incoming")
+        ])
+        .is_ok());
+    }
+
+    #[test]
+    fn prefixes_become_folders() {
+        let c = cfg(&[("EVENTS_PREFIX", "curated")]).unwrap();
+        assert_eq!(c.layout.events_prefix, "curated/");
+    }
+}

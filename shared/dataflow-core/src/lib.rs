@@ -1,0 +1,16 @@
+//! DataFlow's domain core. Everything here is plain Rust with no AWS types: the event contract,
+//! the streaming aggregation, distinct-user sketches, Parquet encoding, the checkpoint protocol
+//! and the ETL orchestration over the [`storage::ObjectStore`] and
+//! [`checkpoint::CheckpointStore`] traits that `dataflow-aws` implements.
+
+pub mod aggregate;
+pub mod checkpoint;
+pub mod config;
+pub mod etl;
+pub mod event;
+pub mod parquet;
+pub mod process;
+pub mod sketch;
+pub mod source;
+pub mod storage;
+pub mod trigger;
