@@ -122,19 +122,16 @@ pub trait CheckpointStore: Send + Sync + 'static {
     async fn forget(&self, id: &str) -> Result<bool, CheckpointError>;
 }
 
+type MemoryState = (BTreeMap<String, ObjectCheckpoint>, PipelineState);
+
 /// In-memory implementation with the same semantics, for unit tests of the orchestration.
 #[derive(Debug, Default)]
 pub struct MemoryCheckpoints {
-    inner: Mutex<(BTreeMap<String, ObjectCheckpoint>, PipelineState)>,
+    inner: Mutex<MemoryState>,
 }
 
 impl MemoryCheckpoints {
-    fn lock(
-        &self,
-    ) -> Result<
-        std::sync::MutexGuard<'_, (BTreeMap<String, ObjectCheckpoint>, PipelineState)>,
-        CheckpointError,
-    > {
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, MemoryState>, CheckpointError> {
         self.inner
             .lock()
             .map_err(|_| CheckpointError::Store("lock poisoned".into()))

@@ -79,14 +79,14 @@ impl Config {
                 format!("{v}/")
             })
         };
-        fn number<T: std::str::FromStr>(
+        fn number<T>(
             var: &'static str,
             v: Option<String>,
             default: T,
             range: std::ops::RangeInclusive<T>,
         ) -> Result<T, ConfigError>
         where
-            T: PartialOrd + std::fmt::Display + Copy,
+            T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
         {
             let n = match v {
                 None => default,

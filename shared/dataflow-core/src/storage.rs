@@ -59,10 +59,12 @@ pub trait ObjectStore: Send + Sync + 'static {
     async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError>;
 }
 
+type Objects = BTreeMap<(String, String), Vec<u8>>;
+
 /// In-memory store for unit tests.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    objects: Mutex<BTreeMap<(String, String), Vec<u8>>>,
+    objects: Mutex<Objects>,
 }
 
 impl MemoryStore {
@@ -86,9 +88,7 @@ impl MemoryStore {
         use sha2::Digest;
         hex::encode(&sha2::Sha256::digest(bytes)[..16])
     }
-    fn lock(
-        &self,
-    ) -> Result<std::sync::MutexGuard<'_, BTreeMap<(String, String), Vec<u8>>>, StoreError> {
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Objects>, StoreError> {
         self.objects
             .lock()
             .map_err(|_| StoreError::Other("store lock poisoned".into()))
@@ -156,5 +156,153 @@ impl ObjectStore for MemoryStore {
                 last_modified_ms: None,
             })
             .collect())
+    }
+}
+
+/// Object store over local directories: each bucket name maps to a folder. Lets the command line
+/// run the same orchestration on files (benchmarks, debugging, backfills from disk).
+#[derive(Debug, Default)]
+pub struct FsStore {
+    buckets: BTreeMap<String, PathBuf>,
+}
+
+impl FsStore {
+    pub fn with_bucket(mut self, name: &str, dir: impl Into<PathBuf>) -> Self {
+        self.buckets.insert(name.to_owned(), dir.into());
+        self
+    }
+
+    fn path(&self, bucket: &str, key: &str) -> Result<PathBuf, StoreError> {
+        let root = self
+            .buckets
+            .get(bucket)
+            .ok_or_else(|| StoreError::NotFound {
+                bucket: bucket.into(),
+                key: key.into(),
+            })?;
+        if key.split('/').any(|part| part == "..") {
+            return Err(StoreError::Other(format!("key {key:?} escapes its folder")));
+        }
+        Ok(root.join(key))
+    }
+
+    /// Files have no ETag: size and modification time stand in for a version.
+    fn etag(meta: &std::fs::Metadata) -> String {
+        let mtime = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        format!("{:x}-{:x}", meta.len(), mtime)
+    }
+}
+
+fn io_err(e: std::io::Error, bucket: &str, key: &str) -> StoreError {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        StoreError::NotFound {
+            bucket: bucket.into(),
+            key: key.into(),
+        }
+    } else {
+        StoreError::Other(format!("{bucket}/{key}: {e}"))
+    }
+}
+
+#[async_trait]
+impl ObjectStore for FsStore {
+    async fn head(&self, bucket: &str, key: &str) -> Result<Option<ObjectMeta>, StoreError> {
+        match std::fs::metadata(self.path(bucket, key)?) {
+            Ok(m) if m.is_file() => Ok(Some(ObjectMeta {
+                key: key.into(),
+                size: m.len(),
+                etag: Some(Self::etag(&m)),
+                last_modified_ms: None,
+            })),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(e, bucket, key)),
+        }
+    }
+    async fn open(
+        &self,
+        bucket: &str,
+        key: &str,
+        etag: Option<&str>,
+    ) -> Result<ObjectReader, StoreError> {
+        let path = self.path(bucket, key)?;
+        let file = std::fs::File::open(&path).map_err(|e| io_err(e, bucket, key))?;
+        if let Some(want) = etag {
+            let meta = file.metadata().map_err(|e| io_err(e, bucket, key))?;
+            if Self::etag(&meta) != want {
+                return Err(StoreError::Changed {
+                    bucket: bucket.into(),
+                    key: key.into(),
+                });
+            }
+        }
+        Ok(Box::new(file))
+    }
+    async fn get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match std::fs::read(self.path(bucket, key)?) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(e, bucket, key)),
+        }
+    }
+    async fn put(&self, bucket: &str, key: &str, body: Body, _: &str) -> Result<(), StoreError> {
+        let path = self.path(bucket, key)?;
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| io_err(e, bucket, key))?;
+        }
+        // Write beside, then rename: readers never see a partial file.
+        let tmp = path.with_extension("partial");
+        match body {
+            Body::Bytes(b) => std::fs::write(&tmp, b),
+            Body::File(src) => std::fs::copy(src, &tmp).map(|_| ()),
+        }
+        .and_then(|_| std::fs::rename(&tmp, &path))
+        .map_err(|e| io_err(e, bucket, key))
+    }
+    async fn delete(&self, bucket: &str, key: &str) -> Result<(), StoreError> {
+        match std::fs::remove_file(self.path(bucket, key)?) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(e, bucket, key)),
+            _ => Ok(()),
+        }
+    }
+    async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+        let root = self.path(bucket, "")?;
+        let mut out = Vec::new();
+        let mut stack = vec![root.clone()];
+        while let Some(dir) = stack.pop() {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err(e, bucket, prefix)),
+            };
+            for entry in entries.flatten() {
+                let p = entry.path();
+                let Ok(meta) = entry.metadata() else { continue };
+                if meta.is_dir() {
+                    stack.push(p);
+                    continue;
+                }
+                let Ok(rel) = p.strip_prefix(&root) else {
+                    continue;
+                };
+                let key = rel
+                    .to_string_lossy()
+                    .replace(std::path::MAIN_SEPARATOR, "/");
+                if key.starts_with(prefix) && !key.ends_with(".partial") {
+                    out.push(ObjectMeta {
+                        key,
+                        size: meta.len(),
+                        etag: Some(Self::etag(&meta)),
+                        last_modified_ms: None,
+                    });
+                }
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
     }
 }

@@ -1,0 +1,56 @@
+//! The ETL function's handler, shared by the Lambda binary and the local dispatcher so both run
+//! exactly the same code.
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse};
+use dataflow_core::checkpoint::CheckpointStore;
+use dataflow_core::etl::Etl;
+use dataflow_core::storage::ObjectStore;
+use dataflow_core::trigger::{parse_trigger, Trigger};
+use serde_json::Value;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    #[error("{0}")]
+    BadEvent(String),
+    /// A direct S3 invocation with a failed object: Lambda's async retries redeliver it, and
+    /// checkpoints make the redelivery skip what already succeeded.
+    #[error("{failed} object(s) failed: {errors}")]
+    Objects { failed: usize, errors: String },
+}
+
+/// Handles one invocation payload. SQS batches answer with `batchItemFailures` (the event source
+/// mapping must enable `ReportBatchItemFailures`), so only failed messages are redelivered.
+pub async fn handle<S: ObjectStore, C: CheckpointStore>(
+    etl: &Etl<S, C>,
+    event: Value,
+) -> Result<Value, HandlerError> {
+    let trigger = parse_trigger(&event).map_err(|e| HandlerError::BadEvent(e.to_string()))?;
+    let is_sqs = matches!(trigger, Trigger::Sqs(_));
+    let report = etl.handle(trigger).await;
+    tracing::info!(
+        outcomes = report.outcomes.len(),
+        errors = report.errors.len(),
+        failed_messages = report.failed_message_ids.len(),
+        "invocation done"
+    );
+    if is_sqs {
+        let mut resp = SqsBatchResponse::default();
+        resp.batch_item_failures = report
+            .failed_message_ids
+            .into_iter()
+            .map(|id| {
+                let mut f = BatchItemFailure::default();
+                f.item_identifier = id;
+                f
+            })
+            .collect();
+        return serde_json::to_value(resp).map_err(|e| HandlerError::BadEvent(e.to_string()));
+    }
+    if !report.errors.is_empty() {
+        return Err(HandlerError::Objects {
+            failed: report.errors.len(),
+            errors: report.errors.join("; "),
+        });
+    }
+    Ok(serde_json::json!({ "processed": report.outcomes.len() }))
+}

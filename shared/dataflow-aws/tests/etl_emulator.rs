@@ -1,0 +1,410 @@
+//! The ETL against the emulator (moto's server): S3 in, Parquet + DynamoDB checkpoints out.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::Arc;
+
+use dataflow_aws::{DynamoCheckpoints, S3Store};
+use dataflow_core::checkpoint::{CheckpointStore, ClaimOutcome};
+use dataflow_core::config::Config;
+use dataflow_core::etl::{now_ms, Etl, EtlError, ObjectOutcome};
+use dataflow_core::parquet::{decode_aggregate_rows, read_parquet_bytes};
+use dataflow_core::source::ObjectRef;
+use dataflow_core::storage::{Body, ObjectStore};
+use dataflow_core::trigger::parse_trigger;
+use serde_json::json;
+
+type TestEtl = Etl<S3Store, DynamoCheckpoints>;
+
+async fn setup() -> (Config, TestEtl) {
+    let cfg = dataflow_testkit::config();
+    let clients = dataflow_testkit::provision(&cfg).await;
+    let etl = Etl::new(
+        Arc::new(S3Store::new(clients.s3.clone())),
+        Arc::new(DynamoCheckpoints::new(
+            clients.dynamodb.clone(),
+            cfg.checkpoint_table.clone(),
+        )),
+        &cfg,
+    );
+    (cfg, etl)
+}
+
+/// 9 good events over 2 dates and 3 types, one blank line, and one line per rejection reason.
+const KNOWN: &str = r#"{"event_id":"e1","user_id":"u1","event_type":"click","timestamp":"2024-03-01T08:00:00Z","properties":{"page":"/"}}
+{"event_id":"e2","user_id":"u2","event_type":"click","timestamp":"2024-03-01T09:00:00Z"}
+{"event_id":"e3","user_id":"u1","event_type":"click","timestamp":"2024-03-01T10:00:00+02:00"}
+{"event_id":"e4","user_id":7,"event_type":"view","timestamp":1709251200000}
+{"event_id":"e5","user_id":"u3","event_type":"view","timestamp":"2024-03-01T23:59:59"}
+
+{"event_id":"e6","user_id":"u1","event_type":"click","timestamp":"2024-03-02T00:00:00Z"}
+{"event_id":"e7","user_id":"u4","event_type":"purchase","timestamp":"2024-03-02T12:00:00Z","properties":{"amount":9.5}}
+{"event_id":"e8","user_id":"u5","event_type":"purchase","timestamp":"2024-03-02T13:00:00Z"}
+{"event_id":"e9","user_id":"u4","event_type":"purchase","timestamp":"2024-03-01T22:00:00-03:00"}
+{broken
+[1,2,3]
+{"user_id":"u","timestamp":0}
+{"event_type":"","user_id":"u","timestamp":0}
+{"event_type":"x","timestamp":0}
+{"event_type":"x","user_id":false,"timestamp":0}
+{"event_type":"x","user_id":"u"}
+{"event_type":"x","user_id":"u","timestamp":"soon"}
+{"event_type":"x","user_id":"u","timestamp":0,"event_id":["no"]}
+"#;
+
+async fn put(etl: &TestEtl, bucket: &str, key: &str, bytes: Vec<u8>) {
+    etl.store
+        .put(bucket, key, Body::Bytes(bytes), "application/x-ndjson")
+        .await
+        .unwrap();
+}
+
+/// (date, type) -> (events, estimated distinct users), summed over every aggregate partial.
+async fn read_aggregates(etl: &TestEtl, cfg: &Config) -> BTreeMap<(String, String), (u64, f64)> {
+    let mut merged: BTreeMap<(String, String), (u64, dataflow_core::sketch::SketchMerger)> =
+        BTreeMap::new();
+    for meta in etl
+        .store
+        .list(&cfg.lake_bucket, &cfg.layout.aggregates_prefix)
+        .await
+        .unwrap()
+    {
+        let date = cfg
+            .layout
+            .date_of_aggregate_key(&meta.key)
+            .unwrap()
+            .to_owned();
+        let bytes = etl
+            .store
+            .get(&cfg.lake_bucket, &meta.key)
+            .await
+            .unwrap()
+            .unwrap();
+        for row in decode_aggregate_rows(&bytes).unwrap() {
+            let e = merged
+                .entry((date.clone(), row.event_type.clone()))
+                .or_default();
+            e.0 += row.event_count;
+            e.1.add(&row.users);
+        }
+    }
+    merged
+        .into_iter()
+        .map(|(k, (n, m))| (k, (n, m.estimate().round())))
+        .collect()
+}
+
+async fn lake_keys(etl: &TestEtl, cfg: &Config) -> Vec<String> {
+    let mut keys: Vec<String> = etl
+        .store
+        .list(&cfg.lake_bucket, "")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.key)
+        .collect();
+    keys.sort();
+    keys
+}
+
+fn expected_known() -> BTreeMap<(String, String), (u64, f64)> {
+    [
+        (("2024-03-01", "click"), (3, 2.0)),
+        (("2024-03-01", "view"), (2, 2.0)),
+        (("2024-03-02", "click"), (1, 1.0)),
+        (("2024-03-02", "purchase"), (3, 2.0)),
+    ]
+    .into_iter()
+    .map(|((d, t), v)| ((d.to_owned(), t.to_owned()), v))
+    .collect()
+}
+
+#[tokio::test]
+async fn known_file_gives_exact_counts_and_all_outputs() {
+    let (cfg, etl) = setup().await;
+    put(
+        &etl,
+        &cfg.raw_bucket,
+        "incoming/known.jsonl",
+        KNOWN.as_bytes().to_vec(),
+    )
+    .await;
+    let out = etl
+        .process_object(ObjectRef::new(&cfg.raw_bucket, "incoming/known.jsonl"))
+        .await
+        .unwrap();
+    let ObjectOutcome::Processed(c) = out else {
+        panic!("{out:?}")
+    };
+    assert_eq!((c.accepted, c.rejected), (9, 9));
+    assert_eq!(read_aggregates(&etl, &cfg).await, expected_known());
+
+    // Curated events: typed columns, one file per date.
+    let keys = lake_keys(&etl, &cfg).await;
+    let events: Vec<&String> = keys.iter().filter(|k| k.starts_with("events/")).collect();
+    assert_eq!(events.len(), 2, "{keys:?}");
+    let mut rows = 0;
+    for k in &events {
+        let df = read_parquet_bytes(&etl.store.get(&cfg.lake_bucket, k).await.unwrap().unwrap())
+            .unwrap();
+        rows += df.height();
+    }
+    assert_eq!(rows, 9);
+
+    // Rejected report: one line per bad line, with its line number and reason.
+    let rejected = keys.iter().find(|k| k.starts_with("rejected/")).unwrap();
+    let report = String::from_utf8(
+        etl.store
+            .get(&cfg.lake_bucket, rejected)
+            .await
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    let mut got: Vec<(u64, String)> = report
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["line"].as_u64().unwrap(),
+                v["reason"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    got.sort();
+    let want: Vec<(u64, String)> = [
+        (11, "invalid_json"),
+        (12, "not_an_object"),
+        (13, "missing_event_type"),
+        (14, "invalid_event_type"),
+        (15, "missing_user_id"),
+        (16, "invalid_user_id"),
+        (17, "missing_timestamp"),
+        (18, "invalid_timestamp"),
+        (19, "invalid_event_id"),
+    ]
+    .into_iter()
+    .map(|(n, r)| (n, r.to_owned()))
+    .collect();
+    assert_eq!(got, want);
+
+    // Checkpoint and pipeline totals.
+    let p = etl.checkpoints.pipeline().await.unwrap();
+    assert_eq!(
+        (p.files_processed, p.events_accepted, p.events_rejected),
+        (1, 9, 9)
+    );
+    assert_eq!(
+        p.last_object.as_deref(),
+        Some(format!("s3://{}/incoming/known.jsonl", cfg.raw_bucket).as_str())
+    );
+    // Latest event: 2024-03-02T13:00:00Z.
+    assert_eq!(p.latest_event_time_us, Some(1_709_384_400_000_000));
+    let list = etl.checkpoints.list().await.unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].completion.as_ref().unwrap().output_keys.len(), 5);
+}
+
+#[tokio::test]
+async fn duplicate_and_concurrent_deliveries_count_once() {
+    let (cfg, etl) = setup().await;
+    put(
+        &etl,
+        &cfg.raw_bucket,
+        "dup.jsonl",
+        KNOWN.as_bytes().to_vec(),
+    )
+    .await;
+    let obj = ObjectRef::new(&cfg.raw_bucket, "dup.jsonl");
+    // 8 concurrent deliveries: exactly one processes, the others see a live lease or done.
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (etl, obj) = (etl.clone(), obj.clone());
+        set.spawn(async move { etl.process_object(obj).await });
+    }
+    let mut processed = 0;
+    while let Some(r) = set.join_next().await {
+        match r.unwrap() {
+            Ok(ObjectOutcome::Processed(_)) => processed += 1,
+            Ok(ObjectOutcome::AlreadyDone) | Err(EtlError::Busy { .. }) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(processed, 1);
+    let keys_once = lake_keys(&etl, &cfg).await;
+    // A redelivery after completion is skipped.
+    assert_eq!(
+        etl.process_object(obj).await.unwrap(),
+        ObjectOutcome::AlreadyDone
+    );
+    assert_eq!(read_aggregates(&etl, &cfg).await, expected_known());
+    assert_eq!(lake_keys(&etl, &cfg).await, keys_once);
+    let p = etl.checkpoints.pipeline().await.unwrap();
+    assert_eq!((p.files_processed, p.events_accepted), (1, 9));
+}
+
+#[tokio::test]
+async fn claim_of_a_killed_attempt_is_taken_over_after_its_lease() {
+    let (cfg, mut etl) = setup().await;
+    put(
+        &etl,
+        &cfg.raw_bucket,
+        "killed.jsonl",
+        KNOWN.as_bytes().to_vec(),
+    )
+    .await;
+    let mut obj = ObjectRef::new(&cfg.raw_bucket, "killed.jsonl");
+    obj.etag = etl
+        .store
+        .head(&cfg.raw_bucket, "killed.jsonl")
+        .await
+        .unwrap()
+        .unwrap()
+        .etag;
+    // An attempt claims with a 1.5 s lease and dies without finishing.
+    let ClaimOutcome::Acquired(dead) = etl
+        .checkpoints
+        .claim(&obj.checkpoint_id(), now_ms(), 1_500)
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    etl.lease_ms = 60_000;
+    assert!(matches!(
+        etl.process_object(obj.clone()).await,
+        Err(EtlError::Busy { .. })
+    ));
+    tokio::time::sleep(std::time::Duration::from_millis(1_700)).await;
+    assert!(matches!(
+        etl.process_object(obj.clone()).await.unwrap(),
+        ObjectOutcome::Processed(_)
+    ));
+    let rec = etl
+        .checkpoints
+        .get(&obj.checkpoint_id())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rec.attempts, 2);
+    // The dead attempt coming back cannot complete a second time.
+    let c = rec.completion.unwrap();
+    assert!(!etl.checkpoints.complete(&dead, &c, now_ms()).await.unwrap());
+    let p = etl.checkpoints.pipeline().await.unwrap();
+    assert_eq!((p.files_processed, p.events_accepted), (1, 9));
+}
+
+#[tokio::test]
+async fn gzip_odd_keys_empty_and_all_bad_objects() {
+    let (cfg, etl) = setup().await;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(KNOWN.as_bytes()).unwrap();
+    let odd_key = "year=2024/my events é 1.jsonl.gz";
+    put(&etl, &cfg.raw_bucket, odd_key, gz.finish().unwrap()).await;
+    put(&etl, &cfg.raw_bucket, "empty.jsonl", Vec::new()).await;
+    put(
+        &etl,
+        &cfg.raw_bucket,
+        "bad.ndjson",
+        b"nope\n{\"event_type\":1}\n".to_vec(),
+    )
+    .await;
+
+    // The notification as S3 encodes keys: '+' for space, %3D for '=', UTF-8 percent-escaped.
+    let record = |key: &str| {
+        json!({"eventSource":"aws:s3","eventName":"ObjectCreated:Put",
+        "s3":{"bucket":{"name":cfg.raw_bucket},"object":{"key":key}}})
+    };
+    let event = json!({"Records":[
+        record("year%3D2024/my+events+%C3%A9+1.jsonl.gz"), record("empty.jsonl"), record("bad.ndjson")]});
+    let report = etl.handle(parse_trigger(&event).unwrap()).await;
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    let counts: Vec<(u64, u64, usize)> = report
+        .outcomes
+        .iter()
+        .map(|o| match o {
+            ObjectOutcome::Processed(c) => (c.accepted, c.rejected, c.output_keys.len()),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    // gzip: 9 good + 9 bad, 5 outputs; empty: nothing; all bad: only the report.
+    assert_eq!(counts, vec![(9, 9, 5), (0, 0, 0), (0, 2, 1)]);
+    assert_eq!(read_aggregates(&etl, &cfg).await, expected_known());
+    let p = etl.checkpoints.pipeline().await.unwrap();
+    assert_eq!(
+        (p.files_processed, p.events_accepted, p.events_rejected),
+        (3, 9, 11)
+    );
+}
+
+#[tokio::test]
+async fn sqs_batch_reports_only_the_failing_message() {
+    let (cfg, etl) = setup().await;
+    put(
+        &etl,
+        &cfg.raw_bucket,
+        "good.jsonl",
+        KNOWN.as_bytes().to_vec(),
+    )
+    .await;
+    // Gzip magic followed by garbage: a processing error, not bad lines.
+    put(
+        &etl,
+        &cfg.raw_bucket,
+        "corrupt.jsonl.gz",
+        vec![0x1f, 0x8b, 0x08, 0, 1, 2, 3, 4, 5, 6, 7],
+    )
+    .await;
+    let body = |key: &str| {
+        json!({"Records":[{"eventSource":"aws:s3","eventName":"ObjectCreated:Put",
+        "s3":{"bucket":{"name":cfg.raw_bucket},"object":{"key":key}}}]})
+        .to_string()
+    };
+    let event = json!({"Records":[
+        {"messageId":"m-good","eventSource":"aws:sqs","body":body("good.jsonl")},
+        {"messageId":"m-bad","eventSource":"aws:sqs","body":body("corrupt.jsonl.gz")},
+        {"messageId":"m-test","eventSource":"aws:sqs","body":"{\"Event\":\"s3:TestEvent\"}"},
+    ]});
+    let report = etl.handle(parse_trigger(&event).unwrap()).await;
+    assert_eq!(report.failed_message_ids, vec!["m-bad".to_owned()]);
+    let failed: Vec<_> = etl
+        .checkpoints
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.error.is_some())
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert!(failed[0].id.contains("corrupt.jsonl.gz"));
+    assert_eq!(etl.checkpoints.pipeline().await.unwrap().events_accepted, 9);
+}
+
+#[tokio::test]
+async fn forget_and_backfill_reprocess_without_double_counting() {
+    let (cfg, etl) = setup().await;
+    put(&etl, &cfg.raw_bucket, "a.jsonl", KNOWN.as_bytes().to_vec()).await;
+    put(&etl, &cfg.raw_bucket, "b.jsonl", KNOWN.as_bytes().to_vec()).await;
+    // Objects that arrived before notifications existed.
+    let r = etl.backfill(&cfg.raw_bucket, "").await.unwrap();
+    assert_eq!(
+        r.outcomes
+            .iter()
+            .filter(|o| matches!(o, ObjectOutcome::Processed(_)))
+            .count(),
+        2
+    );
+    // Force a full reprocess: forget every checkpoint, backfill again.
+    for c in etl.checkpoints.list().await.unwrap() {
+        assert!(etl.checkpoints.forget(&c.id).await.unwrap());
+    }
+    assert_eq!(etl.checkpoints.pipeline().await.unwrap().files_processed, 0);
+    etl.backfill(&cfg.raw_bucket, "").await.unwrap();
+    let p = etl.checkpoints.pipeline().await.unwrap();
+    assert_eq!((p.files_processed, p.events_accepted), (2, 18));
+    let doubled: BTreeMap<_, _> = expected_known()
+        .into_iter()
+        .map(|(k, (n, u))| (k, (n * 2, u)))
+        .collect();
+    assert_eq!(read_aggregates(&etl, &cfg).await, doubled);
+}
