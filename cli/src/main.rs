@@ -62,6 +62,13 @@ enum Command {
     Checkpoints,
     /// Create the buckets and the checkpoint table named by the configuration (idempotent).
     Setup,
+    /// Merge each date's aggregate files into one (what the scheduled ETL run does).
+    Compact,
+    /// Serve the HTTP APIs locally, under the same paths as API Gateway.
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:3000")]
+        addr: String,
+    },
 }
 
 #[tokio::main]
@@ -130,6 +137,19 @@ async fn main() -> Result<()> {
             );
             Ok(())
         }
+        Command::Compact => {
+            let (_, etl) = aws_etl().await?;
+            let report = etl.handle(dataflow_core::trigger::Trigger::Compact).await;
+            println!(
+                "{}",
+                json!({"compacted_dates": report.compacted, "errors": report.errors})
+            );
+            if !report.errors.is_empty() {
+                bail!("compaction failed");
+            }
+            Ok(())
+        }
+        Command::Serve { addr } => serve(&addr).await,
         Command::Setup => {
             let cfg = Config::from_env()?;
             let clients = Clients::new(&cfg).await;
@@ -239,5 +259,31 @@ async fn local_etl(
     if !report.errors.is_empty() {
         bail!("{} file(s) failed", report.errors.len());
     }
+    Ok(())
+}
+
+async fn serve(addr: &str) -> Result<()> {
+    let cfg = Config::from_env()?;
+    let clients = Clients::new(&cfg).await;
+    let store: Arc<dyn dataflow_core::storage::ObjectStore> =
+        Arc::new(S3Store::new(clients.s3.clone()));
+    let checkpoints: Arc<dyn CheckpointStore> = Arc::new(DynamoCheckpoints::new(
+        clients.dynamodb.clone(),
+        cfg.checkpoint_table.clone(),
+    ));
+    let refresh = std::time::Duration::from_secs(cfg.cache_seconds);
+    let analytics = analytics_api::router(Arc::new(analytics_api::AppState::new(
+        store,
+        checkpoints,
+        &cfg,
+        refresh,
+    )));
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    eprintln!(
+        "serving on http://{addr}: /health /analytics/metrics /analytics/summary /openapi.json"
+    );
+    axum::serve(listener, analytics).await?;
     Ok(())
 }

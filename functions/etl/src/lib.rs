@@ -52,5 +52,7 @@ pub async fn handle<S: ObjectStore, C: CheckpointStore>(
             errors: report.errors.join("; "),
         });
     }
-    Ok(serde_json::json!({ "processed": report.outcomes.len() }))
+    Ok(
+        serde_json::json!({ "processed": report.outcomes.len(), "compacted_dates": report.compacted }),
+    )
 }

@@ -143,6 +143,17 @@ impl ObjectStore for S3Store {
         Ok(())
     }
 
+    async fn ping(&self, bucket: &str) -> Result<(), StoreError> {
+        self.client
+            .list_objects_v2()
+            .bucket(bucket)
+            .max_keys(1)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| other("LIST", bucket, "", &e))
+    }
+
     async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
         let mut out = Vec::new();
         let mut token: Option<String> = None;

@@ -120,9 +120,23 @@ pub trait CheckpointStore: Send + Sync + 'static {
     /// Deletes a record so the object is processed again, taking a done record's counts back out
     /// of the totals in the same step. Returns whether a record existed.
     async fn forget(&self, id: &str) -> Result<bool, CheckpointError>;
+    /// A named mutual-exclusion lease (e.g. one compaction per date). `None` when held by a live
+    /// owner; an expired lease is taken over.
+    async fn acquire_lock(
+        &self,
+        name: &str,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<Option<Claim>, CheckpointError>;
+    /// Releases a lock if still held by `claim`.
+    async fn release_lock(&self, claim: &Claim) -> Result<(), CheckpointError>;
 }
 
-type MemoryState = (BTreeMap<String, ObjectCheckpoint>, PipelineState);
+type MemoryState = (
+    BTreeMap<String, ObjectCheckpoint>,
+    PipelineState,
+    BTreeMap<String, (String, i64)>,
+);
 
 /// In-memory implementation with the same semantics, for unit tests of the orchestration.
 #[derive(Debug, Default)]
@@ -185,7 +199,7 @@ impl CheckpointStore for MemoryCheckpoints {
         now_ms: i64,
     ) -> Result<bool, CheckpointError> {
         let mut g = self.lock()?;
-        let (objects, pipe) = &mut *g;
+        let (objects, pipe, _) = &mut *g;
         let Some(rec) = objects.get_mut(&claim.id) else {
             return Ok(false);
         };
@@ -232,7 +246,7 @@ impl CheckpointStore for MemoryCheckpoints {
 
     async fn forget(&self, id: &str) -> Result<bool, CheckpointError> {
         let mut g = self.lock()?;
-        let (objects, pipe) = &mut *g;
+        let (objects, pipe, _) = &mut *g;
         let Some(rec) = objects.remove(id) else {
             return Ok(false);
         };
@@ -243,5 +257,32 @@ impl CheckpointStore for MemoryCheckpoints {
             pipe.bytes_processed = pipe.bytes_processed.saturating_sub(c.bytes);
         }
         Ok(true)
+    }
+
+    async fn acquire_lock(
+        &self,
+        name: &str,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<Option<Claim>, CheckpointError> {
+        let mut g = self.lock()?;
+        if g.2.get(name).is_some_and(|(_, until)| *until > now_ms) {
+            return Ok(None);
+        }
+        let owner = uuid::Uuid::new_v4().to_string();
+        g.2.insert(name.into(), (owner.clone(), now_ms + lease_ms));
+        Ok(Some(Claim {
+            id: name.into(),
+            owner,
+            attempt: 1,
+        }))
+    }
+
+    async fn release_lock(&self, claim: &Claim) -> Result<(), CheckpointError> {
+        let mut g = self.lock()?;
+        if g.2.get(&claim.id).is_some_and(|(o, _)| *o == claim.owner) {
+            g.2.remove(&claim.id);
+        }
+        Ok(())
     }
 }

@@ -36,6 +36,9 @@ pub struct Config {
     pub max_line_bytes: usize,
     /// Write curated events Parquet as well as aggregates (`ETL_WRITE_EVENTS`).
     pub write_events: bool,
+    /// How long the APIs trust what they cached before revalidating (`CACHE_SECONDS`): new data
+    /// shows up within this delay.
+    pub cache_seconds: u64,
     /// Endpoint override for every AWS client (`AWS_ENDPOINT_URL`): LocalStack or moto.
     pub endpoint_url: Option<String>,
     /// `AWS_REGION` (or `AWS_DEFAULT_REGION`); defaults to us-east-1 when an endpoint is set.
@@ -161,6 +164,7 @@ impl Config {
                 256..=(64 << 20),
             )?,
             write_events,
+            cache_seconds: number("CACHE_SECONDS", get("CACHE_SECONDS"), 30, 0..=3600)?,
             endpoint_url,
             region: get("AWS_REGION").or_else(|| get("AWS_DEFAULT_REGION")),
         };

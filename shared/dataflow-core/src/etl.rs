@@ -64,6 +64,8 @@ pub struct TriggerReport {
     /// SQS message ids to report as `batchItemFailures`.
     pub failed_message_ids: Vec<String>,
     pub errors: Vec<String>,
+    /// Dates compacted by a scheduled run.
+    pub compacted: usize,
 }
 
 pub fn now_ms() -> i64 {
@@ -87,6 +89,19 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
     pub async fn handle(&self, trigger: Trigger) -> TriggerReport {
         let mut report = TriggerReport::default();
         match trigger {
+            Trigger::Compact => {
+                let r = crate::compaction::compact_all(
+                    self.store.as_ref(),
+                    self.checkpoints.as_ref(),
+                    &self.lake_bucket,
+                    &self.layout,
+                )
+                .await;
+                match r {
+                    Ok(done) => report.compacted = done.len(),
+                    Err(e) => report.errors.push(e.to_string()),
+                }
+            }
             Trigger::S3(objects) => {
                 for obj in objects {
                     match self.process_object(obj).await {

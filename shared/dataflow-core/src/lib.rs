@@ -4,7 +4,9 @@
 //! [`checkpoint::CheckpointStore`] traits that `dataflow-aws` implements.
 
 pub mod aggregate;
+pub mod analytics;
 pub mod checkpoint;
+pub mod compaction;
 pub mod config;
 pub mod etl;
 pub mod event;

@@ -51,8 +51,20 @@ pub struct AggregateRow {
     pub max_time_us: i64,
 }
 
+/// Parquet key-value metadata naming the files a compacted aggregate replaces.
+pub const COVERS_KEY: &str = "dataflow.covers";
+
 /// Encodes one date's groups as a Parquet file (zstd), rows sorted by event type.
 pub fn encode_aggregate_rows(rows: &[AggregateRow]) -> Result<Vec<u8>, ParquetError> {
+    encode_aggregate_file(rows, &[])
+}
+
+/// Like [`encode_aggregate_rows`], recording in the file's metadata which files it replaces
+/// (compaction), so readers can skip those even before they are deleted.
+pub fn encode_aggregate_file(
+    rows: &[AggregateRow],
+    covers: &[String],
+) -> Result<Vec<u8>, ParquetError> {
     let height = rows.len();
     let types: Vec<&str> = rows.iter().map(|r| r.event_type.as_str()).collect();
     let counts: Vec<u64> = rows.iter().map(|r| r.event_count).collect();
@@ -75,10 +87,27 @@ pub fn encode_aggregate_rows(rows: &[AggregateRow]) -> Result<Vec<u8>, ParquetEr
         ],
     )?;
     let mut out = Vec::new();
+    let metadata = (!covers.is_empty())
+        .then(|| KeyValueMetadata::from_static(vec![(COVERS_KEY.to_owned(), covers.join(","))]));
     ParquetWriter::new(&mut out)
         .with_compression(ParquetCompression::Zstd(None))
+        .with_key_value_metadata(metadata)
         .finish(&mut df)?;
     Ok(out)
+}
+
+/// The file names (without `.parquet`) a compacted aggregate file covers; empty for a partial.
+pub fn aggregate_covers(bytes: &[u8]) -> Result<Vec<String>, ParquetError> {
+    let mut reader = ParquetReader::new(Cursor::new(bytes));
+    let meta = reader.get_metadata()?;
+    Ok(meta
+        .key_value_metadata()
+        .iter()
+        .flatten()
+        .filter(|kv| kv.key == COVERS_KEY)
+        .filter_map(|kv| kv.value.as_deref())
+        .flat_map(|v| v.split(',').filter(|s| !s.is_empty()).map(str::to_owned))
+        .collect())
 }
 
 /// Per-date rows of an [`Aggregates`], sorted by date then type.

@@ -57,6 +57,10 @@ pub trait ObjectStore: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
     async fn delete(&self, bucket: &str, key: &str) -> Result<(), StoreError>;
     async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError>;
+    /// A cheap reachability check of a bucket (health endpoints).
+    async fn ping(&self, bucket: &str) -> Result<(), StoreError> {
+        self.list(bucket, "\u{10FFFF}").await.map(|_| ())
+    }
 }
 
 type Objects = BTreeMap<(String, String), Vec<u8>>;

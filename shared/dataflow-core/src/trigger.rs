@@ -13,6 +13,8 @@ pub enum Trigger {
     S3(Vec<ObjectRef>),
     /// An SQS batch: each message's objects, or why the message could not be read.
     Sqs(Vec<SqsMessage>),
+    /// A scheduled run (EventBridge schedule, or `{"action": "compact"}`): compact the lake.
+    Compact,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +54,11 @@ pub fn parse_trigger(event: &Value) -> Result<Trigger, TriggerError> {
     }
     if event.get("source").and_then(Value::as_str) == Some("aws.s3") {
         return parse_eventbridge(event).map(|o| Trigger::S3(o.into_iter().collect()));
+    }
+    let scheduled = event.get("source").and_then(Value::as_str) == Some("aws.events")
+        && event.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event");
+    if scheduled || event.get("action").and_then(Value::as_str) == Some("compact") {
+        return Ok(Trigger::Compact);
     }
     Err(TriggerError::Unrecognised(
         "expected an S3 notification, an SQS batch or an EventBridge S3 event".into(),
@@ -220,6 +227,12 @@ mod tests {
         };
         assert_eq!(objs[0].key, "a b.jsonl");
         assert!(parse_trigger(&json!({"hello":1})).is_err());
+        let sched = json!({"source":"aws.events","detail-type":"Scheduled Event","detail":{}});
+        assert_eq!(parse_trigger(&sched), Ok(Trigger::Compact));
+        assert_eq!(
+            parse_trigger(&json!({"action":"compact"})),
+            Ok(Trigger::Compact)
+        );
         assert!(decode_key("%FF").is_err());
     }
 }

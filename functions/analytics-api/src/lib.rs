@@ -1,0 +1,408 @@
+//! The Analytics API router. The same router serves API Gateway (through `lambda_http`),
+//! `cargo lambda watch`, a plain local server and in-process tests.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use dataflow_core::analytics::{Filter, LakeError, LakeReader, Snapshot};
+use dataflow_core::checkpoint::{CheckpointStore, PipelineState};
+use dataflow_core::event::parse_date;
+use dataflow_core::storage::ObjectStore;
+use serde_json::{json, Value};
+use tokio::sync::Mutex;
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+const OPENAPI: &str = include_str!("../openapi.json");
+pub const MAX_LIMIT: usize = 1000;
+const DEFAULT_LIMIT: usize = 100;
+
+pub struct AppState {
+    pub lake: LakeReader,
+    pub store: Arc<dyn ObjectStore>,
+    pub checkpoints: Arc<dyn CheckpointStore>,
+    pub lake_bucket: String,
+    pub raw_bucket: String,
+    /// How long cached reads (lake listing, pipeline totals) are trusted.
+    pub refresh: Duration,
+    pub health_timeout: Duration,
+    pipeline: Mutex<Option<(Instant, PipelineState)>>,
+    /// Rendered answers by (snapshot generation, path + query): dashboards repeat queries.
+    answers: Mutex<(u64, HashMap<String, Value>)>,
+}
+
+impl AppState {
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        checkpoints: Arc<dyn CheckpointStore>,
+        cfg: &dataflow_core::config::Config,
+        refresh: Duration,
+    ) -> Self {
+        Self {
+            lake: LakeReader::new(
+                store.clone(),
+                cfg.lake_bucket.clone(),
+                cfg.layout.clone(),
+                refresh,
+            ),
+            store,
+            checkpoints,
+            lake_bucket: cfg.lake_bucket.clone(),
+            raw_bucket: cfg.raw_bucket.clone(),
+            refresh,
+            health_timeout: Duration::from_secs(2),
+            pipeline: Mutex::new(None),
+            answers: Mutex::new((0, HashMap::new())),
+        }
+    }
+
+    async fn pipeline(&self) -> Result<PipelineState, ApiError> {
+        let mut cached = self.pipeline.lock().await;
+        if let Some((at, p)) = cached.as_ref() {
+            if at.elapsed() < self.refresh {
+                return Ok(p.clone());
+            }
+        }
+        let p = self
+            .checkpoints
+            .pipeline()
+            .await
+            .map_err(|e| ApiError::unavailable("checkpoints_unavailable", e.to_string()))?;
+        *cached = Some((Instant::now(), p.clone()));
+        Ok(p)
+    }
+}
+
+/// The stable error shape: `{"error": code, "message": text[, "parameter": name]}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    parameter: Option<String>,
+}
+
+impl ApiError {
+    fn bad_param(parameter: &str, message: String) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid_parameter",
+            message,
+            parameter: Some(parameter.into()),
+        }
+    }
+    fn unavailable(code: &'static str, message: String) -> Self {
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code,
+            message,
+            parameter: None,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({"error": self.code, "message": self.message});
+        if let Some(p) = self.parameter {
+            body["parameter"] = json!(p);
+        }
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<LakeError> for ApiError {
+    fn from(e: LakeError) -> Self {
+        tracing::error!(error = %e, "lake read failed");
+        ApiError::unavailable(
+            "lake_unavailable",
+            format!("cannot read the analytics lake: {e}"),
+        )
+    }
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/analytics/metrics", get(metrics))
+        .route("/analytics/summary", get(summary))
+        .route("/openapi.json", get(openapi))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        code: "not_found",
+        message: format!("no route for {}", uri.path()),
+        parameter: None,
+    }
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        code: "method_not_allowed",
+        message: "only GET is supported".into(),
+        parameter: None,
+    }
+}
+
+async fn openapi() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
+        .into_response()
+}
+
+async fn health(State(st): State<Arc<AppState>>) -> Response {
+    let t = st.health_timeout;
+    let lake = tokio::time::timeout(t, st.store.ping(&st.lake_bucket)).await;
+    let pipe = tokio::time::timeout(t, st.checkpoints.pipeline()).await;
+    let check = |ok: bool, err: Option<String>| json!({"reachable": ok, "error": err});
+    let lake_v = match lake {
+        Ok(Ok(())) => check(true, None),
+        Ok(Err(e)) => check(false, Some(e.to_string())),
+        Err(_) => check(
+            false,
+            Some(format!("no answer within {} ms", t.as_millis())),
+        ),
+    };
+    let (table_v, watermark) = match pipe {
+        Ok(Ok(p)) => (
+            check(true, None),
+            json!({
+                "last_object": p.last_object,
+                "last_processed_at": p.last_processed_ms.map(rfc3339_ms),
+                "latest_event_time": p.latest_event_time_us.map(|us| rfc3339_ms(us / 1000)),
+                "files_processed": p.files_processed,
+            }),
+        ),
+        Ok(Err(e)) => (check(false, Some(e.to_string())), Value::Null),
+        Err(_) => (
+            check(
+                false,
+                Some(format!("no answer within {} ms", t.as_millis())),
+            ),
+            Value::Null,
+        ),
+    };
+    let healthy = lake_v["reachable"] == true && table_v["reachable"] == true;
+    let body = json!({
+        "status": if healthy { "ok" } else { "degraded" },
+        "version": VERSION,
+        "checks": {"lake": lake_v, "checkpoint_table": table_v},
+        "watermark": watermark,
+    });
+    let code = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body)).into_response()
+}
+
+fn rfc3339_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+/// Parsed query: every parameter checked against the endpoint's list.
+struct Params(Vec<(String, String)>);
+
+impl Params {
+    fn parse(raw: Option<&str>, allowed: &[&str]) -> Result<Self, ApiError> {
+        let pairs: Vec<(String, String)> = form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        for (k, _) in &pairs {
+            if !allowed.contains(&k.as_str()) {
+                return Err(ApiError::bad_param(
+                    k,
+                    format!("unknown parameter '{k}'; allowed: {}", allowed.join(", ")),
+                ));
+            }
+        }
+        Ok(Self(pairs))
+    }
+    fn one(&self, name: &str) -> Result<Option<&str>, ApiError> {
+        let mut it = self.0.iter().filter(|(k, _)| k == name);
+        let first = it.next().map(|(_, v)| v.as_str());
+        if it.next().is_some() {
+            return Err(ApiError::bad_param(
+                name,
+                format!("'{name}' may be given once"),
+            ));
+        }
+        Ok(first)
+    }
+    fn all(&self, name: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+    fn date(&self, name: &str) -> Result<Option<i32>, ApiError> {
+        match self.one(name)? {
+            None => Ok(None),
+            Some(v) => parse_date(v).map(Some).ok_or_else(|| {
+                ApiError::bad_param(
+                    name,
+                    format!("'{name}' must be a date YYYY-MM-DD, got '{v}'"),
+                )
+            }),
+        }
+    }
+}
+
+fn filter(p: &Params, snap: &Snapshot) -> Result<Filter, ApiError> {
+    let (from, to) = (p.date("from")?, p.date("to")?);
+    if let (Some(f), Some(t)) = (from, to) {
+        if f > t {
+            return Err(ApiError::bad_param("from", "'from' is after 'to'".into()));
+        }
+    }
+    let mut types = Vec::new();
+    for t in p.all("event_type") {
+        if t.is_empty() {
+            return Err(ApiError::bad_param(
+                "event_type",
+                "'event_type' must not be empty".into(),
+            ));
+        }
+        if !snap.event_types().contains(t) {
+            let known: Vec<&str> = snap
+                .event_types()
+                .iter()
+                .map(String::as_str)
+                .take(50)
+                .collect();
+            return Err(ApiError::bad_param(
+                "event_type",
+                format!("unknown event_type '{t}'; known: {}", known.join(", ")),
+            ));
+        }
+        types.push(t.to_owned());
+    }
+    Ok(Filter { from, to, types })
+}
+
+/// The snapshot, or 503 "analytics not ready" before the ETL has produced anything.
+async fn ready(st: &AppState) -> Result<(Arc<Snapshot>, u64), ApiError> {
+    let (snap, generation) = st.lake.snapshot().await?;
+    if snap.is_empty() {
+        return Err(ApiError::unavailable(
+            "analytics_not_ready",
+            format!(
+                "no aggregates in s3://{}/ yet: run the ETL first (drop JSON Lines files in s3://{}/, or run `dataflow backfill` for files already there)",
+                st.lake_bucket, st.raw_bucket
+            ),
+        ));
+    }
+    Ok((snap, generation))
+}
+
+async fn cached(st: &AppState, generation: u64, key: &str) -> Option<Value> {
+    let answers = st.answers.lock().await;
+    (answers.0 == generation)
+        .then(|| answers.1.get(key).cloned())
+        .flatten()
+}
+
+async fn remember(st: &AppState, generation: u64, key: String, v: &Value) {
+    let mut answers = st.answers.lock().await;
+    if answers.0 != generation || answers.1.len() >= 1024 {
+        *answers = (generation, HashMap::new());
+    }
+    answers.1.insert(key, v.clone());
+}
+
+async fn metrics(
+    State(st): State<Arc<AppState>>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let p = Params::parse(
+        q.as_deref(),
+        &["from", "to", "event_type", "limit", "cursor"],
+    )?;
+    let (snap, generation) = ready(&st).await?;
+    let key = format!("m?{}", q.as_deref().unwrap_or(""));
+    if let Some(v) = cached(&st, generation, &key).await {
+        return Ok(Json(v));
+    }
+    let f = filter(&p, &snap)?;
+    let limit = match p.one("limit")? {
+        None => DEFAULT_LIMIT,
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+            _ => {
+                return Err(ApiError::bad_param(
+                    "limit",
+                    format!("'limit' must be 1..={MAX_LIMIT}, got '{v}'"),
+                ))
+            }
+        },
+    };
+    let after = match p.one("cursor")? {
+        None => None,
+        Some(c) => Some(
+            decode_cursor(c)
+                .ok_or_else(|| ApiError::bad_param("cursor", "invalid cursor".into()))?,
+        ),
+    };
+    let (rows, next) = snap.metrics(&f, limit, after.as_ref());
+    let v = json!({"metrics": rows, "count": rows.len(), "next_cursor": next.map(|k| encode_cursor(&k))});
+    remember(&st, generation, key, &v).await;
+    Ok(Json(v))
+}
+
+async fn summary(
+    State(st): State<Arc<AppState>>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let p = Params::parse(q.as_deref(), &["from", "to", "event_type"])?;
+    let (snap, generation) = ready(&st).await?;
+    let pipeline = st.pipeline().await?;
+    let key = format!("s?{}", q.as_deref().unwrap_or(""));
+    let mut v = match cached(&st, generation, &key).await {
+        Some(v) => v,
+        None => {
+            let f = filter(&p, &snap)?;
+            let s = snap.summary(&f);
+            let v = json!({
+                "total_events": s.total_events,
+                "events_by_type": s.events_by_type,
+                "date_range": {"start": s.start, "end": s.end},
+                "unique_users_daily_sum": s.unique_users_daily_sum,
+                "unique_users": s.unique_users,
+            });
+            remember(&st, generation, key, &v).await;
+            v
+        }
+    };
+    v["files_processed"] = json!(pipeline.files_processed);
+    v["last_processed_at"] = json!(pipeline.last_processed_ms.map(rfc3339_ms));
+    Ok(Json(v))
+}
+
+/// Cursors are opaque to clients: the hex of the last row's key.
+fn encode_cursor(k: &(i32, String)) -> String {
+    hex::encode(format!("v1|{}|{}", k.0, k.1))
+}
+
+fn decode_cursor(c: &str) -> Option<(i32, String)> {
+    let text = String::from_utf8(hex::decode(c).ok()?).ok()?;
+    let rest = text.strip_prefix("v1|")?;
+    let (d, t) = rest.split_once('|')?;
+    Some((d.parse().ok()?, t.to_owned()))
+}

@@ -1,0 +1,140 @@
+//! End to end against the emulator: ETL some files into S3 and DynamoDB, then the API answers
+//! exactly; after compaction the answers are identical; a new file shows up after the
+//! revalidation delay.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use dataflow_aws::{DynamoCheckpoints, S3Store};
+use dataflow_core::etl::Etl;
+use dataflow_core::source::ObjectRef;
+use dataflow_core::storage::{Body as Upload, ObjectStore};
+use dataflow_core::trigger::Trigger;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+async fn get(app: &axum::Router, uri: &str) -> (StatusCode, Value) {
+    let resp = app
+        .clone()
+        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap())
+}
+
+fn file(day: u32, users: std::ops::Range<u32>, types: &[&str]) -> Vec<u8> {
+    let mut s = String::new();
+    for u in users {
+        for t in types {
+            s.push_str(&format!("{{\"user_id\":\"user-{u}\",\"event_type\":\"{t}\",\"timestamp\":\"2024-05-{day:02}T12:00:00Z\"}}\n"));
+        }
+    }
+    s.into_bytes()
+}
+
+#[tokio::test]
+async fn etl_then_api_then_compaction_then_new_data() {
+    let cfg = dataflow_testkit::config();
+    let clients = dataflow_testkit::provision(&cfg).await;
+    let store = Arc::new(S3Store::new(clients.s3.clone()));
+    let ckpt = Arc::new(DynamoCheckpoints::new(
+        clients.dynamodb.clone(),
+        cfg.checkpoint_table.clone(),
+    ));
+    let etl = Etl::new(store.clone(), ckpt.clone(), &cfg);
+    let refresh = Duration::from_millis(500);
+    let app = analytics_api::router(Arc::new(analytics_api::AppState::new(
+        store.clone(),
+        ckpt.clone(),
+        &cfg,
+        refresh,
+    )));
+
+    let (s, v) = get(&app, "/analytics/summary").await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("analytics_not_ready"))
+    );
+    let (s, v) = get(&app, "/health").await;
+    assert_eq!((s, v["status"].as_str()), (StatusCode::OK, Some("ok")));
+
+    // Three files over two days: 0..100 x {click, view} on day 1, 50..150 x {click} twice on day 2.
+    let files = [
+        ("d1.jsonl", file(1, 0..100, &["click", "view"])),
+        ("d2a.jsonl", file(2, 50..150, &["click"])),
+        ("d2b.jsonl", file(2, 50..150, &["click"])),
+    ];
+    for (k, bytes) in files {
+        store
+            .put(
+                &cfg.raw_bucket,
+                k,
+                Upload::Bytes(bytes),
+                "application/x-ndjson",
+            )
+            .await
+            .unwrap();
+        etl.process_object(ObjectRef::new(&cfg.raw_bucket, k))
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(refresh).await;
+    let (s, before) = get(&app, "/analytics/summary").await;
+    assert_eq!(s, StatusCode::OK, "{before}");
+    assert_eq!(before["total_events"], 400);
+    assert_eq!(before["events_by_type"], json!({"click": 300, "view": 100}));
+    assert_eq!(before["unique_users_daily_sum"], 200);
+    assert_eq!(before["unique_users"], 150);
+    assert_eq!(before["files_processed"], 3);
+    let (_, metrics_before) = get(&app, "/analytics/metrics").await;
+    assert_eq!(
+        metrics_before["metrics"],
+        json!([
+            {"event_date": "2024-05-01", "event_type": "click", "event_count": 100, "unique_users": 100},
+            {"event_date": "2024-05-01", "event_type": "view", "event_count": 100, "unique_users": 100},
+            {"event_date": "2024-05-02", "event_type": "click", "event_count": 200, "unique_users": 100},
+        ])
+    );
+
+    // Compaction (the scheduled run): one file per date, identical answers.
+    let report = etl.handle(Trigger::Compact).await;
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!(
+        report.compacted, 1,
+        "only 2024-05-02 had more than one file"
+    );
+    let aggs = store
+        .list(&cfg.lake_bucket, &cfg.layout.aggregates_prefix)
+        .await
+        .unwrap();
+    assert_eq!(aggs.len(), 2, "{aggs:?}");
+    tokio::time::sleep(refresh).await;
+    let (_, after) = get(&app, "/analytics/summary").await;
+    assert_eq!(after, before);
+    let (_, metrics_after) = get(&app, "/analytics/metrics").await;
+    assert_eq!(metrics_after, metrics_before);
+
+    // A new file shows up after the revalidation delay.
+    store
+        .put(
+            &cfg.raw_bucket,
+            "d3.jsonl",
+            Upload::Bytes(file(3, 1000..1010, &["buy"])),
+            "application/x-ndjson",
+        )
+        .await
+        .unwrap();
+    etl.process_object(ObjectRef::new(&cfg.raw_bucket, "d3.jsonl"))
+        .await
+        .unwrap();
+    tokio::time::sleep(refresh).await;
+    let (_, v) = get(&app, "/analytics/summary").await;
+    assert_eq!(v["total_events"], 410);
+    assert_eq!(v["unique_users"], 160);
+    assert_eq!(v["files_processed"], 4);
+}

@@ -1,0 +1,605 @@
+//! The analytics read model: daily aggregate partials from the lake, merged into per
+//! (event_date, event_type) cells, with a segment tree of per-day merged sketches so that the
+//! distinct users of any date range cost O(log days) sketch unions.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Mutex;
+
+use crate::event::{format_date, parse_date};
+use crate::parquet::{aggregate_covers, decode_aggregate_rows, AggregateRow, ParquetError};
+use crate::sketch::{SketchMerger, UserSketch};
+use crate::source::Layout;
+use crate::storage::{ObjectStore, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LakeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("aggregate file {key}: {source}")]
+    Decode {
+        key: String,
+        #[source]
+        source: ParquetError,
+    },
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// One decoded aggregate file.
+#[derive(Debug, Clone)]
+pub struct AggregateFile {
+    pub key: String,
+    pub date: i32,
+    /// File name without `.parquet`: what compacted files list in their coverage.
+    pub name: String,
+    pub rows: Vec<AggregateRow>,
+    pub covers: Vec<String>,
+}
+
+impl AggregateFile {
+    pub fn decode(layout: &Layout, key: &str, bytes: &[u8]) -> Result<Option<Self>, LakeError> {
+        let Some(date) = layout.date_of_aggregate_key(key).and_then(parse_date) else {
+            return Ok(None);
+        };
+        let name = key
+            .rsplit('/')
+            .next()
+            .and_then(|n| n.strip_suffix(".parquet"))
+            .unwrap_or(key)
+            .to_owned();
+        let err = |source| LakeError::Decode {
+            key: key.to_owned(),
+            source,
+        };
+        Ok(Some(Self {
+            key: key.to_owned(),
+            date,
+            name,
+            rows: decode_aggregate_rows(bytes).map_err(err)?,
+            covers: aggregate_covers(bytes).map_err(err)?,
+        }))
+    }
+}
+
+/// The files of one date that count: the compacted file with the widest coverage, and every file
+/// it does not cover. Compactions of a date are serialized by a lock and each covers the previous
+/// one, so coverages are nested and nothing is counted twice or missed.
+pub fn effective_files<'a>(files: &[&'a AggregateFile]) -> Vec<&'a AggregateFile> {
+    let best = files
+        .iter()
+        .filter(|f| !f.covers.is_empty())
+        .max_by(|a, b| {
+            a.covers
+                .len()
+                .cmp(&b.covers.len())
+                .then_with(|| a.name.cmp(&b.name))
+        });
+    let Some(best) = best else {
+        return files.to_vec();
+    };
+    let covered: BTreeSet<&str> = best.covers.iter().map(String::as_str).collect();
+    files
+        .iter()
+        .filter(|f| f.name == best.name || !covered.contains(f.name.as_str()))
+        .copied()
+        .collect()
+}
+
+#[derive(Debug, Clone)]
+pub struct Cell {
+    pub event_count: u64,
+    pub users: UserSketch,
+    pub unique_users: u64,
+}
+
+/// An immutable view of the lake at one point in time.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    cells: BTreeMap<(i32, String), Cell>,
+    types: BTreeSet<String>,
+    first_day: i32,
+    days: usize,
+    /// Segment tree over days (leaves at `days..2*days`): merged sketch of all types.
+    tree: Vec<Option<UserSketch>>,
+    pub files: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Filter {
+    /// Inclusive day numbers.
+    pub from: Option<i32>,
+    pub to: Option<i32>,
+    /// Empty: every type.
+    pub types: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MetricRow {
+    pub event_date: String,
+    pub event_type: String,
+    pub event_count: u64,
+    pub unique_users: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Summary {
+    pub total_events: u64,
+    pub events_by_type: BTreeMap<String, u64>,
+    pub start: Option<String>,
+    pub end: Option<String>,
+    pub unique_users_daily_sum: u64,
+    pub unique_users: u64,
+}
+
+fn round(x: f64) -> u64 {
+    x.round().max(0.0) as u64
+}
+
+impl Snapshot {
+    pub fn build(files: &[&AggregateFile]) -> Self {
+        let mut by_date: BTreeMap<i32, Vec<&AggregateFile>> = BTreeMap::new();
+        for f in files {
+            by_date.entry(f.date).or_default().push(f);
+        }
+        let mut merging: BTreeMap<(i32, String), (u64, SketchMerger)> = BTreeMap::new();
+        let mut counted = 0;
+        for (date, fs) in &by_date {
+            for f in effective_files(fs) {
+                counted += 1;
+                for row in &f.rows {
+                    let e = merging.entry((*date, row.event_type.clone())).or_default();
+                    e.0 += row.event_count;
+                    e.1.add(&row.users);
+                }
+            }
+        }
+        let cells: BTreeMap<(i32, String), Cell> = merging
+            .into_iter()
+            .map(|(k, (n, m))| {
+                let users = m.finish();
+                let unique_users = round(users.estimate());
+                (
+                    k,
+                    Cell {
+                        event_count: n,
+                        users,
+                        unique_users,
+                    },
+                )
+            })
+            .collect();
+        let types = cells.keys().map(|(_, t)| t.clone()).collect();
+        let (first_day, days) = match (cells.keys().next(), cells.keys().next_back()) {
+            (Some((a, _)), Some((b, _))) => (*a, (*b - *a) as usize + 1),
+            _ => (0, 0),
+        };
+        let mut tree: Vec<Option<UserSketch>> = vec![None; 2 * days];
+        let mut day_mergers: Vec<Option<SketchMerger>> = (0..days).map(|_| None).collect();
+        for ((d, _), c) in &cells {
+            day_mergers[(*d - first_day) as usize]
+                .get_or_insert_with(SketchMerger::default)
+                .add(&c.users);
+        }
+        for (i, m) in day_mergers.into_iter().enumerate() {
+            tree[days + i] = m.map(SketchMerger::finish);
+        }
+        for i in (1..days).rev() {
+            tree[i] = match (&tree[2 * i], &tree[2 * i + 1]) {
+                (Some(a), Some(b)) => {
+                    let mut m = SketchMerger::default();
+                    m.add(a);
+                    m.add(b);
+                    Some(m.finish())
+                }
+                (Some(a), None) | (None, Some(a)) => Some(a.clone()),
+                (None, None) => None,
+            };
+        }
+        Snapshot {
+            cells,
+            types,
+            first_day,
+            days,
+            tree,
+            files: counted,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cells.is_empty()
+    }
+
+    pub fn event_types(&self) -> &BTreeSet<String> {
+        &self.types
+    }
+
+    /// First and last day with data.
+    pub fn bounds(&self) -> Option<(i32, i32)> {
+        (self.days > 0).then(|| (self.first_day, self.first_day + self.days as i32 - 1))
+    }
+
+    fn in_range<'a>(
+        &'a self,
+        f: &'a Filter,
+    ) -> impl Iterator<Item = (&'a (i32, String), &'a Cell)> + 'a {
+        let lo = (f.from.unwrap_or(i32::MIN), String::new());
+        self.cells
+            .range(lo..)
+            .take_while(move |((d, _), _)| f.to.is_none_or(|to| *d <= to))
+            .filter(move |((_, t), _)| f.types.is_empty() || f.types.iter().any(|x| x == t))
+    }
+
+    /// Rows sorted by date then type, strictly after `after`, at most `limit`; plus the key to
+    /// continue from when more rows remain.
+    pub fn metrics(
+        &self,
+        f: &Filter,
+        limit: usize,
+        after: Option<&(i32, String)>,
+    ) -> (Vec<MetricRow>, Option<(i32, String)>) {
+        let mut rows = Vec::with_capacity(limit.min(1024));
+        let mut iter = self
+            .in_range(f)
+            .filter(|(k, _)| after.is_none_or(|a| *k > a))
+            .peekable();
+        let mut last = None;
+        while rows.len() < limit {
+            let Some(((d, t), c)) = iter.next() else {
+                break;
+            };
+            rows.push(MetricRow {
+                event_date: format_date(*d),
+                event_type: t.clone(),
+                event_count: c.event_count,
+                unique_users: c.unique_users,
+            });
+            last = Some((*d, t.clone()));
+        }
+        let next = if iter.peek().is_some() { last } else { None };
+        (rows, next)
+    }
+
+    pub fn summary(&self, f: &Filter) -> Summary {
+        let mut total = 0;
+        let mut by_type: BTreeMap<String, u64> = BTreeMap::new();
+        let mut per_day: BTreeMap<i32, SketchMerger> = BTreeMap::new();
+        let mut first = None;
+        let mut last = None;
+        for ((d, t), c) in self.in_range(f) {
+            total += c.event_count;
+            *by_type.entry(t.clone()).or_default() += c.event_count;
+            first = first.or(Some(*d));
+            last = Some(*d);
+            if !f.types.is_empty() {
+                per_day.entry(*d).or_default().add(&c.users);
+            }
+        }
+        let (start, end) = match (f.from, f.to, self.bounds()) {
+            (from, to, Some((lo, hi))) => (Some(from.unwrap_or(lo)), Some(to.unwrap_or(hi))),
+            (from, to, None) => (from, to),
+        };
+        let (daily_sum, unique) = if f.types.is_empty() {
+            self.all_types_users(first, last)
+        } else {
+            let daily: u64 = per_day.values().map(|m| round(m.estimate())).sum();
+            let mut all = SketchMerger::default();
+            for ((_, _), c) in self.in_range(f) {
+                all.add(&c.users);
+            }
+            (daily, round(all.estimate()))
+        };
+        Summary {
+            total_events: total,
+            events_by_type: by_type,
+            start: start.map(format_date),
+            end: end.map(format_date),
+            unique_users_daily_sum: daily_sum,
+            unique_users: unique,
+        }
+    }
+
+    /// (sum of daily distinct users, distinct users over the range), every type, via the tree.
+    fn all_types_users(&self, first: Option<i32>, last: Option<i32>) -> (u64, u64) {
+        let (Some(first), Some(last)) = (first, last) else {
+            return (0, 0);
+        };
+        let lo = (first - self.first_day) as usize;
+        let hi = (last - self.first_day) as usize + 1;
+        let daily = (lo..hi)
+            .filter_map(|i| self.tree[self.days + i].as_ref())
+            .map(|s| round(s.estimate()))
+            .sum();
+        let mut merger = SketchMerger::default();
+        let (mut l, mut r) = (lo + self.days, hi + self.days);
+        while l < r {
+            if l & 1 == 1 {
+                if let Some(s) = &self.tree[l] {
+                    merger.add(s);
+                }
+                l += 1;
+            }
+            if r & 1 == 1 {
+                r -= 1;
+                if let Some(s) = &self.tree[r] {
+                    merger.add(s);
+                }
+            }
+            l >>= 1;
+            r >>= 1;
+        }
+        (daily, round(merger.estimate()))
+    }
+}
+
+struct Loaded {
+    snapshot: Arc<Snapshot>,
+    files: HashMap<String, (Option<String>, Arc<AggregateFile>)>,
+    checked: Instant,
+    generation: u64,
+}
+
+/// Reads the lake through an [`ObjectStore`], keeping decoded files and the snapshot across warm
+/// invocations. After `refresh` it lists the prefix again and fetches only new or changed
+/// objects, so new data shows up within `refresh`.
+pub struct LakeReader {
+    store: Arc<dyn ObjectStore>,
+    bucket: String,
+    layout: Layout,
+    refresh: Duration,
+    state: Mutex<Option<Loaded>>,
+}
+
+impl LakeReader {
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        bucket: String,
+        layout: Layout,
+        refresh: Duration,
+    ) -> Self {
+        Self {
+            store,
+            bucket,
+            layout,
+            refresh,
+            state: Mutex::new(None),
+        }
+    }
+
+    /// The current snapshot and its generation (changes whenever the data does).
+    pub async fn snapshot(&self) -> Result<(Arc<Snapshot>, u64), LakeError> {
+        // One refresher at a time; readers of a fresh snapshot pass straight through.
+        let mut state = self.state.lock().await;
+        if let Some(l) = state.as_ref() {
+            if l.checked.elapsed() < self.refresh {
+                return Ok((l.snapshot.clone(), l.generation));
+            }
+        }
+        let listed = self
+            .store
+            .list(&self.bucket, &self.layout.aggregates_prefix)
+            .await?;
+        let mut old = state.take();
+        let mut files: HashMap<String, (Option<String>, Arc<AggregateFile>)> = HashMap::new();
+        let mut to_fetch = Vec::new();
+        for meta in listed.into_iter().filter(|m| m.key.ends_with(".parquet")) {
+            match old.as_mut().and_then(|o| o.files.remove(&meta.key)) {
+                Some((etag, f)) if etag == meta.etag && etag.is_some() => {
+                    files.insert(meta.key, (etag, f));
+                }
+                _ => to_fetch.push(meta),
+            }
+        }
+        let changed = !to_fetch.is_empty() || old.as_ref().is_none_or(|o| !o.files.is_empty());
+        let mut set = tokio::task::JoinSet::new();
+        let mut pending = to_fetch.into_iter();
+        loop {
+            while set.len() < 16 {
+                let Some(meta) = pending.next() else { break };
+                let (store, bucket, layout) =
+                    (self.store.clone(), self.bucket.clone(), self.layout.clone());
+                set.spawn(async move {
+                    let Some(bytes) = store.get(&bucket, &meta.key).await? else {
+                        return Ok::<_, LakeError>(None);
+                    };
+                    let file = AggregateFile::decode(&layout, &meta.key, &bytes)?;
+                    Ok(file.map(|f| (meta.key, meta.etag, f)))
+                });
+            }
+            let Some(done) = set.join_next().await else {
+                break;
+            };
+            if let Some((key, etag, f)) = done.map_err(|e| LakeError::Internal(e.to_string()))?? {
+                files.insert(key, (etag, Arc::new(f)));
+            }
+        }
+        let (snapshot, generation) = match old {
+            Some(o) if !changed => (o.snapshot, o.generation),
+            o => {
+                let all: Vec<Arc<AggregateFile>> = files.values().map(|(_, f)| f.clone()).collect();
+                let snap = tokio::task::spawn_blocking(move || {
+                    let refs: Vec<&AggregateFile> = all.iter().map(|f| f.as_ref()).collect();
+                    Snapshot::build(&refs)
+                })
+                .await
+                .map_err(|e| LakeError::Internal(e.to_string()))?;
+                (Arc::new(snap), o.map_or(1, |o| o.generation + 1))
+            }
+        };
+        *state = Some(Loaded {
+            snapshot: snapshot.clone(),
+            files,
+            checked: Instant::now(),
+            generation,
+        });
+        Ok((snapshot, generation))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(
+        name: &str,
+        date: &str,
+        rows: &[(&str, u64, std::ops::Range<u32>)],
+        covers: &[&str],
+    ) -> AggregateFile {
+        AggregateFile {
+            key: format!("aggregates/daily/event_date={date}/{name}.parquet"),
+            date: parse_date(date).unwrap(),
+            name: name.into(),
+            rows: rows
+                .iter()
+                .map(|(t, n, users)| {
+                    let mut s = UserSketch::new();
+                    for u in users.clone() {
+                        s.insert(&format!("u{u}"));
+                    }
+                    AggregateRow {
+                        event_type: (*t).into(),
+                        event_count: *n,
+                        users: s,
+                        min_time_us: 0,
+                        max_time_us: 0,
+                    }
+                })
+                .collect(),
+            covers: covers.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn snapshot(files: &[AggregateFile]) -> Snapshot {
+        Snapshot::build(&files.iter().collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn merges_partials_and_answers_ranges() {
+        let s = snapshot(&[
+            file(
+                "part-a",
+                "2024-01-01",
+                &[("click", 10, 0..5), ("view", 3, 0..3)],
+                &[],
+            ),
+            file("part-b", "2024-01-01", &[("click", 5, 3..8)], &[]),
+            file("part-c", "2024-01-03", &[("click", 7, 100..110)], &[]),
+        ]);
+        let all = s.summary(&Filter::default());
+        assert_eq!(all.total_events, 25);
+        assert_eq!(
+            all.events_by_type,
+            BTreeMap::from([("click".into(), 22), ("view".into(), 3)])
+        );
+        assert_eq!(all.unique_users, 18); // u0..u7 and u100..u109
+        assert_eq!(all.unique_users_daily_sum, 18);
+        assert_eq!(
+            (all.start.as_deref(), all.end.as_deref()),
+            (Some("2024-01-01"), Some("2024-01-03"))
+        );
+        let view = s.summary(&Filter {
+            types: vec!["view".into()],
+            ..Default::default()
+        });
+        assert_eq!((view.total_events, view.unique_users), (3, 3));
+        let (rows, next) = s.metrics(&Filter::default(), 2, None);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(
+            (
+                rows[0].event_type.as_str(),
+                rows[0].event_count,
+                rows[0].unique_users
+            ),
+            ("click", 15, 8)
+        );
+        let (rest, none) = s.metrics(&Filter::default(), 10, next.as_ref());
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].event_date, "2024-01-03");
+        assert!(none.is_none());
+        let jan3 = Filter {
+            from: parse_date("2024-01-02"),
+            to: parse_date("2024-01-03"),
+            types: vec![],
+        };
+        assert_eq!(s.summary(&jan3).unique_users, 10);
+    }
+
+    #[test]
+    fn tree_ranges_match_direct_merges() {
+        let files: Vec<AggregateFile> = (0..37)
+            .map(|d| {
+                let date = format_date(parse_date("2024-02-01").unwrap() + d);
+                file(
+                    &format!("part-{d}"),
+                    &date,
+                    &[("t", 1, (d as u32 * 7)..(d as u32 * 7 + 20))],
+                    &[],
+                )
+            })
+            .collect();
+        let s = snapshot(&files);
+        let base = parse_date("2024-02-01").unwrap();
+        for (a, b) in [(0, 36), (3, 4), (5, 30), (17, 17), (0, 1)] {
+            let f = Filter {
+                from: Some(base + a),
+                to: Some(base + b),
+                types: vec![],
+            };
+            let via_tree = s.summary(&f).unique_users;
+            let direct = s
+                .summary(&Filter {
+                    types: vec!["t".into()],
+                    ..f
+                })
+                .unique_users;
+            assert_eq!(via_tree, direct, "range {a}..={b}");
+            assert_eq!(via_tree, (b as u64 - a as u64) * 7 + 20);
+        }
+    }
+
+    #[test]
+    fn compacted_files_replace_what_they_cover() {
+        let parts = [
+            file("part-a", "2024-01-01", &[("click", 10, 0..5)], &[]),
+            file("part-b", "2024-01-01", &[("click", 5, 3..8)], &[]),
+        ];
+        let compacted = file(
+            "compacted-1",
+            "2024-01-01",
+            &[("click", 15, 0..8)],
+            &["part-a", "part-b"],
+        );
+        let late = file("part-c", "2024-01-01", &[("click", 1, 50..51)], &[]);
+        // Before the covered partials are deleted, and after: the same answer.
+        let during = snapshot(&[
+            parts[0].clone(),
+            parts[1].clone(),
+            compacted.clone(),
+            late.clone(),
+        ]);
+        let after = snapshot(&[compacted.clone(), late.clone()]);
+        for s in [&during, &after] {
+            let sum = s.summary(&Filter::default());
+            assert_eq!((sum.total_events, sum.unique_users), (16, 9));
+        }
+        // A second compaction covers the first one and the late partial.
+        let second = file(
+            "compacted-2",
+            "2024-01-01",
+            &[("click", 16, 0..8)],
+            &["part-a", "part-b", "compacted-1", "part-c"],
+        );
+        let s = snapshot(&[compacted, late, second]);
+        assert_eq!(s.summary(&Filter::default()).total_events, 16);
+    }
+
+    #[test]
+    fn empty_lake() {
+        let s = snapshot(&[]);
+        assert!(s.is_empty());
+        assert_eq!(s.summary(&Filter::default()).total_events, 0);
+    }
+}
