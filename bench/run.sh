@@ -23,8 +23,8 @@ bench/.venv/bin/pip install --quiet --disable-pip-version-check -r bench/require
 [ -f "$data" ] || python3 bench/gen_events.py --lines "$LINES" --out "$data"
 clean="${data%.jsonl}.clean.jsonl"
 [ -f "$clean" ] || grep '^{"event_id"' "$data" > "$clean"
-cargo build --release --quiet -p dataflow-cli
-df="$root/target/release/dataflow"
+if [ -z "${DATAFLOW_BIN:-}" ]; then cargo build --release --quiet -p dataflow-cli; fi
+df="${DATAFLOW_BIN:-$root/target/release/dataflow}"
 py="$root/bench/.venv/bin/python"
 mb=$(( $(stat -c %s "$data") / 1000000 ))
 

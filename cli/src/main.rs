@@ -61,7 +61,21 @@ enum Command {
     /// Show checkpoints and pipeline totals.
     Checkpoints,
     /// Create the buckets and the checkpoint table named by the configuration (idempotent).
-    Setup,
+    Setup {
+        /// Also create the ETL queue (with a dead-letter queue) and send the raw bucket's
+        /// ObjectCreated notifications to it: the local stack's S3 trigger.
+        #[arg(long)]
+        notifications: bool,
+    },
+    /// Poll the ETL queue and run the ETL handler on each batch, like Lambda's SQS event source
+    /// mapping (partial batch failures, retries after the visibility timeout, dead-letter queue).
+    Dispatch,
+    /// Check every part of the local stack and print the fix for each failure.
+    Doctor {
+        /// The local API address to check.
+        #[arg(long, default_value = "127.0.0.1:3000")]
+        api: String,
+    },
     /// Merge each date's aggregate files into one (what the scheduled ETL run does).
     Compact,
     /// Serve the HTTP APIs locally, under the same paths as API Gateway.
@@ -150,7 +164,7 @@ async fn main() -> Result<()> {
             Ok(())
         }
         Command::Serve { addr } => serve(&addr).await,
-        Command::Setup => {
+        Command::Setup { notifications } => {
             let cfg = Config::from_env()?;
             let clients = Clients::new(&cfg).await;
             for b in [&cfg.raw_bucket, &cfg.lake_bucket, &cfg.index_bucket] {
@@ -161,8 +175,25 @@ async fn main() -> Result<()> {
                 "ready: buckets {}, {}, {}; table {}",
                 cfg.raw_bucket, cfg.lake_bucket, cfg.index_bucket, cfg.checkpoint_table
             );
+            if notifications {
+                let (_, arn) = dataflow_aws::resources::ensure_queue_with_dlq(
+                    &clients.sqs,
+                    &cfg.etl_queue,
+                    30,
+                    3,
+                )
+                .await?;
+                dataflow_aws::resources::wire_bucket_to_queue(&clients.s3, &cfg.raw_bucket, &arn)
+                    .await?;
+                eprintln!(
+                    "ready: s3://{} ObjectCreated -> queue {} (dead letters: {}-dlq)",
+                    cfg.raw_bucket, cfg.etl_queue, cfg.etl_queue
+                );
+            }
             Ok(())
         }
+        Command::Dispatch => dispatch().await,
+        Command::Doctor { api } => doctor(&api).await,
     }
 }
 
@@ -286,4 +317,267 @@ async fn serve(addr: &str) -> Result<()> {
     );
     axum::serve(listener, analytics).await?;
     Ok(())
+}
+
+async fn dispatch() -> Result<()> {
+    let (cfg, etl) = aws_etl().await?;
+    let clients = Clients::new(&cfg).await;
+    let url = dataflow_aws::resources::queue_url(&clients.sqs, &cfg.etl_queue)
+        .await?
+        .with_context(|| {
+            format!(
+                "queue {} does not exist: run `dataflow setup --notifications`",
+                cfg.etl_queue
+            )
+        })?;
+    let arn = dataflow_aws::resources::queue_arn(&clients.sqs, &url).await?;
+    let d = dataflow_aws::dispatcher::Dispatcher {
+        sqs: clients.sqs.clone(),
+        queue_url: url,
+        queue_arn: arn,
+        region: cfg.region.clone().unwrap_or_else(|| "us-east-1".into()),
+        batch_size: 10,
+        wait_seconds: 1,
+    };
+    eprintln!(
+        "dispatching {} -> ETL handler (Ctrl-C to stop)",
+        cfg.etl_queue
+    );
+    let handler = |event: serde_json::Value| {
+        let etl = &etl;
+        async move {
+            etl_function::handle(etl, event)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+            r = d.poll_once(&handler) => {
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, "poll failed; retrying");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+}
+
+/// Each check: (name, Ok(detail) or Err(fix)).
+async fn doctor(api: &str) -> Result<()> {
+    let mut failures = 0;
+    let mut report = |name: &str, r: std::result::Result<String, String>| match r {
+        Ok(detail) => println!("ok    {name}: {detail}"),
+        Err(fix) => {
+            failures += 1;
+            println!("FAIL  {name}: {fix}");
+        }
+    };
+    let cfg = match Config::from_env() {
+        Ok(c) => {
+            report("configuration", Ok("environment is valid".into()));
+            c
+        }
+        Err(e) => {
+            report(
+                "configuration",
+                Err(format!("{e} (see README, Configuration)")),
+            );
+            bail!("1 check failed");
+        }
+    };
+    let endpoint = cfg.endpoint_url.clone().unwrap_or_else(|| "AWS".into());
+    let clients = Clients::new(&cfg).await;
+    let reachable = clients.s3.list_buckets().send().await;
+    let up = reachable.is_ok();
+    report(
+        "emulator",
+        reachable
+            .map(|_| format!("{endpoint} answers"))
+            .map_err(|e| {
+                format!(
+                    "{endpoint} unreachable ({}): run `scripts/local up`",
+                    dataflow_aws_error(&e)
+                )
+            }),
+    );
+    if !up {
+        bail!("the emulator is down; nothing else can be checked");
+    }
+    for b in [&cfg.raw_bucket, &cfg.lake_bucket, &cfg.index_bucket] {
+        let r = dataflow_aws::resources::bucket_exists(&clients.s3, b).await;
+        report(
+            &format!("bucket {b}"),
+            match r {
+                Ok(true) => Ok("exists".into()),
+                Ok(false) => Err(
+                    "missing: run `dataflow setup --notifications` (or `scripts/local up`)".into(),
+                ),
+                Err(e) => Err(e.to_string()),
+            },
+        );
+    }
+    report(
+        &format!("table {}", cfg.checkpoint_table),
+        match dataflow_aws::resources::table_exists(&clients.dynamodb, &cfg.checkpoint_table).await
+        {
+            Ok(true) => Ok("exists".into()),
+            Ok(false) => Err("missing: run `dataflow setup --notifications`".into()),
+            Err(e) => Err(e.to_string()),
+        },
+    );
+    let queue = dataflow_aws::resources::queue_url(&clients.sqs, &cfg.etl_queue).await;
+    match queue {
+        Ok(Some(url)) => {
+            report(&format!("queue {}", cfg.etl_queue), Ok("exists".into()));
+            let arn = dataflow_aws::resources::queue_arn(&clients.sqs, &url).await?;
+            let wired =
+                dataflow_aws::resources::notifications_wired(&clients.s3, &cfg.raw_bucket, &arn)
+                    .await;
+            report(
+                "notifications",
+                match wired {
+                    Ok(true) => Ok(format!(
+                        "s3://{} ObjectCreated -> {}",
+                        cfg.raw_bucket, cfg.etl_queue
+                    )),
+                    Ok(false) => Err("not wired: run `dataflow setup --notifications`".into()),
+                    Err(e) => Err(e.to_string()),
+                },
+            );
+            let depth = clients
+                .sqs
+                .get_queue_attributes()
+                .queue_url(&url)
+                .attribute_names(aws_sdk_sqs_attr())
+                .send()
+                .await
+                .ok()
+                .and_then(|a| {
+                    a.attributes()
+                        .and_then(|m| m.get(&aws_sdk_sqs_attr()).cloned())
+                })
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+            report(
+                "dispatcher",
+                if depth < 100 {
+                    Ok(format!("{depth} message(s) waiting"))
+                } else {
+                    Err(format!("{depth} messages waiting: is the dispatcher running? `scripts/local status`; restart with `scripts/local up`"))
+                },
+            );
+        }
+        Ok(None) => report(
+            &format!("queue {}", cfg.etl_queue),
+            Err("missing: run `dataflow setup --notifications`".into()),
+        ),
+        Err(e) => report(&format!("queue {}", cfg.etl_queue), Err(e.to_string())),
+    }
+    let etl = Etl::new(
+        Arc::new(S3Store::new(clients.s3.clone())),
+        Arc::new(DynamoCheckpoints::new(
+            clients.dynamodb.clone(),
+            cfg.checkpoint_table.clone(),
+        )),
+        &cfg,
+    );
+    match etl.checkpoints.list().await {
+        Ok(list) => {
+            let failed: Vec<_> = list
+                .iter()
+                .filter(|c| c.state == dataflow_core::checkpoint::State::Failed)
+                .collect();
+            report(
+                "ETL",
+                if failed.is_empty() {
+                    Ok(format!(
+                        "{} object(s) checkpointed, none failed",
+                        list.len()
+                    ))
+                } else {
+                    Err(format!("{} failed object(s), e.g. {}: {}; fix or replace the object, then `dataflow reprocess --key KEY`", failed.len(), failed[0].id, failed[0].error.clone().unwrap_or_default()))
+                },
+            );
+        }
+        Err(e) => report("ETL", Err(e.to_string())),
+    }
+    let health = http_get(api, "/health").await;
+    report(
+        &format!("API http://{api}"),
+        match health {
+            Ok((200, _)) => Ok("/health answers 200".into()),
+            Ok((code, body)) => Err(format!("/health answered {code}: {body}")),
+            Err(e) => Err(format!(
+                "{e}: start it with `scripts/local up` (or `dataflow serve`)"
+            )),
+        },
+    );
+    let summary = http_get(api, "/analytics/summary").await;
+    report(
+        "analytics",
+        match summary {
+            Ok((200, _)) => Ok("/analytics/summary answers".into()),
+            Ok((503, _)) => Err(
+                "analytics not ready: drop a file in the raw bucket or run `dataflow backfill`"
+                    .into(),
+            ),
+            Ok((code, body)) => Err(format!("{code}: {body}")),
+            Err(e) => Err(e),
+        },
+    );
+    if failures > 0 {
+        bail!("{failures} check(s) failed");
+    }
+    println!("all checks passed");
+    Ok(())
+}
+
+fn aws_sdk_sqs_attr() -> aws_sdk_sqs::types::QueueAttributeName {
+    aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages
+}
+
+fn dataflow_aws_error(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s = format!("{s}: {inner}");
+        src = inner.source();
+    }
+    s
+}
+
+/// Minimal HTTP/1.1 GET for the doctor (no client library needed for one local call).
+async fn http_get(addr: &str, path: &str) -> std::result::Result<(u16, String), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fut = async {
+        let mut s = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("cannot connect: {e}"))?;
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.map_err(|e| e.to_string())?;
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        let code = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = text
+            .split("\r\n\r\n")
+            .nth(1)
+            .unwrap_or("")
+            .chars()
+            .take(300)
+            .collect();
+        Ok((code, body))
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(3), fut)
+        .await
+        .map_err(|_| "no answer within 3 s".to_string())?
 }

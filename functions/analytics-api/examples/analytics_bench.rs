@@ -167,7 +167,7 @@ async fn main() {
             "summary, random range, one type",
             "metrics page of 100",
             "summary, open-ended range",
-        ][kind];
+        ][kind as usize];
         println!(
             "warm {name}: n={} p50 {:.3} ms p99 {:.3} ms",
             times.len(),

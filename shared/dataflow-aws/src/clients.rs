@@ -34,6 +34,7 @@ pub async fn sdk_config(cfg: &Config) -> SdkConfig {
 pub struct Clients {
     pub s3: aws_sdk_s3::Client,
     pub dynamodb: aws_sdk_dynamodb::Client,
+    pub sqs: aws_sdk_sqs::Client,
 }
 
 impl Clients {
@@ -51,6 +52,7 @@ impl Clients {
         Self {
             s3: aws_sdk_s3::Client::from_conf(s3_conf),
             dynamodb: aws_sdk_dynamodb::Client::new(shared),
+            sqs: aws_sdk_sqs::Client::new(shared),
         }
     }
 }

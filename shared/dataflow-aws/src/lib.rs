@@ -4,6 +4,7 @@
 //! all work with no code change.
 
 mod clients;
+pub mod dispatcher;
 mod dynamo;
 pub mod resources;
 mod s3;

@@ -124,3 +124,121 @@ pub async fn table_exists(
         ))),
     }
 }
+
+/// A queue and its dead-letter queue (redrive after `max_receive` failed receives).
+/// Returns (queue url, queue arn).
+pub async fn ensure_queue_with_dlq(
+    sqs: &aws_sdk_sqs::Client,
+    name: &str,
+    visibility_seconds: u32,
+    max_receive: u32,
+) -> Result<(String, String), ResourceError> {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let dlq = sqs
+        .create_queue()
+        .queue_name(format!("{name}-dlq"))
+        .send()
+        .await
+        .map_err(|e| ResourceError(format!("CreateQueue {name}-dlq: {}", describe(&e))))?;
+    let dlq_url = dlq.queue_url().unwrap_or_default().to_owned();
+    let dlq_arn = queue_arn(sqs, &dlq_url).await?;
+    let redrive =
+        format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"{max_receive}"}}"#);
+    let q = sqs
+        .create_queue()
+        .queue_name(name)
+        .attributes(A::VisibilityTimeout, visibility_seconds.to_string())
+        .attributes(A::RedrivePolicy, redrive)
+        .send()
+        .await
+        .map_err(|e| ResourceError(format!("CreateQueue {name}: {}", describe(&e))))?;
+    let url = q.queue_url().unwrap_or_default().to_owned();
+    let arn = queue_arn(sqs, &url).await?;
+    Ok((url, arn))
+}
+
+pub async fn queue_url(
+    sqs: &aws_sdk_sqs::Client,
+    name: &str,
+) -> Result<Option<String>, ResourceError> {
+    match sqs.get_queue_url().queue_name(name).send().await {
+        Ok(o) => Ok(o.queue_url().map(str::to_owned)),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|se| se.is_queue_does_not_exist()) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(ResourceError(format!(
+            "GetQueueUrl {name}: {}",
+            describe(&e)
+        ))),
+    }
+}
+
+pub async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<String, ResourceError> {
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(|e| ResourceError(format!("GetQueueAttributes {url}: {}", describe(&e))))?;
+    attrs
+        .attributes()
+        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
+        .cloned()
+        .ok_or_else(|| ResourceError(format!("queue {url} has no ARN")))
+}
+
+/// Sends the bucket's ObjectCreated notifications to the queue (what the SAM template does).
+pub async fn wire_bucket_to_queue(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    queue_arn: &str,
+) -> Result<(), ResourceError> {
+    use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
+    let qc = QueueConfiguration::builder()
+        .id("dataflow-etl")
+        .queue_arn(queue_arn)
+        .events(Event::from("s3:ObjectCreated:*"))
+        .build()
+        .map_err(|e| ResourceError(e.to_string()))?;
+    s3.put_bucket_notification_configuration()
+        .bucket(bucket)
+        .notification_configuration(
+            NotificationConfiguration::builder()
+                .queue_configurations(qc)
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| {
+            ResourceError(format!(
+                "PutBucketNotificationConfiguration {bucket}: {}",
+                describe(&e)
+            ))
+        })?;
+    Ok(())
+}
+
+pub async fn notifications_wired(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    queue_arn: &str,
+) -> Result<bool, ResourceError> {
+    let n = s3
+        .get_bucket_notification_configuration()
+        .bucket(bucket)
+        .send()
+        .await
+        .map_err(|e| {
+            ResourceError(format!(
+                "GetBucketNotificationConfiguration {bucket}: {}",
+                describe(&e)
+            ))
+        })?;
+    Ok(n.queue_configurations()
+        .iter()
+        .any(|q| q.queue_arn() == queue_arn))
+}

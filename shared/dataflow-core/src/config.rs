@@ -24,6 +24,9 @@ pub struct Config {
     pub index_bucket: String,
     /// DynamoDB checkpoint table (`CHECKPOINT_TABLE`).
     pub checkpoint_table: String,
+    /// SQS queue receiving the raw bucket's notifications (`ETL_QUEUE`); the local dispatcher
+    /// polls it.
+    pub etl_queue: String,
     pub layout: Layout,
     /// Lease of a claim on one object (`LEASE_SECONDS`); a dead attempt's claim is taken over
     /// after it. Keep it above the function timeout.
@@ -144,6 +147,7 @@ impl Config {
                 }
                 t
             },
+            etl_queue: get("ETL_QUEUE").unwrap_or_else(|| "dataflow-raw-events".into()),
             layout: Layout {
                 aggregates_prefix: prefix("AGGREGATES_PREFIX", "aggregates/daily/")?,
                 events_prefix: prefix("EVENTS_PREFIX", "events/")?,

@@ -141,6 +141,39 @@ struct RawEvent<'a> {
     properties: Option<&'a RawValue>,
 }
 
+/// Field names, matched without allocating (a `Cow<str>` key would always be an owned String).
+enum Key {
+    EventType,
+    UserId,
+    Timestamp,
+    EventId,
+    Properties,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Key;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key, E> {
+                Ok(match v {
+                    "event_type" => Key::EventType,
+                    "user_id" => Key::UserId,
+                    "timestamp" => Key::Timestamp,
+                    "event_id" => Key::EventId,
+                    "properties" => Key::Properties,
+                    _ => Key::Other,
+                })
+            }
+        }
+        d.deserialize_identifier(V)
+    }
+}
+
 /// Top level: an object becomes `Some(RawEvent)`, any other JSON value `None`.
 struct Top<'a>(Option<RawEvent<'a>>);
 
@@ -154,14 +187,14 @@ impl<'de> Deserialize<'de> for Top<'de> {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
                 let mut ev = RawEvent::default();
-                while let Some(key) = a.next_key::<Cow<'de, str>>()? {
-                    match key.as_ref() {
-                        "event_type" => ev.event_type = Some(a.next_value()?),
-                        "user_id" => ev.user_id = Some(a.next_value()?),
-                        "timestamp" => ev.timestamp = Some(a.next_value()?),
-                        "event_id" => ev.event_id = Some(a.next_value()?),
-                        "properties" => ev.properties = Some(a.next_value()?),
-                        _ => {
+                while let Some(key) = a.next_key::<Key>()? {
+                    match key {
+                        Key::EventType => ev.event_type = Some(a.next_value()?),
+                        Key::UserId => ev.user_id = Some(a.next_value()?),
+                        Key::Timestamp => ev.timestamp = Some(a.next_value()?),
+                        Key::EventId => ev.event_id = Some(a.next_value()?),
+                        Key::Properties => ev.properties = Some(a.next_value()?),
+                        Key::Other => {
                             a.next_value::<IgnoredAny>()?;
                         }
                     }
@@ -243,6 +276,9 @@ pub fn parse_line(line: &[u8]) -> Result<Event<'_>, Reason> {
 
 /// RFC 3339 (`Z` or an offset), or ISO 8601 without an offset taken as UTC.
 fn parse_timestamp_str(s: &str) -> Option<i64> {
+    if let Some(us) = parse_utc_fast(s.as_bytes()) {
+        return Some(us);
+    }
     if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
         return Some(dt.timestamp_micros());
     }
@@ -256,6 +292,50 @@ fn parse_timestamp_str(s: &str) -> Option<i64> {
         .iter()
         .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
         .map(|n| n.and_utc().timestamp_micros())
+}
+
+/// Fast path for the most common shape, `YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z`; anything else (or any
+/// out-of-range field) returns `None` and goes to chrono, which stays the reference.
+fn parse_utc_fast(b: &[u8]) -> Option<i64> {
+    fn num(b: &[u8]) -> Option<u32> {
+        b.iter().try_fold(0u32, |acc, &c| {
+            c.is_ascii_digit().then(|| acc * 10 + (c - b'0') as u32)
+        })
+    }
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    if *b.last()? != b'Z' {
+        return None;
+    }
+    let (year, month, day) = (num(&b[0..4])?, num(&b[5..7])?, num(&b[8..10])?);
+    let (hour, min, sec) = (num(&b[11..13])?, num(&b[14..16])?, num(&b[17..19])?);
+    let frac = &b[19..b.len() - 1];
+    let micros = match frac {
+        [] => 0,
+        [b'.', digits @ ..] if (1..=9).contains(&digits.len()) => {
+            let n = num(digits)? as u64;
+            // Scale to 9 digits (nanoseconds), then truncate to microseconds like chrono.
+            (n * 10u64.pow(9 - digits.len() as u32) / 1_000) as i64
+        }
+        _ => return None,
+    };
+    if hour > 23 || min > 59 || sec > 59 {
+        return None;
+    }
+    let date = NaiveDate::from_ymd_opt(year as i32, month, day)?;
+    let days = (date.num_days_from_ce() - 719_163) as i64;
+    Some(
+        days * US_PER_DAY
+            + (hour as i64 * 3600 + min as i64 * 60 + sec as i64) * 1_000_000
+            + micros,
+    )
 }
 
 /// `YYYY-MM-DD` for a day number (days since 1970-01-01).
@@ -395,6 +475,16 @@ mod tests {
         #[test]
         fn never_panics_on_any_bytes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
             let _ = parse_line(&bytes);
+        }
+
+        #[test]
+        fn fast_timestamp_path_agrees_with_chrono(secs in -30_610_224_000i64..253_402_300_799, nanos in 0u32..1_000_000_000, digits in 0usize..10) {
+            let t = DateTime::from_timestamp(secs, nanos).unwrap();
+            let base = t.format("%Y-%m-%dT%H:%M:%S").to_string();
+            let frac = format!("{:09}", nanos);
+            let s = if digits == 0 { format!("{base}Z") } else { format!("{base}.{}Z", &frac[..digits]) };
+            let reference = DateTime::parse_from_rfc3339(&s).unwrap().timestamp_micros();
+            proptest::prop_assert_eq!(parse_utc_fast(s.as_bytes()), Some(reference));
         }
 
         #[test]
