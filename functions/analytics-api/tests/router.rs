@@ -228,3 +228,31 @@ async fn new_data_shows_up_after_the_revalidation_delay() {
     assert_eq!(v["total_events"], 2);
     assert_eq!(v["files_processed"], 2);
 }
+
+/// The API Gateway v2 samples in events/ route through the same router (as lambda_http runs it).
+#[tokio::test]
+async fn api_gateway_samples_reach_the_router() {
+    let f = loaded().await;
+    for name in [
+        "apigw-health.json",
+        "apigw-summary.json",
+        "apigw-metrics.json",
+    ] {
+        let text = std::fs::read_to_string(format!(
+            "{}/../../events/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        let req = lambda_http::request::from_str(&text).unwrap();
+        let resp = f.app.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{name}");
+        let v: Value =
+            serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+        if name == "apigw-summary.json" {
+            assert_eq!(v["total_events"], 6);
+        }
+        if name == "apigw-metrics.json" {
+            assert_eq!(v["count"], 2);
+        }
+    }
+}

@@ -104,6 +104,11 @@ pub struct Snapshot {
     days: usize,
     /// Segment tree over days (leaves at `days..2*days`): merged sketch of all types.
     tree: Vec<Option<UserSketch>>,
+    /// Distinct users of each day (all types), precomputed.
+    day_unique: Vec<u64>,
+    /// Per type (in `types` order): prefix sums of event counts over days, `days + 1` long, so
+    /// totals over any range cost O(types).
+    prefix_counts: Vec<Vec<u64>>,
     pub files: usize,
 }
 
@@ -171,7 +176,7 @@ impl Snapshot {
                 )
             })
             .collect();
-        let types = cells.keys().map(|(_, t)| t.clone()).collect();
+        let types: BTreeSet<String> = cells.keys().map(|(_, t)| t.clone()).collect();
         let (first_day, days) = match (cells.keys().next(), cells.keys().next_back()) {
             (Some((a, _)), Some((b, _))) => (*a, (*b - *a) as usize + 1),
             _ => (0, 0),
@@ -198,14 +203,40 @@ impl Snapshot {
                 (None, None) => None,
             };
         }
+        let day_unique = (0..days)
+            .map(|i| tree[days + i].as_ref().map_or(0, |s| round(s.estimate())))
+            .collect();
+        let mut prefix_counts = Vec::with_capacity(types.len());
+        for t in &types {
+            let mut per_day = vec![0u64; days + 1];
+            for ((d, ct), c) in &cells {
+                if ct == t {
+                    per_day[(*d - first_day) as usize + 1] += c.event_count;
+                }
+            }
+            for i in 1..=days {
+                per_day[i] += per_day[i - 1];
+            }
+            prefix_counts.push(per_day);
+        }
         Snapshot {
             cells,
             types,
             first_day,
             days,
             tree,
+            day_unique,
+            prefix_counts,
             files: counted,
         }
+    }
+
+    /// Day offsets `[lo, hi)` of the filter's range within the data, if any overlap.
+    fn day_span(&self, f: &Filter) -> Option<(usize, usize)> {
+        let (first, last) = self.bounds()?;
+        let lo = f.from.unwrap_or(first).max(first);
+        let hi = f.to.unwrap_or(last).min(last);
+        (lo <= hi).then(|| ((lo - first) as usize, (hi - first) as usize + 1))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -263,55 +294,49 @@ impl Snapshot {
     }
 
     pub fn summary(&self, f: &Filter) -> Summary {
-        let mut total = 0;
-        let mut by_type: BTreeMap<String, u64> = BTreeMap::new();
-        let mut per_day: BTreeMap<i32, SketchMerger> = BTreeMap::new();
-        let mut first = None;
-        let mut last = None;
-        for ((d, t), c) in self.in_range(f) {
-            total += c.event_count;
-            *by_type.entry(t.clone()).or_default() += c.event_count;
-            first = first.or(Some(*d));
-            last = Some(*d);
-            if !f.types.is_empty() {
-                per_day.entry(*d).or_default().add(&c.users);
-            }
-        }
         let (start, end) = match (f.from, f.to, self.bounds()) {
             (from, to, Some((lo, hi))) => (Some(from.unwrap_or(lo)), Some(to.unwrap_or(hi))),
             (from, to, None) => (from, to),
         };
-        let (daily_sum, unique) = if f.types.is_empty() {
-            self.all_types_users(first, last)
-        } else {
-            let daily: u64 = per_day.values().map(|m| round(m.estimate())).sum();
-            let mut all = SketchMerger::default();
-            for ((_, _), c) in self.in_range(f) {
-                all.add(&c.users);
-            }
-            (daily, round(all.estimate()))
-        };
-        Summary {
-            total_events: total,
-            events_by_type: by_type,
+        let mut summary = Summary {
+            total_events: 0,
+            events_by_type: BTreeMap::new(),
             start: start.map(format_date),
             end: end.map(format_date),
-            unique_users_daily_sum: daily_sum,
-            unique_users: unique,
+            unique_users_daily_sum: 0,
+            unique_users: 0,
+        };
+        let Some((lo, hi)) = self.day_span(f) else {
+            return summary;
+        };
+        for (t, prefix) in self.types.iter().zip(&self.prefix_counts) {
+            if !f.types.is_empty() && !f.types.iter().any(|x| x == t) {
+                continue;
+            }
+            let n = prefix[hi] - prefix[lo];
+            if n > 0 {
+                summary.total_events += n;
+                summary.events_by_type.insert(t.clone(), n);
+            }
         }
+        if f.types.is_empty() {
+            summary.unique_users_daily_sum = self.day_unique[lo..hi].iter().sum();
+            summary.unique_users = self.range_users(lo, hi);
+        } else {
+            let mut per_day: BTreeMap<i32, SketchMerger> = BTreeMap::new();
+            let mut all = SketchMerger::default();
+            for ((d, _), c) in self.in_range(f) {
+                per_day.entry(*d).or_default().add(&c.users);
+                all.add(&c.users);
+            }
+            summary.unique_users_daily_sum = per_day.values().map(|m| round(m.estimate())).sum();
+            summary.unique_users = round(all.estimate());
+        }
+        summary
     }
 
-    /// (sum of daily distinct users, distinct users over the range), every type, via the tree.
-    fn all_types_users(&self, first: Option<i32>, last: Option<i32>) -> (u64, u64) {
-        let (Some(first), Some(last)) = (first, last) else {
-            return (0, 0);
-        };
-        let lo = (first - self.first_day) as usize;
-        let hi = (last - self.first_day) as usize + 1;
-        let daily = (lo..hi)
-            .filter_map(|i| self.tree[self.days + i].as_ref())
-            .map(|s| round(s.estimate()))
-            .sum();
+    /// Distinct users (every type) over day offsets `[lo, hi)`, from O(log days) tree nodes.
+    fn range_users(&self, lo: usize, hi: usize) -> u64 {
         let mut merger = SketchMerger::default();
         let (mut l, mut r) = (lo + self.days, hi + self.days);
         while l < r {
@@ -330,7 +355,7 @@ impl Snapshot {
             l >>= 1;
             r >>= 1;
         }
-        (daily, round(merger.estimate()))
+        round(merger.estimate())
     }
 }
 
