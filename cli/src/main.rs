@@ -200,14 +200,7 @@ async fn main() -> Result<()> {
 async fn aws_etl() -> Result<(Config, Etl<S3Store, DynamoCheckpoints>)> {
     let cfg = Config::from_env()?;
     let clients = Clients::new(&cfg).await;
-    let etl = Etl::new(
-        Arc::new(S3Store::new(clients.s3.clone())),
-        Arc::new(DynamoCheckpoints::new(
-            clients.dynamodb.clone(),
-            cfg.checkpoint_table.clone(),
-        )),
-        &cfg,
-    );
+    let etl = dataflow_aws::etl(&cfg, &clients);
     Ok((cfg, etl))
 }
 
@@ -475,14 +468,7 @@ async fn doctor(api: &str) -> Result<()> {
         ),
         Err(e) => report(&format!("queue {}", cfg.etl_queue), Err(e.to_string())),
     }
-    let etl = Etl::new(
-        Arc::new(S3Store::new(clients.s3.clone())),
-        Arc::new(DynamoCheckpoints::new(
-            clients.dynamodb.clone(),
-            cfg.checkpoint_table.clone(),
-        )),
-        &cfg,
-    );
+    let etl = dataflow_aws::etl(&cfg, &clients);
     match etl.checkpoints.list().await {
         Ok(list) => {
             let failed: Vec<_> = list

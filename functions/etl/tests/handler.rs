@@ -1,11 +1,7 @@
 //! The handler with the sample events in `events/`, against the emulator: keeps the samples
 //! accurate for `cargo lambda invoke --data-file` and `sam local invoke -e`.
 
-use std::sync::Arc;
-
-use dataflow_aws::{DynamoCheckpoints, S3Store};
 use dataflow_core::checkpoint::CheckpointStore;
-use dataflow_core::etl::Etl;
 use dataflow_core::storage::{Body, ObjectStore};
 use serde_json::Value;
 
@@ -21,14 +17,7 @@ fn sample(name: &str, bucket: &str) -> Value {
 async fn sample_events_are_processed_once() {
     let cfg = dataflow_testkit::config();
     let clients = dataflow_testkit::provision(&cfg).await;
-    let etl = Etl::new(
-        Arc::new(S3Store::new(clients.s3.clone())),
-        Arc::new(DynamoCheckpoints::new(
-            clients.dynamodb.clone(),
-            cfg.checkpoint_table.clone(),
-        )),
-        &cfg,
-    );
+    let etl = dataflow_aws::etl(&cfg, &clients);
     let data = std::fs::read(format!(
         "{}/../../events/data/sample-events.jsonl",
         env!("CARGO_MANIFEST_DIR")

@@ -32,3 +32,19 @@ pub(crate) fn describe(e: &(dyn std::error::Error + 'static)) -> String {
     }
     s
 }
+
+/// The ETL over S3 and DynamoDB with `cfg`'s names: what the Lambda, the CLI, the dispatcher and
+/// the integration tests all run.
+pub fn etl(
+    cfg: &dataflow_core::config::Config,
+    clients: &Clients,
+) -> dataflow_core::etl::Etl<S3Store, DynamoCheckpoints> {
+    dataflow_core::etl::Etl::new(
+        std::sync::Arc::new(S3Store::new(clients.s3.clone())),
+        std::sync::Arc::new(DynamoCheckpoints::new(
+            clients.dynamodb.clone(),
+            cfg.checkpoint_table.clone(),
+        )),
+        cfg,
+    )
+}

@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::sync::Arc;
 
 use dataflow_aws::{DynamoCheckpoints, S3Store};
 use dataflow_core::checkpoint::{CheckpointStore, ClaimOutcome};
@@ -19,14 +18,7 @@ type TestEtl = Etl<S3Store, DynamoCheckpoints>;
 async fn setup() -> (Config, TestEtl) {
     let cfg = dataflow_testkit::config();
     let clients = dataflow_testkit::provision(&cfg).await;
-    let etl = Etl::new(
-        Arc::new(S3Store::new(clients.s3.clone())),
-        Arc::new(DynamoCheckpoints::new(
-            clients.dynamodb.clone(),
-            cfg.checkpoint_table.clone(),
-        )),
-        &cfg,
-    );
+    let etl = dataflow_aws::etl(&cfg, &clients);
     (cfg, etl)
 }
 
