@@ -274,7 +274,13 @@ fn work(
         };
         let mut curated = CuratedBatch::default();
         let mut rejected = Vec::new();
-        for (i, line) in chunk.data.split(|b| *b == b'\n').enumerate() {
+        let data = chunk.data.as_slice();
+        let mut start = 0;
+        // memchr finds line ends with SIMD; the final piece is the text after the last '\n'.
+        let ends = memchr::memchr_iter(b'\n', data).chain(std::iter::once(data.len()));
+        for (i, end) in ends.enumerate() {
+            let line = &data[start..end];
+            start = end + 1;
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
