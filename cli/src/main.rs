@@ -289,18 +289,8 @@ async fn local_etl(
 async fn serve(addr: &str) -> Result<()> {
     let cfg = Config::from_env()?;
     let clients = Clients::new(&cfg).await;
-    let store: Arc<dyn dataflow_core::storage::ObjectStore> =
-        Arc::new(S3Store::new(clients.s3.clone()));
-    let checkpoints: Arc<dyn CheckpointStore> = Arc::new(DynamoCheckpoints::new(
-        clients.dynamodb.clone(),
-        cfg.checkpoint_table.clone(),
-    ));
-    let refresh = std::time::Duration::from_secs(cfg.cache_seconds);
-    let analytics = analytics_api::router(Arc::new(analytics_api::AppState::new(
-        store,
-        checkpoints,
-        &cfg,
-        refresh,
+    let analytics = analytics_api::router(Arc::new(analytics_api::AppState::from_clients(
+        &cfg, &clients,
     )));
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -391,7 +381,7 @@ async fn doctor(api: &str) -> Result<()> {
             .map_err(|e| {
                 format!(
                     "{endpoint} unreachable ({}): run `scripts/local up`",
-                    dataflow_aws_error(&e)
+                    dataflow_aws::describe(&e)
                 )
             }),
     );
@@ -522,16 +512,6 @@ async fn doctor(api: &str) -> Result<()> {
 
 fn aws_sdk_sqs_attr() -> aws_sdk_sqs::types::QueueAttributeName {
     aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages
-}
-
-fn dataflow_aws_error(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s = format!("{s}: {inner}");
-        src = inner.source();
-    }
-    s
 }
 
 /// Minimal HTTP/1.1 GET for the doctor (no client library needed for one local call).

@@ -61,6 +61,23 @@ impl AppState {
         }
     }
 
+    /// The state over S3 and DynamoDB, revalidating after `CACHE_SECONDS`: what the Lambda and
+    /// `dataflow serve` both run.
+    pub fn from_clients(
+        cfg: &dataflow_core::config::Config,
+        clients: &dataflow_aws::Clients,
+    ) -> Self {
+        Self::new(
+            Arc::new(dataflow_aws::S3Store::new(clients.s3.clone())),
+            Arc::new(dataflow_aws::DynamoCheckpoints::new(
+                clients.dynamodb.clone(),
+                cfg.checkpoint_table.clone(),
+            )),
+            cfg,
+            Duration::from_secs(cfg.cache_seconds),
+        )
+    }
+
     async fn pipeline(&self) -> Result<PipelineState, ApiError> {
         let mut cached = self.pipeline.lock().await;
         if let Some((at, p)) = cached.as_ref() {

@@ -2,9 +2,8 @@
 //! (`PORT` set, default 3000) it serves HTTP directly.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use dataflow_aws::{Clients, DynamoCheckpoints, S3Store};
+use dataflow_aws::Clients;
 use dataflow_core::config::Config;
 
 #[tokio::main]
@@ -12,17 +11,8 @@ async fn main() -> Result<(), lambda_http::Error> {
     dataflow_aws::telemetry::init();
     let cfg =
         Config::from_env().inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
-    let refresh = Duration::from_secs(cfg.cache_seconds);
     let clients = Clients::new(&cfg).await;
-    let state = analytics_api::AppState::new(
-        Arc::new(S3Store::new(clients.s3.clone())),
-        Arc::new(DynamoCheckpoints::new(
-            clients.dynamodb.clone(),
-            cfg.checkpoint_table.clone(),
-        )),
-        &cfg,
-        refresh,
-    );
+    let state = analytics_api::AppState::from_clients(&cfg, &clients);
     let app = analytics_api::router(Arc::new(state));
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
         return lambda_http::run(app).await;

@@ -22,7 +22,7 @@ pub(crate) fn status_of<E>(
 }
 
 /// Full error text of an SDK error (the Display of `SdkError` alone says only "service error").
-pub(crate) fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
     while let Some(inner) = src {

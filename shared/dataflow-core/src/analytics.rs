@@ -206,18 +206,22 @@ impl Snapshot {
         let day_unique = (0..days)
             .map(|i| tree[days + i].as_ref().map_or(0, |s| round(s.estimate())))
             .collect();
-        let mut prefix_counts = Vec::with_capacity(types.len());
-        for t in &types {
-            let mut per_day = vec![0u64; days + 1];
-            for ((d, ct), c) in &cells {
-                if ct == t {
-                    per_day[(*d - first_day) as usize + 1] += c.event_count;
-                }
+        // One pass over the cells, then prefix sums per type.
+        let type_index: HashMap<&str, usize> = types
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.as_str(), i))
+            .collect();
+        let mut prefix_counts = vec![vec![0u64; days + 1]; types.len()];
+        for ((d, t), c) in &cells {
+            if let Some(&ti) = type_index.get(t.as_str()) {
+                prefix_counts[ti][(*d - first_day) as usize + 1] += c.event_count;
             }
+        }
+        for per_day in &mut prefix_counts {
             for i in 1..=days {
                 per_day[i] += per_day[i - 1];
             }
-            prefix_counts.push(per_day);
         }
         Snapshot {
             cells,
