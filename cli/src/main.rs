@@ -78,10 +78,46 @@ enum Command {
     },
     /// Merge each date's aggregate files into one (what the scheduled ETL run does).
     Compact,
+    /// Build, publish and query the document search index.
+    Index {
+        #[command(subcommand)]
+        command: IndexCommand,
+    },
     /// Serve the HTTP APIs locally, under the same paths as API Gateway.
     Serve {
         #[arg(long, default_value = "127.0.0.1:3000")]
         addr: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum IndexCommand {
+    /// Index a local folder of Markdown. With --upload, make the docs prefix of the index bucket
+    /// hold exactly these files and publish the index built from them (what the index builder
+    /// Lambda would publish); with --out, write the index object to a file.
+    Build {
+        #[arg(long, default_value = "docs")]
+        docs: PathBuf,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        upload: bool,
+    },
+    /// Rebuild from the docs prefix in S3 and publish (what the index builder Lambda runs).
+    Rebuild {
+        /// Publish even when the docs are unchanged.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show the published index's manifest.
+    Status,
+    /// Search the published index (or a local index file).
+    Search {
+        query: String,
+        #[arg(long, default_value_t = 5)]
+        k: usize,
+        #[arg(long)]
+        file: Option<PathBuf>,
     },
 }
 
@@ -164,6 +200,7 @@ async fn main() -> Result<()> {
             Ok(())
         }
         Command::Serve { addr } => serve(&addr).await,
+        Command::Index { command } => index(command).await,
         Command::Setup { notifications } => {
             let cfg = Config::from_env()?;
             let clients = Clients::new(&cfg).await;
@@ -188,6 +225,26 @@ async fn main() -> Result<()> {
                 eprintln!(
                     "ready: s3://{} ObjectCreated -> queue {} (dead letters: {}-dlq)",
                     cfg.raw_bucket, cfg.etl_queue, cfg.etl_queue
+                );
+                let (_, arn) = dataflow_aws::resources::ensure_queue_with_dlq(
+                    &clients.sqs,
+                    &cfg.docs_queue,
+                    60,
+                    3,
+                )
+                .await?;
+                dataflow_aws::resources::wire_notifications(
+                    &clients.s3,
+                    &cfg.index_bucket,
+                    &arn,
+                    "dataflow-index-builder",
+                    Some(&cfg.docs_prefix),
+                    true,
+                )
+                .await?;
+                eprintln!(
+                    "ready: s3://{}/{} ObjectCreated/ObjectRemoved -> queue {}",
+                    cfg.index_bucket, cfg.docs_prefix, cfg.docs_queue
                 );
             }
             Ok(())
@@ -289,44 +346,56 @@ async fn local_etl(
 async fn serve(addr: &str) -> Result<()> {
     let cfg = Config::from_env()?;
     let clients = Clients::new(&cfg).await;
-    let analytics = analytics_api::router(Arc::new(analytics_api::AppState::from_clients(
+    let analytics = analytics_api::routes(Arc::new(analytics_api::AppState::from_clients(
         &cfg, &clients,
     )));
+    let search = rag_api::routes(Arc::new(rag_api::AppState::from_clients(&cfg, &clients)));
+    let app = analytics
+        .merge(search)
+        .fallback(dataflow_http::not_found)
+        .method_not_allowed_fallback(dataflow_http::method_not_allowed);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {addr}"))?;
     eprintln!(
-        "serving on http://{addr}: /health /analytics/metrics /analytics/summary /openapi.json"
+        "serving on http://{addr}: /health /analytics/metrics /analytics/summary /docs /docs/search /openapi.json"
     );
-    axum::serve(listener, analytics).await?;
+    axum::serve(listener, app).await?;
     Ok(())
 }
 
+async fn queue(clients: &Clients, name: &str) -> Result<(String, String)> {
+    let url = dataflow_aws::resources::queue_url(&clients.sqs, name)
+        .await?
+        .with_context(|| {
+            format!("queue {name} does not exist: run `dataflow setup --notifications`")
+        })?;
+    let arn = dataflow_aws::resources::queue_arn(&clients.sqs, &url).await?;
+    Ok((url, arn))
+}
+
+/// Polls the ETL queue and the docs queue, handing batches to the ETL and index builder
+/// handlers, as Lambda's event source mappings would.
 async fn dispatch() -> Result<()> {
     let (cfg, etl) = aws_etl().await?;
     let clients = Clients::new(&cfg).await;
-    let url = dataflow_aws::resources::queue_url(&clients.sqs, &cfg.etl_queue)
-        .await?
-        .with_context(|| {
-            format!(
-                "queue {} does not exist: run `dataflow setup --notifications`",
-                cfg.etl_queue
-            )
-        })?;
-    let arn = dataflow_aws::resources::queue_arn(&clients.sqs, &url).await?;
-    let d = dataflow_aws::dispatcher::Dispatcher {
-        sqs: clients.sqs.clone(),
-        queue_url: url,
-        queue_arn: arn,
-        region: cfg.region.clone().unwrap_or_else(|| "us-east-1".into()),
-        batch_size: 10,
-        wait_seconds: 1,
-    };
+    let region = cfg.region.clone().unwrap_or_else(|| "us-east-1".into());
+    let dispatcher =
+        |(queue_url, queue_arn): (String, String)| dataflow_aws::dispatcher::Dispatcher {
+            sqs: clients.sqs.clone(),
+            queue_url,
+            queue_arn,
+            region: region.clone(),
+            batch_size: 10,
+            wait_seconds: 1,
+        };
+    let etl_d = dispatcher(queue(&clients, &cfg.etl_queue).await?);
+    let docs_d = dispatcher(queue(&clients, &cfg.docs_queue).await?);
     eprintln!(
-        "dispatching {} -> ETL handler (Ctrl-C to stop)",
-        cfg.etl_queue
+        "dispatching {} -> ETL handler, {} -> index builder (Ctrl-C to stop)",
+        cfg.etl_queue, cfg.docs_queue
     );
-    let handler = |event: serde_json::Value| {
+    let etl_handler = |event: serde_json::Value| {
         let etl = &etl;
         async move {
             etl_function::handle(etl, event)
@@ -334,17 +403,142 @@ async fn dispatch() -> Result<()> {
                 .map_err(|e| e.to_string())
         }
     };
+    let store = S3Store::new(clients.s3.clone());
+    let loc = dataflow_rag::store::IndexLocation::from_config(&cfg);
+    let docs_handler = |event: serde_json::Value| {
+        let (store, loc) = (&store, &loc);
+        async move {
+            rag_indexer::handle(store, loc, event)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    };
+    let run = |d: &'static str, r: std::result::Result<_, String>| {
+        if let Err(e) = r {
+            tracing::warn!(queue = d, error = %e, "poll failed; retrying");
+        }
+    };
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => return Ok(()),
-            r = d.poll_once(&handler) => {
-                if let Err(e) = r {
-                    tracing::warn!(error = %e, "poll failed; retrying");
+            (a, b) = async { tokio::join!(etl_d.poll_once(&etl_handler), docs_d.poll_once(&docs_handler)) } => {
+                let failed = a.is_err() || b.is_err();
+                run("etl", a);
+                run("docs", b);
+                if failed {
                     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                 }
             }
         }
     }
+}
+
+async fn index(command: IndexCommand) -> Result<()> {
+    use dataflow_rag::chunk::ChunkOptions;
+    use dataflow_rag::store;
+    let aws = || async {
+        let cfg = Config::from_env()?;
+        let clients = Clients::new(&cfg).await;
+        anyhow::Ok((
+            S3Store::new(clients.s3.clone()),
+            store::IndexLocation::from_config(&cfg),
+        ))
+    };
+    match command {
+        IndexCommand::Build { docs, out, upload } => {
+            if out.is_none() && !upload {
+                bail!("say where the index goes: --upload (publish to the index bucket) and/or --out FILE");
+            }
+            let (sources, skipped) = store::read_local_docs(&docs)?;
+            for s in &skipped {
+                eprintln!("skipped {}: {}", s.path, s.reason);
+            }
+            if sources.is_empty() {
+                bail!(
+                    "no Markdown files (.md, .markdown) under {}",
+                    docs.display()
+                );
+            }
+            if let Some(out) = out {
+                let started = Instant::now();
+                let bytes =
+                    dataflow_rag::index::build(&sources, ChunkOptions::default(), chrono_now())?;
+                let (h, _) = dataflow_rag::index::read_header(&bytes)?;
+                std::fs::write(&out, &bytes)
+                    .with_context(|| format!("writing {}", out.display()))?;
+                eprintln!(
+                    "wrote {} ({} bytes): {} documents, {} passages in {} ms",
+                    out.display(),
+                    bytes.len(),
+                    h.documents.len(),
+                    h.passages,
+                    started.elapsed().as_millis()
+                );
+            }
+            if upload {
+                let (s3, loc) = aws().await?;
+                let sync = store::sync_docs(&s3, &loc, &sources).await?;
+                eprintln!(
+                    "s3://{}/{}: {} uploaded, {} deleted, {} unchanged",
+                    loc.bucket,
+                    loc.docs_prefix,
+                    sync.uploaded.len(),
+                    sync.deleted.len(),
+                    sync.unchanged
+                );
+                let outcome = store::rebuild(&s3, &loc, ChunkOptions::default(), false).await?;
+                println!("{}", serde_json::to_string_pretty(&outcome)?);
+            }
+            Ok(())
+        }
+        IndexCommand::Rebuild { force } => {
+            let (s3, loc) = aws().await?;
+            let outcome = store::rebuild(&s3, &loc, ChunkOptions::default(), force).await?;
+            println!("{}", serde_json::to_string_pretty(&outcome)?);
+            Ok(())
+        }
+        IndexCommand::Status => {
+            let (s3, loc) = aws().await?;
+            match store::current_manifest(&s3, &loc).await? {
+                Some(m) => println!("{}", serde_json::to_string_pretty(&m)?),
+                None => bail!(
+                    "no index published at s3://{}/{}: run `dataflow index build --docs docs/ --upload`",
+                    loc.bucket,
+                    loc.manifest_key()
+                ),
+            }
+            Ok(())
+        }
+        IndexCommand::Search { query, k, file } => {
+            let bytes = match file {
+                Some(f) => std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?,
+                None => {
+                    let (s3, loc) = aws().await?;
+                    let m = store::current_manifest(&s3, &loc).await?.context(
+                        "no index published: run `dataflow index build --docs docs/ --upload`",
+                    )?;
+                    use dataflow_core::storage::ObjectStore;
+                    s3.get(&loc.bucket, &m.key)
+                        .await?
+                        .with_context(|| format!("index object {} is missing", m.key))?
+                }
+            };
+            let idx = dataflow_rag::index::SearchIndex::open(&bytes)?;
+            let started = Instant::now();
+            let hits = idx.search(&query, k)?;
+            eprintln!(
+                "{} hit(s) in {} µs",
+                hits.len(),
+                started.elapsed().as_micros()
+            );
+            println!("{}", serde_json::to_string_pretty(&hits)?);
+            Ok(())
+        }
+    }
+}
+
+fn chrono_now() -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now()
 }
 
 /// Each check: (name, Ok(detail) or Err(fix)).
@@ -479,6 +673,50 @@ async fn doctor(api: &str) -> Result<()> {
         }
         Err(e) => report("ETL", Err(e.to_string())),
     }
+    let loc = dataflow_rag::store::IndexLocation::from_config(&cfg);
+    let s3 = S3Store::new(clients.s3.clone());
+    report(
+        "search index",
+        match dataflow_rag::store::current_manifest(&s3, &loc).await {
+            Ok(Some(m)) => Ok(format!(
+                "{} documents, {} passages, built {}",
+                m.documents, m.passages, m.built_at
+            )),
+            Ok(None) => Err(format!(
+                "not published at s3://{}/{}: run `dataflow index build --docs docs/ --upload`",
+                loc.bucket,
+                loc.manifest_key()
+            )),
+            Err(e) => Err(format!("{e}: run `dataflow index rebuild --force`")),
+        },
+    );
+    match dataflow_aws::resources::queue_url(&clients.sqs, &cfg.docs_queue).await {
+        Ok(Some(url)) => {
+            let arn = dataflow_aws::resources::queue_arn(&clients.sqs, &url).await?;
+            report(
+                "docs notifications",
+                match dataflow_aws::resources::notifications_wired(
+                    &clients.s3,
+                    &cfg.index_bucket,
+                    &arn,
+                )
+                .await
+                {
+                    Ok(true) => Ok(format!(
+                        "s3://{}/{} -> {} (index rebuilds on change)",
+                        cfg.index_bucket, cfg.docs_prefix, cfg.docs_queue
+                    )),
+                    Ok(false) => Err("not wired: run `dataflow setup --notifications`".into()),
+                    Err(e) => Err(e.to_string()),
+                },
+            );
+        }
+        Ok(None) => report(
+            &format!("queue {}", cfg.docs_queue),
+            Err("missing: run `dataflow setup --notifications`".into()),
+        ),
+        Err(e) => report(&format!("queue {}", cfg.docs_queue), Err(e.to_string())),
+    }
     let health = http_get(api, "/health").await;
     report(
         &format!("API http://{api}"),
@@ -499,6 +737,17 @@ async fn doctor(api: &str) -> Result<()> {
                 "analytics not ready: drop a file in the raw bucket or run `dataflow backfill`"
                     .into(),
             ),
+            Ok((code, body)) => Err(format!("{code}: {body}")),
+            Err(e) => Err(e),
+        },
+    );
+    report(
+        "search",
+        match http_get(api, "/docs/search?q=reprocess&k=1").await {
+            Ok((200, _)) => Ok("/docs/search answers".into()),
+            Ok((503, body)) => Err(format!(
+                "index not loaded ({body}): run `dataflow index build --docs docs/ --upload`"
+            )),
             Ok((code, body)) => Err(format!("{code}: {body}")),
             Err(e) => Err(e),
         },

@@ -14,6 +14,7 @@ use dataflow_core::analytics::{Filter, LakeError, LakeReader, Snapshot};
 use dataflow_core::checkpoint::{CheckpointStore, PipelineState};
 use dataflow_core::event::parse_date;
 use dataflow_core::storage::ObjectStore;
+use dataflow_http::{method_not_allowed, not_found, ApiError, Params};
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
@@ -95,81 +96,28 @@ impl AppState {
     }
 }
 
-/// The stable error shape: `{"error": code, "message": text[, "parameter": name]}`.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-    parameter: Option<String>,
+fn lake_error(e: LakeError) -> ApiError {
+    tracing::error!(error = %e, "lake read failed");
+    ApiError::unavailable(
+        "lake_unavailable",
+        format!("cannot read the analytics lake: {e}"),
+    )
 }
 
-impl ApiError {
-    fn bad_param(parameter: &str, message: String) -> Self {
-        Self {
-            status: StatusCode::BAD_REQUEST,
-            code: "invalid_parameter",
-            message,
-            parameter: Some(parameter.into()),
-        }
-    }
-    fn unavailable(code: &'static str, message: String) -> Self {
-        Self {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            code,
-            message,
-            parameter: None,
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut body = json!({"error": self.code, "message": self.message});
-        if let Some(p) = self.parameter {
-            body["parameter"] = json!(p);
-        }
-        (self.status, Json(body)).into_response()
-    }
-}
-
-impl From<LakeError> for ApiError {
-    fn from(e: LakeError) -> Self {
-        tracing::error!(error = %e, "lake read failed");
-        ApiError::unavailable(
-            "lake_unavailable",
-            format!("cannot read the analytics lake: {e}"),
-        )
-    }
-}
-
-pub fn router(state: Arc<AppState>) -> Router {
+/// The routes alone, for merging with other functions' routes (`dataflow serve`).
+pub fn routes(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/analytics/metrics", get(metrics))
         .route("/analytics/summary", get(summary))
         .route("/openapi.json", get(openapi))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
 
-async fn not_found(uri: axum::http::Uri) -> ApiError {
-    ApiError {
-        status: StatusCode::NOT_FOUND,
-        code: "not_found",
-        message: format!("no route for {}", uri.path()),
-        parameter: None,
-    }
-}
-
-async fn method_not_allowed() -> ApiError {
-    ApiError {
-        status: StatusCode::METHOD_NOT_ALLOWED,
-        code: "method_not_allowed",
-        message: "only GET is supported".into(),
-        parameter: None,
-    }
+pub fn router(state: Arc<AppState>) -> Router {
+    routes(state)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
 }
 
 async fn openapi() -> Response {
@@ -233,60 +181,24 @@ fn rfc3339_ms(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-/// Parsed query: every parameter checked against the endpoint's list.
-struct Params(Vec<(String, String)>);
-
-impl Params {
-    fn parse(raw: Option<&str>, allowed: &[&str]) -> Result<Self, ApiError> {
-        let pairs: Vec<(String, String)> = form_urlencoded::parse(raw.unwrap_or("").as_bytes())
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
-        for (k, _) in &pairs {
-            if !allowed.contains(&k.as_str()) {
-                return Err(ApiError::bad_param(
-                    k,
-                    format!("unknown parameter '{k}'; allowed: {}", allowed.join(", ")),
-                ));
-            }
-        }
-        Ok(Self(pairs))
-    }
-    fn one(&self, name: &str) -> Result<Option<&str>, ApiError> {
-        let mut it = self.0.iter().filter(|(k, _)| k == name);
-        let first = it.next().map(|(_, v)| v.as_str());
-        if it.next().is_some() {
-            return Err(ApiError::bad_param(
+/// A `YYYY-MM-DD` parameter.
+fn date(p: &Params, name: &str) -> Result<Option<i32>, ApiError> {
+    match p.one(name)? {
+        None => Ok(None),
+        Some(v) => parse_date(v).map(Some).ok_or_else(|| {
+            ApiError::bad_param(
                 name,
-                format!("'{name}' may be given once"),
-            ));
-        }
-        Ok(first)
-    }
-    fn all(&self, name: &str) -> Vec<&str> {
-        self.0
-            .iter()
-            .filter(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
-    fn date(&self, name: &str) -> Result<Option<i32>, ApiError> {
-        match self.one(name)? {
-            None => Ok(None),
-            Some(v) => parse_date(v).map(Some).ok_or_else(|| {
-                ApiError::bad_param(
-                    name,
-                    format!("'{name}' must be a date YYYY-MM-DD, got '{v}'"),
-                )
-            }),
-        }
+                format!("'{name}' must be a date YYYY-MM-DD, got '{v}'"),
+            )
+        }),
     }
 }
 
 fn filter(p: &Params, snap: &Snapshot) -> Result<Filter, ApiError> {
-    let (from, to) = (p.date("from")?, p.date("to")?);
+    let (from, to) = (date(p, "from")?, date(p, "to")?);
     if let (Some(f), Some(t)) = (from, to) {
         if f > t {
-            return Err(ApiError::bad_param("from", "'from' is after 'to'".into()));
+            return Err(ApiError::bad_param("from", "'from' is after 'to'"));
         }
     }
     let mut types = Vec::new();
@@ -294,7 +206,7 @@ fn filter(p: &Params, snap: &Snapshot) -> Result<Filter, ApiError> {
         if t.is_empty() {
             return Err(ApiError::bad_param(
                 "event_type",
-                "'event_type' must not be empty".into(),
+                "'event_type' must not be empty",
             ));
         }
         if !snap.event_types().contains(t) {
@@ -316,7 +228,7 @@ fn filter(p: &Params, snap: &Snapshot) -> Result<Filter, ApiError> {
 
 /// The snapshot, or 503 "analytics not ready" before the ETL has produced anything.
 async fn ready(st: &AppState) -> Result<(Arc<Snapshot>, u64), ApiError> {
-    let (snap, generation) = st.lake.snapshot().await?;
+    let (snap, generation) = st.lake.snapshot().await.map_err(lake_error)?;
     if snap.is_empty() {
         return Err(ApiError::unavailable(
             "analytics_not_ready",
@@ -358,24 +270,12 @@ async fn metrics(
         return Ok(Json(v));
     }
     let f = filter(&p, &snap)?;
-    let limit = match p.one("limit")? {
-        None => DEFAULT_LIMIT,
-        Some(v) => match v.parse::<usize>() {
-            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
-            _ => {
-                return Err(ApiError::bad_param(
-                    "limit",
-                    format!("'limit' must be 1..={MAX_LIMIT}, got '{v}'"),
-                ))
-            }
-        },
-    };
+    let limit = p.number("limit", DEFAULT_LIMIT, 1..=MAX_LIMIT)?;
     let after = match p.one("cursor")? {
         None => None,
-        Some(c) => Some(
-            decode_cursor(c)
-                .ok_or_else(|| ApiError::bad_param("cursor", "invalid cursor".into()))?,
-        ),
+        Some(c) => {
+            Some(decode_cursor(c).ok_or_else(|| ApiError::bad_param("cursor", "invalid cursor"))?)
+        }
     };
     let (rows, next) = snap.metrics(&f, limit, after.as_ref());
     let v = json!({"metrics": rows, "count": rows.len(), "next_cursor": next.map(|k| encode_cursor(&k))});

@@ -197,13 +197,47 @@ pub async fn wire_bucket_to_queue(
     bucket: &str,
     queue_arn: &str,
 ) -> Result<(), ResourceError> {
-    use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
-    let qc = QueueConfiguration::builder()
-        .id("dataflow-etl")
+    wire_notifications(s3, bucket, queue_arn, "dataflow-etl", None, false).await
+}
+
+/// Sends a bucket's notifications for keys under `prefix` to a queue: creations, and deletions
+/// too with `removals`. Replaces the bucket's notification configuration.
+pub async fn wire_notifications(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    queue_arn: &str,
+    id: &str,
+    prefix: Option<&str>,
+    removals: bool,
+) -> Result<(), ResourceError> {
+    use aws_sdk_s3::types::{
+        Event, FilterRule, FilterRuleName, NotificationConfiguration,
+        NotificationConfigurationFilter, QueueConfiguration, S3KeyFilter,
+    };
+    let mut qc = QueueConfiguration::builder()
+        .id(id)
         .queue_arn(queue_arn)
-        .events(Event::from("s3:ObjectCreated:*"))
-        .build()
-        .map_err(|e| ResourceError(e.to_string()))?;
+        .events(Event::from("s3:ObjectCreated:*"));
+    if removals {
+        qc = qc.events(Event::from("s3:ObjectRemoved:*"));
+    }
+    if let Some(p) = prefix.filter(|p| !p.is_empty()) {
+        qc = qc.filter(
+            NotificationConfigurationFilter::builder()
+                .key(
+                    S3KeyFilter::builder()
+                        .filter_rules(
+                            FilterRule::builder()
+                                .name(FilterRuleName::Prefix)
+                                .value(p)
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build(),
+        );
+    }
+    let qc = qc.build().map_err(|e| ResourceError(e.to_string()))?;
     s3.put_bucket_notification_configuration()
         .bucket(bucket)
         .notification_configuration(

@@ -22,6 +22,12 @@ pub struct Config {
     pub lake_bucket: String,
     /// Bucket of the search index (`INDEX_BUCKET`).
     pub index_bucket: String,
+    /// Folder of the Markdown corpus in the index bucket (`DOCS_PREFIX`, default `docs/`).
+    pub docs_prefix: String,
+    /// Folder of index objects and the manifest (`INDEX_PREFIX`, default `index/`).
+    pub index_prefix: String,
+    /// SQS queue receiving the docs prefix's notifications locally (`DOCS_QUEUE`).
+    pub docs_queue: String,
     /// DynamoDB checkpoint table (`CHECKPOINT_TABLE`).
     pub checkpoint_table: String,
     /// SQS queue receiving the raw bucket's notifications (`ETL_QUEUE`); the local dispatcher
@@ -134,6 +140,9 @@ impl Config {
             raw_prefix: prefix("RAW_PREFIX", "")?,
             lake_bucket: bucket("LAKE_BUCKET", DEFAULT_LAKE_BUCKET)?,
             index_bucket: bucket("INDEX_BUCKET", DEFAULT_INDEX_BUCKET)?,
+            docs_prefix: prefix("DOCS_PREFIX", "docs/")?,
+            index_prefix: prefix("INDEX_PREFIX", "index/")?,
+            docs_queue: get("DOCS_QUEUE").unwrap_or_else(|| "dataflow-docs-events".into()),
             checkpoint_table: {
                 let t = get("CHECKPOINT_TABLE").unwrap_or_else(|| DEFAULT_CHECKPOINT_TABLE.into());
                 let ok = (3..=255).contains(&t.len())
@@ -176,8 +185,19 @@ impl Config {
         Ok(cfg)
     }
 
-    /// Outputs must never land where they would trigger the ETL again.
+    /// Outputs must never land where they would trigger the ETL (or the index builder) again.
     fn check_no_retrigger(&self) -> Result<(), ConfigError> {
+        if self.docs_prefix.starts_with(&self.index_prefix)
+            || self.index_prefix.starts_with(&self.docs_prefix)
+        {
+            return Err(ConfigError {
+                var: "INDEX_PREFIX",
+                message: format!(
+                    "INDEX_PREFIX {:?} must not overlap DOCS_PREFIX {:?} (publishing would trigger a rebuild)",
+                    self.index_prefix, self.docs_prefix
+                ),
+            });
+        }
         if self.raw_bucket != self.lake_bucket {
             return Ok(());
         }
@@ -248,6 +268,10 @@ mod tests {
         assert_eq!(c.checkpoint_table, "dataflow-checkpoints");
         assert_eq!(c.layout, Layout::default());
         assert_eq!(c.lease_seconds, 960);
+        assert_eq!(
+            (c.docs_prefix.as_str(), c.index_prefix.as_str()),
+            ("docs/", "index/")
+        );
         assert!(c.write_events);
     }
 
@@ -278,6 +302,11 @@ mod tests {
         let e = cfg(&[("RAW_BUCKET", "same"), ("LAKE_BUCKET", "same")]).unwrap_err();
         assert_eq!(e.var, "RAW_PREFIX");
         assert!(e.to_string().contains("trigger the ETL again"));
+        assert_eq!(cfg(&[("DOCS_PREFIX", "")]).unwrap_err().var, "INDEX_PREFIX");
+        assert_eq!(
+            cfg(&[("INDEX_PREFIX", "docs/index")]).unwrap_err().var,
+            "INDEX_PREFIX"
+        );
         assert!(cfg(&[
             ("RAW_BUCKET", "same"),
             ("LAKE_BUCKET", "same"),

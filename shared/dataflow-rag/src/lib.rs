@@ -1,3 +1,11 @@
-//! Document search core (no AWS types). So far: splitting Markdown into passages along headings.
+//! Document search core (no AWS types): Markdown chunking, a BM25 index (tantivy) packed into
+//! one object, atomic publishing and revalidating loads over the [`ObjectStore`] port, and the
+//! index builder's trigger.
+//!
+//! [`ObjectStore`]: dataflow_core::storage::ObjectStore
 
+pub mod analysis;
 pub mod chunk;
+pub mod index;
+pub mod store;
+pub mod trigger;

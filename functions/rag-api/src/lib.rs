@@ -1,0 +1,157 @@
+//! The search API router: `/docs` and `/docs/search`. The same router serves API Gateway
+//! (through `lambda_http`), `cargo lambda watch`, `dataflow serve` and in-process tests.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{RawQuery, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use dataflow_core::storage::ObjectStore;
+use dataflow_http::{method_not_allowed, not_found, ApiError, Params};
+use dataflow_rag::index::{QueryError, SearchError, MAX_K};
+use dataflow_rag::store::{IndexHolder, IndexLocation, LoadedIndex};
+use serde_json::{json, Value};
+
+pub const DEFAULT_K: usize = 5;
+/// What the 503 tells an operator to run.
+pub const BUILD_COMMAND: &str = "dataflow index build --docs docs/ --upload";
+
+pub struct AppState {
+    pub index: IndexHolder,
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn ObjectStore>, loc: IndexLocation, refresh: Duration) -> Self {
+        Self {
+            index: IndexHolder::new(store, loc, refresh),
+        }
+    }
+
+    /// Over S3, revalidating the manifest after `CACHE_SECONDS`: what the Lambda and
+    /// `dataflow serve` run.
+    pub fn from_clients(
+        cfg: &dataflow_core::config::Config,
+        clients: &dataflow_aws::Clients,
+    ) -> Self {
+        Self::new(
+            Arc::new(dataflow_aws::S3Store::new(clients.s3.clone())),
+            IndexLocation::from_config(cfg),
+            Duration::from_secs(cfg.cache_seconds),
+        )
+    }
+
+    async fn loaded(&self) -> Result<Arc<LoadedIndex>, ApiError> {
+        let loc = self.index.location();
+        match self.index.get().await {
+            Ok(Some(l)) => Ok(l),
+            Ok(None) => Err(ApiError::unavailable(
+                "index_not_built",
+                format!(
+                    "no search index is published at s3://{}/{}: build one with `{BUILD_COMMAND}`, or put Markdown under s3://{}/{} for the index builder",
+                    loc.bucket,
+                    loc.manifest_key(),
+                    loc.bucket,
+                    loc.docs_prefix
+                ),
+            )),
+            Err(e) => {
+                tracing::error!(error = %e, "index load failed");
+                Err(ApiError::unavailable(
+                    "index_unavailable",
+                    format!("cannot load the search index: {e}"),
+                ))
+            }
+        }
+    }
+}
+
+/// The routes alone, for merging with other functions' routes (`dataflow serve`).
+pub fn routes(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/docs", get(docs))
+        .route("/docs/search", get(search))
+        .with_state(state)
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    routes(state)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+fn index_info(l: &LoadedIndex) -> Value {
+    let m = &l.manifest;
+    json!({
+        "key": m.key,
+        "sha256": m.sha256,
+        "format_version": m.format_version,
+        "built_at": m.built_at,
+        "bytes": m.bytes,
+        "documents": m.documents,
+        "passages": m.passages,
+        "engine": l.index.header.engine,
+    })
+}
+
+async fn docs(
+    State(st): State<Arc<AppState>>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    Params::parse(q.as_deref(), &[])?;
+    let l = st.loaded().await?;
+    Ok(Json(json!({
+        "index": index_info(&l),
+        "documents": l.index.header.documents,
+    })))
+}
+
+async fn search(
+    State(st): State<Arc<AppState>>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let p = Params::parse(q.as_deref(), &["q", "k"])?;
+    let query = p
+        .one("q")?
+        .ok_or_else(|| {
+            ApiError::bad_param(
+                "q",
+                "'q' is required, e.g. /docs/search?q=reprocess+an+object",
+            )
+        })?
+        .to_owned();
+    let k = p.number("k", DEFAULT_K, 1..=MAX_K)?;
+    // Bad queries are refused before the index is needed: a client error stays a 400 even
+    // when no index is built yet.
+    dataflow_rag::index::SearchIndex::query_terms(&query).map_err(query_error)?;
+    let l = st.loaded().await?;
+    let started = Instant::now();
+    let hits = l.index.search(&query, k).map_err(|e| match e {
+        SearchError::Query(q) => query_error(q),
+        SearchError::Index(e) => {
+            tracing::error!(error = %e, "search failed");
+            ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "search_failed",
+                e.to_string(),
+            )
+        }
+    })?;
+    let took_us = started.elapsed().as_micros() as u64;
+    tracing::info!(k, hits = hits.len(), took_us, "search");
+    Ok(Json(json!({
+        "query": query,
+        "k": k,
+        "took_us": took_us,
+        "index": {"key": l.manifest.key, "built_at": l.manifest.built_at},
+        "results": hits,
+    })))
+}
+
+fn query_error(e: QueryError) -> ApiError {
+    let param = match e {
+        QueryError::BadK => "k",
+        _ => "q",
+    };
+    ApiError::bad_param(param, e.to_string())
+}

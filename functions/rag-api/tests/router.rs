@@ -1,0 +1,170 @@
+//! Every endpoint and error path of the search API, in-process, over an in-memory store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use dataflow_core::storage::MemoryStore;
+use dataflow_rag::chunk::ChunkOptions;
+use dataflow_rag::store::{rebuild, IndexLocation};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+fn loc() -> IndexLocation {
+    IndexLocation {
+        bucket: "dataflow-index".into(),
+        docs_prefix: "docs/".into(),
+        index_prefix: "index/".into(),
+    }
+}
+
+fn app(store: Arc<MemoryStore>, refresh: Duration) -> axum::Router {
+    rag_api::router(Arc::new(rag_api::AppState::new(store, loc(), refresh)))
+}
+
+async fn call(app: &axum::Router, method: &str, uri: &str) -> (StatusCode, Value) {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(Body::empty())
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+async fn published() -> Arc<MemoryStore> {
+    let store = Arc::new(MemoryStore::default());
+    store.insert(
+        "dataflow-index",
+        "docs/operations.md",
+        b"# Operations guide\n\n## Reprocess an object\n\nDelete its checkpoint with `dataflow reprocess --key KEY`; the object is processed again.\n\n## Dead-letter queue\n\nMessages that failed three times wait in the DLQ.\n".to_vec(),
+    );
+    store.insert(
+        "dataflow-index",
+        "docs/contract.md",
+        b"# Event contract\n\nEvery line needs event_type, user_id and timestamp.\n".to_vec(),
+    );
+    rebuild(&*store, &loc(), ChunkOptions::default(), false)
+        .await
+        .unwrap();
+    store
+}
+
+#[tokio::test]
+async fn docs_lists_documents_and_the_index_version() {
+    let app = app(published().await, Duration::from_secs(60));
+    let (s, v) = call(&app, "GET", "/docs").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["index"]["format_version"], 1);
+    assert_eq!(v["index"]["documents"], 2);
+    assert_eq!(v["index"]["passages"], 3);
+    assert!(v["index"]["built_at"].as_str().unwrap().ends_with('Z'));
+    let docs = v["documents"].as_array().unwrap();
+    assert_eq!(docs[0]["path"], "contract.md");
+    assert_eq!(docs[0]["title"], "Event contract");
+    assert_eq!(docs[1]["passages"], 2);
+}
+
+#[tokio::test]
+async fn search_ranks_the_expected_passage_first_with_a_marked_snippet() {
+    let app = app(published().await, Duration::from_secs(60));
+    let (s, v) = call(&app, "GET", "/docs/search?q=how+to+reprocess+an+object&k=2").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["k"], 2);
+    let r = v["results"].as_array().unwrap();
+    assert!(!r.is_empty() && r.len() <= 2);
+    assert_eq!(r[0]["passage_id"], "operations.md#reprocess-an-object");
+    assert_eq!(r[0]["doc"], "operations.md");
+    assert_eq!(r[0]["title"], "Operations guide");
+    assert_eq!(r[0]["heading"], "Operations guide › Reprocess an object");
+    assert!(r[0]["score"].as_f64().unwrap() > 0.0);
+    assert!(r[0]["snippet"]
+        .as_str()
+        .unwrap()
+        .contains("<mark>reprocess</mark>"));
+    // Default k is 5.
+    let (_, v) = call(&app, "GET", "/docs/search?q=checkpoint").await;
+    assert_eq!(v["k"], 5);
+}
+
+#[tokio::test]
+async fn bad_requests_get_400_with_the_stable_shape() {
+    let app = app(published().await, Duration::from_secs(60));
+    for (uri, param) in [
+        ("/docs/search", "q"),
+        ("/docs/search?q=", "q"),
+        ("/docs/search?q=what+is+the", "q"),
+        ("/docs/search?q=queue&k=0", "k"),
+        ("/docs/search?q=queue&k=51", "k"),
+        ("/docs/search?q=queue&k=ten", "k"),
+        ("/docs/search?q=a&q=b", "q"),
+        ("/docs/search?q=queue&limit=3", "limit"),
+    ] {
+        let (s, v) = call(&app, "GET", uri).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{uri}: {v}");
+        assert_eq!(v["error"], "invalid_parameter", "{uri}");
+        assert_eq!(v["parameter"], param, "{uri}");
+        assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    let long = format!("/docs/search?q={}", "word+".repeat(200));
+    let (s, v) = call(&app, "GET", &long).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(v["message"].as_str().unwrap().contains("longer than"));
+    let (s, v) = call(&app, "POST", "/docs/search?q=x").await;
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(v["error"], "method_not_allowed");
+    let (s, v) = call(&app, "GET", "/docs/nope").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(v["error"], "not_found");
+}
+
+#[tokio::test]
+async fn missing_index_is_503_naming_the_build_command_and_a_publish_is_picked_up() {
+    let store = Arc::new(MemoryStore::default());
+    let app = app(store.clone(), Duration::from_millis(100));
+    for uri in ["/docs", "/docs/search?q=queue"] {
+        let (s, v) = call(&app, "GET", uri).await;
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(v["error"], "index_not_built");
+        assert!(v["message"]
+            .as_str()
+            .unwrap()
+            .contains("dataflow index build --docs docs/ --upload"));
+    }
+    // A bad query is still the client's fault, index or not.
+    let (s, _) = call(&app, "GET", "/docs/search?q=").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    store.insert(
+        "dataflow-index",
+        "docs/a.md",
+        b"# A\n\nkinesis streams\n".to_vec(),
+    );
+    rebuild(&*store, &loc(), ChunkOptions::default(), false)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let (s, v) = call(&app, "GET", "/docs/search?q=kinesis").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["results"][0]["doc"], "a.md");
+}
+
+#[tokio::test]
+async fn a_corrupt_index_object_is_503_not_a_crash() {
+    let store = published().await;
+    let m = dataflow_rag::store::current_manifest(&*store, &loc())
+        .await
+        .unwrap()
+        .unwrap();
+    store.insert("dataflow-index", &m.key, b"DFSEARCH garbage".to_vec());
+    let app = app(store, Duration::from_secs(60));
+    let (s, v) = call(&app, "GET", "/docs").await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(v["error"], "index_unavailable");
+}
