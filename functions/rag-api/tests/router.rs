@@ -168,3 +168,25 @@ async fn a_corrupt_index_object_is_503_not_a_crash() {
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(v["error"], "index_unavailable");
 }
+
+/// The API Gateway v2 samples in events/ route through the same router (as lambda_http runs it).
+#[tokio::test]
+async fn api_gateway_samples_reach_the_router() {
+    let app = app(published().await, Duration::from_secs(60));
+    for name in ["apigw-docs.json", "apigw-docs-search.json"] {
+        let text = std::fs::read_to_string(format!(
+            "{}/../../events/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        let req = lambda_http::request::from_str(&text).unwrap();
+        let resp = app.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{name}");
+        let v: Value =
+            serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+        if name == "apigw-docs-search.json" {
+            assert_eq!(v["k"], 3);
+            assert_eq!(v["results"][0]["doc"], "operations.md");
+        }
+    }
+}

@@ -121,4 +121,20 @@ mod tests {
         assert_eq!(v["outcome"], "published");
         assert_eq!(v["batchItemFailures"], json!([{"itemIdentifier": "bad"}]));
     }
+
+    /// The sample in events/ (for `cargo lambda invoke` and `sam local invoke`) is a docs change.
+    #[tokio::test]
+    async fn the_sample_event_rebuilds() {
+        let text = std::fs::read_to_string(format!(
+            "{}/../../events/s3-docs-put.json",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        let store = MemoryStore::default();
+        store.insert("idx", "docs/operations.md", b"# Ops\n\nrunbook\n".to_vec());
+        let v = handle(&store, &loc(), serde_json::from_str(&text).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(v["outcome"], "published");
+    }
 }
