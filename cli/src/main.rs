@@ -518,12 +518,24 @@ async fn index(command: IndexCommand) -> Result<()> {
                         "no index published: run `dataflow index build --docs docs/ --upload`",
                     )?;
                     use dataflow_core::storage::ObjectStore;
-                    s3.get(&loc.bucket, &m.key)
+                    let started = Instant::now();
+                    let b = s3
+                        .get(&loc.bucket, &m.key)
                         .await?
-                        .with_context(|| format!("index object {} is missing", m.key))?
+                        .with_context(|| format!("index object {} is missing", m.key))?;
+                    eprintln!(
+                        "fetched s3://{}/{} ({} bytes) in {} ms",
+                        loc.bucket,
+                        m.key,
+                        b.len(),
+                        started.elapsed().as_millis()
+                    );
+                    b
                 }
             };
+            let started = Instant::now();
             let idx = dataflow_rag::index::SearchIndex::open(&bytes)?;
+            eprintln!("opened in {} ms", started.elapsed().as_millis());
             let started = Instant::now();
             let hits = idx.search(&query, k)?;
             eprintln!(

@@ -23,7 +23,6 @@ use tantivy::query::{BooleanQuery, BoostQuery, Occur, PhraseQuery, Query, TermQu
 use tantivy::schema::{
     Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, STORED, STRING,
 };
-use tantivy::snippet::SnippetGenerator;
 use tantivy::{Index, IndexReader, ReloadPolicy, Searcher, TantivyDocument, Term};
 
 use crate::analysis::{self, ANALYZER};
@@ -370,6 +369,9 @@ pub struct SearchIndex {
     fields: Fields,
     searcher: Searcher,
     boosts: Boosts,
+    /// Built once: the stopword set is a hash set, cheap to share, costly to rebuild per query.
+    analyzer: tantivy::tokenizer::TextAnalyzer,
+    highlighter: crate::snippet::Highlighter,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -411,6 +413,8 @@ impl SearchIndex {
             fields,
             searcher,
             boosts: Boosts::default(),
+            analyzer: analysis::analyzer(),
+            highlighter: crate::snippet::Highlighter::default(),
         })
     }
 
@@ -425,6 +429,15 @@ impl SearchIndex {
 
     /// Validates a query and returns its analysed terms with their counts.
     pub fn query_terms(q: &str) -> Result<BTreeMap<String, usize>, QueryError> {
+        Self::analyse(&mut analysis::analyzer(), q).map(|(counts, _)| counts)
+    }
+
+    /// Term counts and the positioned term sequence of a valid query.
+    #[allow(clippy::type_complexity)]
+    fn analyse(
+        a: &mut tantivy::tokenizer::TextAnalyzer,
+        q: &str,
+    ) -> Result<(BTreeMap<String, usize>, Vec<(usize, String)>), QueryError> {
         let q = q.trim();
         if q.is_empty() {
             return Err(QueryError::Empty);
@@ -432,15 +445,15 @@ impl SearchIndex {
         if q.chars().count() > MAX_QUERY_CHARS {
             return Err(QueryError::TooLong);
         }
-        let mut a = analysis::analyzer();
+        let seq = analysis::positioned_terms(a, q);
         let mut counts = BTreeMap::new();
-        for t in analysis::terms(&mut a, q) {
-            *counts.entry(t).or_insert(0) += 1;
+        for (_, t) in &seq {
+            *counts.entry(t.clone()).or_insert(0) += 1;
         }
         if counts.is_empty() {
             return Err(QueryError::NoTerms);
         }
-        Ok(counts)
+        Ok((counts, seq))
     }
 
     /// The top `k` passages for `q`, best first. Scores are BM25 summed over the title, heading
@@ -464,7 +477,8 @@ impl SearchIndex {
         if !(1..=max_k).contains(&k) {
             return Err(QueryError::BadK.into());
         }
-        let terms = Self::query_terms(q)?;
+        let mut analyzer = self.analyzer.clone();
+        let (terms, seq) = Self::analyse(&mut analyzer, q)?;
         let f = &self.fields;
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         for (t, n) in &terms {
@@ -480,15 +494,16 @@ impl SearchIndex {
                     Term::from_field_text(field, t),
                     IndexRecordOption::WithFreqs,
                 );
-                clauses.push((
-                    Occur::Should,
-                    Box::new(BoostQuery::new(Box::new(tq), boost * *n as f32)),
-                ));
+                let w = boost * *n as f32;
+                // Unboosted term queries stay bare: tantivy's block-max WAND only applies to them.
+                if w == 1.0 {
+                    clauses.push((Occur::Should, Box::new(tq)));
+                } else {
+                    clauses.push((Occur::Should, Box::new(BoostQuery::new(Box::new(tq), w))));
+                }
             }
         }
         if self.boosts.pairs > 0.0 {
-            let mut a = analysis::analyzer();
-            let seq = analysis::positioned_terms(&mut a, q);
             let mut seen = std::collections::HashSet::new();
             for w in seq.windows(2) {
                 let (pa, ta) = &w[0];
@@ -512,17 +527,8 @@ impl SearchIndex {
             .searcher
             .search(&query, &TopDocs::with_limit(k).order_by_score())
             .map_err(IndexError::from)?;
-        let snippet_gen = if snippets {
-            let weights: BTreeMap<String, f32> = terms.keys().map(|t| (t.clone(), 1.0)).collect();
-            Some(SnippetGenerator::new(
-                weights,
-                analysis::analyzer(),
-                f.body,
-                SNIPPET_CHARS,
-            ))
-        } else {
-            None
-        };
+        let query_terms: Vec<&str> = terms.keys().map(String::as_str).collect();
+        let mut highlighter = snippets.then(|| self.highlighter.clone());
         let mut hits = Vec::with_capacity(top.len());
         for (score, addr) in top {
             let d: TantivyDocument = self.searcher.doc(addr).map_err(IndexError::from)?;
@@ -532,17 +538,12 @@ impl SearchIndex {
                     .unwrap_or_default()
                     .to_owned()
             };
-            let snippet = match &snippet_gen {
-                Some(g) => {
+            let snippet = match highlighter.as_mut() {
+                Some(h) => {
                     let body = text(f.body);
-                    let mut s = g.snippet(&body);
-                    if s.is_empty() {
-                        // Matched on title or heading only: show the passage's start.
-                        lead(&body, SNIPPET_CHARS)
-                    } else {
-                        s.set_snippet_prefix_postfix("<mark>", "</mark>");
-                        s.to_html()
-                    }
+                    // Matched on title or heading only: show the passage's start.
+                    h.snippet(&body, &query_terms, SNIPPET_CHARS)
+                        .unwrap_or_else(|| lead(&body, SNIPPET_CHARS))
                 }
                 None => String::new(),
             };
@@ -575,16 +576,7 @@ fn lead(text: &str, max: usize) -> String {
         end = text[..i].rfind(char::is_whitespace).unwrap_or(i);
     }
     let mut out = String::with_capacity(end + 8);
-    for c in text[..end].chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#x27;"),
-            c => out.push(c),
-        }
-    }
+    crate::snippet::escape_into(&mut out, &text[..end]);
     if end < text.len() {
         out.push('…');
     }

@@ -7,5 +7,6 @@
 pub mod analysis;
 pub mod chunk;
 pub mod index;
+pub mod snippet;
 pub mod store;
 pub mod trigger;

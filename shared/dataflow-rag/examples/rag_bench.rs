@@ -1,0 +1,120 @@
+//! Search benchmark on a Markdown corpus: build time, index object size, open time, and
+//! in-process search latency (p50/p99, snippets included) over queries made from the corpus's
+//! own headings plus a fixed set of operator questions.
+//!
+//! cargo run --profile profiling -p dataflow-rag --example rag_bench -- DOCS_DIR [OUT_FILE]
+
+use std::time::Instant;
+
+use dataflow_rag::chunk::ChunkOptions;
+use dataflow_rag::index::{build, SearchIndex};
+use dataflow_rag::store::read_local_docs;
+
+const QUESTIONS: &[&str] = &[
+    "how do I reduce cold start latency",
+    "configure reserved concurrency for a function",
+    "process messages from an SQS queue with partial batch failures",
+    "invoke a function asynchronously and handle retries",
+    "grant a function permission to read from S3",
+    "environment variables encryption with KMS",
+    "deploy a container image",
+    "connect a function to a VPC",
+    "what is the maximum timeout",
+    "monitor functions with CloudWatch metrics",
+    "use layers to share code",
+    "provisioned concurrency autoscaling",
+    "dead-letter queue for failed events",
+    "function URL authentication",
+    "arm64 graviton processors",
+    "ephemeral storage tmp size",
+    "event source mapping filtering",
+    "X-Ray tracing",
+    "SnapStart",
+    "Kinesis stream batch window",
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let dir = args.get(1).ok_or("usage: rag_bench DOCS_DIR [OUT_FILE]")?;
+    let (docs, skipped) = read_local_docs(std::path::Path::new(dir))?;
+    let bytes_in: usize = docs.iter().map(|d| d.text.len()).sum();
+    let t = Instant::now();
+    let packed = build(&docs, ChunkOptions::default(), chrono::Utc::now())?;
+    let build_ms = t.elapsed().as_secs_f64() * 1e3;
+    if let Some(out) = args.get(2) {
+        std::fs::write(out, &packed)?;
+    }
+    let t = Instant::now();
+    let index = SearchIndex::open(&packed)?;
+    let open_ms = t.elapsed().as_secs_f64() * 1e3;
+    // Queries: the fixed questions plus every 7th heading of the corpus (lowercased), so the
+    // set covers the corpus's own vocabulary without hand-picking.
+    let mut queries: Vec<String> = QUESTIONS.iter().map(|q| q.to_string()).collect();
+    for d in &docs {
+        for line in d.text.lines().filter(|l| l.starts_with("## ")) {
+            queries.push(line[3..].to_lowercase());
+        }
+    }
+    let queries: Vec<String> = queries
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| *i < QUESTIONS.len() || i % 7 == 0)
+        .map(|(_, q)| q)
+        .filter(|q| SearchIndex::query_terms(q).is_ok())
+        .collect();
+    // Warm-up pass, then three timed passes.
+    for q in &queries {
+        index.search(q, 5)?;
+    }
+    let mut lat = Vec::new();
+    let mut empty = 0;
+    for _ in 0..3 {
+        for q in &queries {
+            let t = Instant::now();
+            let hits = index.search(q, 5)?;
+            lat.push(t.elapsed().as_secs_f64() * 1e6);
+            empty += usize::from(hits.is_empty());
+        }
+    }
+    // Where the time goes: ranking alone (no snippets), and ranking without term pairs.
+    let p50 = |idx: &SearchIndex, snippets: bool| -> Result<f64, Box<dyn std::error::Error>> {
+        let mut l = Vec::new();
+        for q in &queries {
+            let t = Instant::now();
+            if snippets {
+                idx.search(q, 5)?;
+            } else {
+                idx.rank(q, 5)?;
+            }
+            l.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        l.sort_by(|a, b| a.total_cmp(b));
+        Ok(l[l.len() / 2])
+    };
+    let rank_p50 = p50(&index, false)?;
+    let no_pairs = SearchIndex::open(&packed)?.with_boosts(dataflow_rag::index::Boosts {
+        pairs: 0.0,
+        ..Default::default()
+    });
+    let no_pairs_p50 = p50(&no_pairs, true)?;
+    eprintln!("p50 us: ranking only {rank_p50:.0}, without term pairs {no_pairs_p50:.0}");
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| lat[((lat.len() as f64 - 1.0) * p).round() as usize];
+    println!(
+        "{{\"documents\": {}, \"skipped\": {}, \"input_bytes\": {}, \"passages\": {}, \"build_ms\": {:.0}, \"index_bytes\": {}, \"open_ms\": {:.1}, \"queries\": {}, \"searches\": {}, \"empty_results\": {}, \"search_us_p50\": {:.0}, \"search_us_p99\": {:.0}, \"search_us_max\": {:.0}}}",
+        index.header.documents.len(),
+        skipped.len(),
+        bytes_in,
+        index.header.passages,
+        build_ms,
+        packed.len(),
+        open_ms,
+        queries.len(),
+        lat.len(),
+        empty,
+        pct(0.5),
+        pct(0.99),
+        lat[lat.len() - 1],
+    );
+    Ok(())
+}
