@@ -302,7 +302,10 @@ mod tests {
         let e = cfg(&[("RAW_BUCKET", "same"), ("LAKE_BUCKET", "same")]).unwrap_err();
         assert_eq!(e.var, "RAW_PREFIX");
         assert!(e.to_string().contains("trigger the ETL again"));
-        assert_eq!(cfg(&[("DOCS_PREFIX", "")]).unwrap_err().var, "INDEX_PREFIX");
+        assert_eq!(
+            cfg(&[("DOCS_PREFIX", "index/docs")]).unwrap_err().var,
+            "INDEX_PREFIX"
+        );
         assert_eq!(
             cfg(&[("INDEX_PREFIX", "docs/index")]).unwrap_err().var,
             "INDEX_PREFIX"
