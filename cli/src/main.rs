@@ -461,8 +461,11 @@ async fn index(command: IndexCommand) -> Result<()> {
             }
             if let Some(out) = out {
                 let started = Instant::now();
-                let bytes =
-                    dataflow_rag::index::build(&sources, ChunkOptions::default(), chrono_now())?;
+                let bytes = dataflow_rag::index::build(
+                    &sources,
+                    ChunkOptions::default(),
+                    chrono::Utc::now(),
+                )?;
                 let (h, _) = dataflow_rag::index::read_header(&bytes)?;
                 std::fs::write(&out, &bytes)
                     .with_context(|| format!("writing {}", out.display()))?;
@@ -547,10 +550,6 @@ async fn index(command: IndexCommand) -> Result<()> {
             Ok(())
         }
     }
-}
-
-fn chrono_now() -> chrono::DateTime<chrono::Utc> {
-    chrono::Utc::now()
 }
 
 /// Each check: (name, Ok(detail) or Err(fix)).

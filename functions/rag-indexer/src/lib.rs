@@ -33,16 +33,11 @@ pub async fn handle(
         let outcome = rebuild(store, loc, ChunkOptions::default(), req.force)
             .await
             .map_err(|e| HandlerError::Rebuild(e.to_string()))?;
+        // publish() already logs the index's key, size and counts.
         match &outcome {
             RebuildOutcome::Published {
-                manifest,
-                skipped,
-                build_ms,
+                skipped, build_ms, ..
             } => tracing::info!(
-                key = %manifest.key,
-                documents = manifest.documents,
-                passages = manifest.passages,
-                bytes = manifest.bytes,
                 skipped = skipped.len(),
                 build_ms,
                 changed = req.changed.len(),

@@ -196,6 +196,7 @@ pub fn build(
     opts: ChunkOptions,
     built_at: chrono::DateTime<chrono::Utc>,
 ) -> Result<Vec<u8>, IndexError> {
+    let docs_fingerprint = fingerprint(docs);
     let mut docs: Vec<&SourceDoc> = docs.iter().collect();
     docs.sort_by(|a, b| a.path.cmp(&b.path));
     let passages: Vec<(usize, Passage)> = docs
@@ -230,8 +231,7 @@ pub fn build(
         anchor: p.anchor,
         body: p.text,
     });
-    let owned: Vec<SourceDoc> = docs.into_iter().cloned().collect();
-    pack_records(records, documents, fingerprint(&owned), built_at)
+    pack_records(records, documents, docs_fingerprint, built_at)
 }
 
 /// One searchable unit. Public so other corpora (e.g. the Cranfield evaluation) index the same
