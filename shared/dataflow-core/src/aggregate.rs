@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use rustc_hash::FxHashMap;
 
+use datasketches::hll::Coupon;
+
 use crate::event::Event;
 use crate::sketch::UserSketch;
 
@@ -33,29 +35,13 @@ impl Group {
     }
 }
 
-/// Aggregates keyed by day number, then event type. Nested maps let the hot path look up a
-/// borrowed `&str` without allocating.
+/// Aggregates keyed by day number, then event type; built by an [`Accumulator`].
 #[derive(Debug, Default, Clone)]
 pub struct Aggregates {
     by_date: FxHashMap<i32, FxHashMap<Box<str>, Group>>,
 }
 
 impl Aggregates {
-    #[inline]
-    pub fn add(&mut self, e: &Event<'_>) {
-        let types = self.by_date.entry(e.event_date).or_default();
-        let group = match types.get_mut(e.event_type.as_ref()) {
-            Some(g) => g,
-            None => types
-                .entry(e.event_type.as_ref().into())
-                .or_insert_with(Group::new),
-        };
-        group.event_count += 1;
-        group.users.insert(&e.user_id);
-        group.min_time_us = group.min_time_us.min(e.event_time_us);
-        group.max_time_us = group.max_time_us.max(e.event_time_us);
-    }
-
     pub fn merge(&mut self, other: Aggregates) {
         for (date, types) in other.by_date {
             let mine = self.by_date.entry(date).or_default();
@@ -99,6 +85,66 @@ impl Aggregates {
     }
 }
 
+/// Sketch updates waiting in an [`Accumulator`]. 256 pending updates are 2 KiB, and enough
+/// independent loads for the CPU to overlap their cache misses.
+const SKETCH_BATCH: usize = 256;
+
+/// The hot-path builder of [`Aggregates`]. Counts and time bounds are updated at once; the
+/// distinct-user sketch updates are hashed at once but applied in batches. With hundreds of
+/// groups the sketches outgrow the L2 cache, and one update at a time between JSON parses
+/// stalled on a cache miss each (measured: ~15% of the aggregate path's CPU in two loads).
+#[derive(Default)]
+pub struct Accumulator {
+    /// Day number -> event type -> index into `groups`. Nested so the lookup borrows `&str`.
+    index: FxHashMap<i32, FxHashMap<Box<str>, usize>>,
+    groups: Vec<(i32, Box<str>, Group)>,
+    pending: Vec<(usize, Coupon)>,
+}
+
+impl Accumulator {
+    #[inline]
+    pub fn add(&mut self, e: &Event<'_>) {
+        let types = self.index.entry(e.event_date).or_default();
+        let i = match types.get(e.event_type.as_ref()) {
+            Some(&i) => i,
+            None => {
+                let i = self.groups.len();
+                let ty: Box<str> = e.event_type.as_ref().into();
+                types.insert(ty.clone(), i);
+                self.groups.push((e.event_date, ty, Group::new()));
+                i
+            }
+        };
+        if let Some((_, _, g)) = self.groups.get_mut(i) {
+            g.event_count += 1;
+            g.min_time_us = g.min_time_us.min(e.event_time_us);
+            g.max_time_us = g.max_time_us.max(e.event_time_us);
+        }
+        self.pending.push((i, UserSketch::coupon(&e.user_id)));
+        if self.pending.len() >= SKETCH_BATCH {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        for (i, coupon) in self.pending.drain(..) {
+            if let Some((_, _, g)) = self.groups.get_mut(i) {
+                g.users.insert_coupon(coupon);
+            }
+        }
+    }
+
+    /// Applies the pending updates and hands over the aggregates.
+    pub fn finish(mut self) -> Aggregates {
+        self.flush();
+        let mut out = Aggregates::default();
+        for (date, ty, g) in self.groups {
+            out.by_date.entry(date).or_default().insert(ty, g);
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,8 +158,8 @@ mod tests {
             r#"{"user_id":"a","event_type":"click","timestamp":"2024-01-01T06:00:00Z"}"#,
             r#"{"user_id":"a","event_type":"view","timestamp":"2024-01-02T00:00:00Z"}"#,
         ];
-        let mut a = Aggregates::default();
-        let mut b = Aggregates::default();
+        let mut a = Accumulator::default();
+        let mut b = Accumulator::default();
         for (i, l) in lines.iter().enumerate() {
             let e = parse_line(l.as_bytes()).unwrap();
             if i % 2 == 0 {
@@ -122,7 +168,8 @@ mod tests {
                 b.add(&e)
             }
         }
-        a.merge(b);
+        let mut a = a.finish();
+        a.merge(b.finish());
         let s = a.sorted();
         assert_eq!(s.len(), 2);
         let jan1 = crate::event::parse_date("2024-01-01").unwrap();
@@ -130,5 +177,45 @@ mod tests {
         assert_eq!(click.event_count, 3);
         assert_eq!(click.users.estimate().round(), 2.0);
         assert_eq!(a.total_events(), 4);
+    }
+
+    /// Batching is invisible: the sketches equal ones fed one id at a time, byte for byte,
+    /// whether or not the input ends on a batch boundary.
+    #[test]
+    fn batched_sketch_updates_equal_direct_inserts() {
+        for n in [0, 1, SKETCH_BATCH - 1, SKETCH_BATCH, 5 * SKETCH_BATCH + 7] {
+            let mut acc = Accumulator::default();
+            let mut direct: BTreeMap<(i32, String), UserSketch> = BTreeMap::new();
+            for i in 0..n {
+                let line = format!(
+                    r#"{{"user_id":"u{}","event_type":"t{}","timestamp":{}}}"#,
+                    i * 7 % 501,
+                    i % 3,
+                    (i % 4) as i64 * 86_400_000
+                );
+                let e = parse_line(line.as_bytes()).unwrap();
+                acc.add(&e);
+                direct
+                    .entry((e.event_date, e.event_type.to_string()))
+                    .or_default()
+                    .insert(&e.user_id);
+            }
+            let aggs = acc.finish();
+            let sorted = aggs.sorted();
+            let got: Vec<((i32, String), Vec<u8>)> = sorted
+                .iter()
+                .flat_map(|(d, types)| {
+                    types
+                        .iter()
+                        .map(|(t, g)| ((*d, t.to_string()), g.users.to_bytes()))
+                })
+                .collect();
+            let want: Vec<((i32, String), Vec<u8>)> = direct
+                .iter()
+                .map(|(k, s)| (k.clone(), s.to_bytes()))
+                .collect();
+            assert_eq!(got, want, "n = {n}");
+            assert_eq!(aggs.total_events(), n as u64);
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! DuckDB extensions can read the bytes we write.
 
 use datasketches::hash::value::raw_bytes;
-use datasketches::hll::{HllSketch, HllType, HllUnion};
+use datasketches::hll::{Coupon, HllSketch, HllType, HllUnion};
 
 /// lgK=14: measured 0.77% p95 relative error after merging 100 partials, ~440 bytes serialized.
 pub const LG_K: u8 = 14;
@@ -46,6 +46,18 @@ impl UserSketch {
     #[inline]
     pub fn insert(&mut self, user_id: &str) {
         self.inner.update(raw_bytes::from_str(user_id));
+    }
+
+    /// The hashed form of an id; `insert_coupon(coupon(id))` is `insert(id)`. Splitting the two
+    /// lets a caller hash while the id is hot in cache and apply updates later, in batches.
+    #[inline]
+    pub fn coupon(user_id: &str) -> Coupon {
+        Coupon::from_value(raw_bytes::from_str(user_id))
+    }
+
+    #[inline]
+    pub fn insert_coupon(&mut self, coupon: Coupon) {
+        self.inner.update_with_coupon(coupon);
     }
 
     pub fn estimate(&self) -> f64 {
