@@ -4,6 +4,7 @@
 #
 #   bench/run.sh                 # 2M events (~320 MB), 3 runs each
 #   RUNS=5 LINES=1000000 bench/run.sh
+#   PAIRS=15 bench/run.sh        # more alternating dataflow/DuckDB pairs for the ratio (default 9)
 #   BIG=1 bench/run.sh           # also peak RSS of the full path on a ~2.2 GB input
 #
 # Peers (from bench/requirements.txt, installed into bench/.venv): DuckDB (read_json +
@@ -53,6 +54,21 @@ measure "dataflow, full (aggregates + curated events + rejected)" "$df" etl --in
 measure "DuckDB $($py -c 'import duckdb; print(duckdb.__version__)')" "$py" bench/peers/duckdb_agg.py "$data" "$out/tmp"
 measure "Python polars $($py -c 'import polars; print(polars.__version__)') (clean copy)" "$py" bench/peers/polars_agg.py "$clean" "$out/tmp"
 measure "PySpark $($py -c 'import pyspark; print(pyspark.__version__)') local[*]" "$py" bench/peers/pyspark_agg.py "$data" "$out/tmp"
+
+# The headline comparison, robust to a shared machine's drift: dataflow's aggregate path and
+# DuckDB in alternating runs, the wall-time ratio taken pair by pair.
+PAIRS="${PAIRS:-9}"
+ratios=()
+for _ in $(seq 1 "$PAIRS"); do
+  rm -rf "$out/tmp"
+  /usr/bin/time -f "%e" -o "$out/a.txt" "$df" etl --input "$data" --output "$out/tmp" --aggregates-only >/dev/null 2>&1
+  rm -rf "$out/tmp"
+  /usr/bin/time -f "%e" -o "$out/b.txt" "$py" bench/peers/duckdb_agg.py "$data" "$out/tmp" >/dev/null 2>&1
+  ratios+=("$(echo "$(cat "$out/a.txt") / $(cat "$out/b.txt")" | bc -l)")
+done
+printf '%s\n' "${ratios[@]}" | sort -n | awk -v n="$PAIRS" '{a[NR]=$1} END {
+  m = a[int((NR+1)/2)]
+  printf "\npaired, %d alternating runs: dataflow aggregates / DuckDB wall time, median %.3f (min %.3f, max %.3f): dataflow at %.2fx DuckDB throughput\n", n, m, a[1], a[NR], 1/m }'
 
 if [ "${BIG:-0}" = 1 ]; then
   big="bench/data/events-big.jsonl"
