@@ -31,6 +31,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         body: boost(4, d.body),
         pairs: env("PAIRS", d.pairs),
         pair_slop: env("SLOP", d.pair_slop as f32) as u32,
+        pair_candidates: env("CANDIDATES", d.pair_candidates as f32) as usize,
     };
     let read = |name: &str| -> Result<Vec<serde_json::Value>, Box<dyn std::error::Error>> {
         let f = std::fs::File::open(dir.join(name))?;

@@ -19,11 +19,16 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tantivy::collector::TopDocs;
 use tantivy::directory::{Directory, RamDirectory};
-use tantivy::query::{BooleanQuery, BoostQuery, Occur, PhraseQuery, Query, TermQuery};
+use tantivy::query::{
+    BooleanQuery, BoostQuery, EnableScoring, Occur, PhraseQuery, Query, Scorer, TermQuery,
+};
 use tantivy::schema::{
     Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, STORED, STRING,
 };
-use tantivy::{Index, IndexReader, ReloadPolicy, Searcher, TantivyDocument, Term};
+use tantivy::{
+    DocAddress, DocId, DocSet, Index, IndexReader, ReloadPolicy, Searcher, SeekDangerResult,
+    TantivyDocument, Term,
+};
 
 use crate::analysis::{self, ANALYZER};
 use crate::chunk::{chunk_markdown, ChunkOptions, Passage};
@@ -34,6 +39,9 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const MAX_QUERY_CHARS: usize = 512;
 pub const MAX_K: usize = 50;
 const SNIPPET_CHARS: usize = 220;
+/// Term-pair scores are added to the best `max(k * 4, Boosts::pair_candidates)` passages of the
+/// term clauses alone (see [`Boosts::pair_candidates`]).
+const PAIR_CANDIDATE_FACTOR: usize = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
@@ -112,6 +120,10 @@ pub struct Boosts {
     pub pairs: f32,
     /// How many positions apart a pair may be and still count.
     pub pair_slop: u32,
+    /// At least this many of the best passages by term score get their pair scores added. A
+    /// passage further down would need a pair score larger than its gap to the k-th to rank; the
+    /// figures in docs/benchmarks.md measure how often that happens.
+    pub pair_candidates: usize,
 }
 
 impl Default for Boosts {
@@ -122,6 +134,7 @@ impl Default for Boosts {
             body: 1.0,
             pairs: 0.5,
             pair_slop: 2,
+            pair_candidates: 40,
         }
     }
 }
@@ -467,21 +480,12 @@ impl SearchIndex {
         self.search_inner(q, k, false, 1000)
     }
 
-    fn search_inner(
-        &self,
-        q: &str,
-        k: usize,
-        snippets: bool,
-        max_k: usize,
-    ) -> Result<Vec<Hit>, SearchError> {
-        if !(1..=max_k).contains(&k) {
-            return Err(QueryError::BadK.into());
-        }
-        let mut analyzer = self.analyzer.clone();
-        let (terms, seq) = Self::analyse(&mut analyzer, q)?;
+    /// BM25 term clauses over the title, heading and body fields, weighted by [`Boosts`] and by
+    /// how often the term appears in the query.
+    fn term_clauses(&self, terms: &BTreeMap<String, usize>) -> Vec<(Occur, Box<dyn Query>)> {
         let f = &self.fields;
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-        for (t, n) in &terms {
+        for (t, n) in terms {
             for (field, boost) in [
                 (f.body, self.boosts.body),
                 (f.title, self.boosts.title),
@@ -503,30 +507,81 @@ impl SearchIndex {
                 }
             }
         }
-        if self.boosts.pairs > 0.0 {
-            let mut seen = std::collections::HashSet::new();
-            for w in seq.windows(2) {
-                let (pa, ta) = &w[0];
-                let (pb, tb) = &w[1];
-                if ta == tb || !seen.insert((ta.clone(), tb.clone())) {
-                    continue;
-                }
-                let mut pq = PhraseQuery::new_with_offset(vec![
-                    (0, Term::from_field_text(f.body, ta)),
-                    (pb - pa, Term::from_field_text(f.body, tb)),
-                ]);
-                pq.set_slop(self.boosts.pair_slop);
-                clauses.push((
-                    Occur::Should,
-                    Box::new(BoostQuery::new(Box::new(pq), self.boosts.pairs)),
-                ));
-            }
+        clauses
+    }
+
+    /// One phrase query (with slop) per distinct pair of adjacent query terms, on the body.
+    fn pair_queries(&self, seq: &[(usize, String)]) -> Vec<PhraseQuery> {
+        let mut pairs = Vec::new();
+        if self.boosts.pairs <= 0.0 {
+            return pairs;
         }
-        let query = BooleanQuery::new(clauses);
-        let top = self
-            .searcher
-            .search(&query, &TopDocs::with_limit(k).order_by_score())
-            .map_err(IndexError::from)?;
+        let body = self.fields.body;
+        let mut seen = std::collections::HashSet::new();
+        for w in seq.windows(2) {
+            let (pa, ta) = &w[0];
+            let (pb, tb) = &w[1];
+            if ta == tb || !seen.insert((ta, tb)) {
+                continue;
+            }
+            let mut pq = PhraseQuery::new_with_offset(vec![
+                (0, Term::from_field_text(body, ta)),
+                (pb - pa, Term::from_field_text(body, tb)),
+            ]);
+            pq.set_slop(self.boosts.pair_slop);
+            pairs.push(pq);
+        }
+        pairs
+    }
+
+    /// The top `k` (score, passage) pairs, best first.
+    fn ranked(
+        &self,
+        terms: &BTreeMap<String, usize>,
+        seq: &[(usize, String)],
+        k: usize,
+    ) -> Result<Vec<(f32, DocAddress)>, IndexError> {
+        let pairs = self.pair_queries(seq);
+        // Two phases: the term clauses alone rank candidates (block-max WAND prunes them), then
+        // pair scores are added to the candidates only. Phrase clauses in the same query would
+        // turn the pruning off and check positions in every passage holding both terms.
+        let limit = if pairs.is_empty() {
+            k
+        } else {
+            // Never more than the index holds: the collector sizes its buffer by the limit.
+            let all = usize::try_from(self.searcher.num_docs()).unwrap_or(usize::MAX);
+            (k * PAIR_CANDIDATE_FACTOR)
+                .max(self.boosts.pair_candidates)
+                .min(all)
+                .max(k)
+        };
+        let mut top = self.searcher.search(
+            &BooleanQuery::new(self.term_clauses(terms)),
+            &TopDocs::with_limit(limit).order_by_score(),
+        )?;
+        if !pairs.is_empty() {
+            self.add_pair_scores(&pairs, &mut top)?;
+            // Best first; equal scores in index order.
+            top.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            top.truncate(k);
+        }
+        Ok(top)
+    }
+
+    fn search_inner(
+        &self,
+        q: &str,
+        k: usize,
+        snippets: bool,
+        max_k: usize,
+    ) -> Result<Vec<Hit>, SearchError> {
+        if !(1..=max_k).contains(&k) {
+            return Err(QueryError::BadK.into());
+        }
+        let mut analyzer = self.analyzer.clone();
+        let (terms, seq) = Self::analyse(&mut analyzer, q)?;
+        let top = self.ranked(&terms, &seq, k)?;
+        let f = &self.fields;
         let query_terms: Vec<&str> = terms.keys().map(String::as_str).collect();
         let mut highlighter = snippets.then(|| self.highlighter.clone());
         let mut hits = Vec::with_capacity(top.len());
@@ -558,6 +613,51 @@ impl SearchIndex {
             });
         }
         Ok(hits)
+    }
+}
+
+impl SearchIndex {
+    /// Adds each pair's (boosted) phrase score to the candidates that contain it. Candidates are
+    /// visited in index order per segment with `seek_danger`, which checks positions only for
+    /// the candidates themselves.
+    fn add_pair_scores(
+        &self,
+        pairs: &[PhraseQuery],
+        top: &mut [(f32, DocAddress)],
+    ) -> Result<(), IndexError> {
+        let mut order: Vec<usize> = (0..top.len()).collect();
+        order.sort_by_key(|&i| top[i].1);
+        let scoring = EnableScoring::enabled_from_searcher(&self.searcher);
+        for pq in pairs {
+            let weight = pq.weight(scoring)?;
+            let mut at = 0;
+            while at < order.len() {
+                let seg = top[order[at]].1.segment_ord;
+                let reader = self.searcher.segment_reader(seg);
+                let mut scorer = weight.scorer(reader, self.boosts.pairs)?;
+                // Below `floor` the scorer holds nothing, and seek_danger wants targets at or
+                // past its position: a new scorer sits on its first match, a miss reports the
+                // least document it could still hold (the inner postings may already be past
+                // it: nothing lies between the target and their position either).
+                let mut floor: DocId = scorer.doc();
+                while at < order.len() && top[order[at]].1.segment_ord == seg {
+                    let i = order[at];
+                    at += 1;
+                    let doc = top[i].1.doc_id;
+                    if doc < floor {
+                        continue;
+                    }
+                    match scorer.seek_danger(doc) {
+                        SeekDangerResult::Found => {
+                            top[i].0 += scorer.score();
+                            floor = doc + 1;
+                        }
+                        SeekDangerResult::SeekLowerBound(next) => floor = next.max(scorer.doc()),
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -729,6 +829,82 @@ mod tests {
         assert_eq!(idx.num_passages(), 0);
         assert!(idx.header.documents.is_empty());
         assert!(idx.search("anything", 5).unwrap().is_empty());
+    }
+
+    /// The two-phase ranking (terms, then pairs on candidates) scores every candidate exactly as
+    /// one query with the phrase clauses inside would, and with enough candidates ranks the same.
+    #[test]
+    fn pair_scores_on_candidates_match_one_combined_query() {
+        const WORDS: [&str; 12] = [
+            "queue", "batch", "retry", "lambda", "timeout", "memory", "bucket", "event", "stream",
+            "layer", "alias", "version",
+        ];
+        // Deterministic pseudo-random passages over a small vocabulary, so pairs recur.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |n: usize| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n as u64) as usize
+        };
+        let records: Vec<Record> = (0..400)
+            .map(|i| {
+                let len = 5 + next(40);
+                let body: Vec<&str> = (0..len).map(|_| WORDS[next(WORDS.len())]).collect();
+                Record {
+                    id: format!("p{i}"),
+                    doc: format!("d{}.md", i / 10),
+                    title: WORDS[next(WORDS.len())].into(),
+                    heading: String::new(),
+                    anchor: String::new(),
+                    body: body.join(" "),
+                }
+            })
+            .collect();
+        let packed = pack_records(records, Vec::new(), String::new(), now()).unwrap();
+        let all = SearchIndex::open(&packed).unwrap().with_boosts(Boosts {
+            pair_candidates: 10_000,
+            ..Boosts::default()
+        });
+        let few = SearchIndex::open(&packed).unwrap().with_boosts(Boosts {
+            pair_candidates: 8,
+            ..Boosts::default()
+        });
+        for q in [
+            "queue batch",
+            "retry lambda timeout",
+            "memory bucket event stream",
+            "layer alias version queue",
+            "batch batch retry",
+        ] {
+            let (terms, seq) = SearchIndex::analyse(&mut analysis::analyzer(), q).unwrap();
+            let mut clauses = all.term_clauses(&terms);
+            let pairs = all.pair_queries(&seq);
+            assert!(!pairs.is_empty(), "{q}");
+            for pq in pairs {
+                clauses.push((Occur::Should, Box::new(BoostQuery::new(Box::new(pq), 0.5))));
+            }
+            let n = all.searcher.num_docs() as usize;
+            let reference: BTreeMap<DocAddress, f32> = all
+                .searcher
+                .search(
+                    &BooleanQuery::new(clauses),
+                    &TopDocs::with_limit(n).order_by_score(),
+                )
+                .unwrap()
+                .into_iter()
+                .map(|(score, d)| (d, score))
+                .collect();
+            let two_phase = all.ranked(&terms, &seq, n).unwrap();
+            assert_eq!(two_phase.len(), reference.len(), "{q}");
+            for (score, d) in &two_phase {
+                assert!((reference[d] - score).abs() < 1e-4, "{q}: {d:?}");
+            }
+            // With few candidates each hit still carries its exact combined score.
+            for (score, d) in few.ranked(&terms, &seq, 2).unwrap() {
+                assert!((reference[&d] - score).abs() < 1e-4, "{q}: {d:?}");
+            }
+        }
     }
 
     #[test]
