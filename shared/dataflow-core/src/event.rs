@@ -440,7 +440,7 @@ mod flat {
                 return None;
             }
         }
-        if (b[i] == b'0' && j - i > 1) || matches!(b.get(j), Some(b'.' | b'e' | b'E')) {
+        if (b.get(i) == Some(&b'0') && j - i > 1) || matches!(b.get(j), Some(b'.' | b'e' | b'E')) {
             return None;
         }
         Some((Field::Int(n), j))
