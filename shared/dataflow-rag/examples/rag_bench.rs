@@ -111,11 +111,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         pair_candidates: usize::MAX,
         ..Default::default()
     });
+    let ids = |hits: Vec<dataflow_rag::index::Hit>| -> Vec<String> {
+        hits.into_iter().map(|h| h.passage_id).collect()
+    };
     let mut differ = 0;
     for q in &queries {
-        let ids = |hits: Vec<dataflow_rag::index::Hit>| -> Vec<String> {
-            hits.into_iter().map(|h| h.passage_id).collect()
-        };
         differ += usize::from(ids(index.rank(q, 5)?) != ids(exhaustive.rank(q, 5)?));
     }
     let exhaustive_p50 = p50(&exhaustive, true)?;

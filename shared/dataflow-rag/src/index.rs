@@ -614,9 +614,7 @@ impl SearchIndex {
         }
         Ok(hits)
     }
-}
 
-impl SearchIndex {
     /// Adds each pair's (boosted) phrase score to the candidates that contain it. Candidates are
     /// visited in index order per segment with `seek_danger`, which checks positions only for
     /// the candidates themselves.
@@ -882,7 +880,8 @@ mod tests {
             let pairs = all.pair_queries(&seq);
             assert!(!pairs.is_empty(), "{q}");
             for pq in pairs {
-                clauses.push((Occur::Should, Box::new(BoostQuery::new(Box::new(pq), 0.5))));
+                let boosted = BoostQuery::new(Box::new(pq), all.boosts.pairs);
+                clauses.push((Occur::Should, Box::new(boosted)));
             }
             let n = all.searcher.num_docs() as usize;
             let reference: BTreeMap<DocAddress, f32> = all
