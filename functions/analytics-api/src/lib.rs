@@ -210,20 +210,36 @@ fn filter(p: &Params, snap: &Snapshot) -> Result<Filter, ApiError> {
             ));
         }
         if !snap.event_types().contains(t) {
-            let known: Vec<&str> = snap
-                .event_types()
-                .iter()
-                .map(String::as_str)
-                .take(50)
-                .collect();
-            return Err(ApiError::bad_param(
-                "event_type",
-                format!("unknown event_type '{t}'; known: {}", known.join(", ")),
-            ));
+            return Err(unknown_type(t, snap.event_types()));
         }
         types.push(t.to_owned());
     }
     Ok(Filter { from, to, types })
+}
+
+/// A short answer whatever the names: a few known types, each cut, and how many there are.
+fn unknown_type(t: &str, known: &std::collections::BTreeSet<String>) -> ApiError {
+    const SHOWN: usize = 5;
+    let cut = |s: &str| match s.char_indices().nth(40) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_owned(),
+    };
+    let some: Vec<String> = known.iter().take(SHOWN).map(|k| cut(k)).collect();
+    let more = known.len().saturating_sub(SHOWN);
+    let tail = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    ApiError::bad_param(
+        "event_type",
+        format!(
+            "unknown event_type '{}'; {} known, e.g. {}{tail}",
+            cut(t),
+            known.len(),
+            some.join(", ")
+        ),
+    )
 }
 
 /// The snapshot, or 503 "analytics not ready" before the ETL has produced anything.

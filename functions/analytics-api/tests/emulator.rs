@@ -101,7 +101,8 @@ async fn etl_then_api_then_compaction_then_new_data() {
         ])
     );
 
-    // Compaction (the scheduled run): one file per date, identical answers.
+    // Compaction (the scheduled run): one compacted file for the date with two partials (which
+    // stay as the source of truth), identical answers.
     let report = etl.handle(Trigger::Compact).await;
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     assert_eq!(
@@ -112,7 +113,12 @@ async fn etl_then_api_then_compaction_then_new_data() {
         .list(&cfg.lake_bucket, &cfg.layout.aggregates_prefix)
         .await
         .unwrap();
-    assert_eq!(aggs.len(), 2, "{aggs:?}");
+    let compacted: Vec<_> = aggs
+        .iter()
+        .filter(|m| m.key.contains("/compacted-"))
+        .collect();
+    assert_eq!((compacted.len(), aggs.len()), (1, 4), "{aggs:?}");
+    assert!(compacted[0].key.contains("event_date=2024-05-02/"));
     tokio::time::sleep(refresh).await;
     let (_, after) = get(&app, "/analytics/summary").await;
     assert_eq!(after, before);

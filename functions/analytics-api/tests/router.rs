@@ -189,6 +189,29 @@ async fn bad_parameters_are_400_naming_the_parameter() {
 }
 
 #[tokio::test]
+async fn unknown_event_type_answers_briefly_however_many_types_exist() {
+    let f = fixture(Duration::ZERO);
+    let names: Vec<String> = (0..200)
+        .map(|i| format!("{i:03}{}", "t".repeat(200)))
+        .collect();
+    let lines: Vec<(&str, &str, &str)> = names.iter().map(|n| ("u", n.as_str(), DAY1)).collect();
+    ingest(&f, "many.jsonl", &lines).await;
+    let asked = "q".repeat(5000);
+    let (s, v) = call(
+        &f.app,
+        "GET",
+        &format!("/analytics/summary?event_type={asked}"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(v["parameter"], "event_type");
+    let msg = v["message"].as_str().unwrap();
+    assert!(msg.len() < 400, "{} bytes: {msg}", msg.len());
+    assert!(msg.contains("200 known"), "{msg}");
+    assert!(msg.ends_with("and 195 more"), "{msg}");
+}
+
+#[tokio::test]
 async fn health_openapi_and_unknown_routes() {
     let f = loaded().await;
     let (s, v) = call(&f.app, "GET", "/health").await;

@@ -2,6 +2,7 @@
 //! exactly the same code.
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse};
+use dataflow_aws::requeue::Requeue;
 use dataflow_core::checkpoint::CheckpointStore;
 use dataflow_core::etl::Etl;
 use dataflow_core::storage::ObjectStore;
@@ -19,18 +20,36 @@ pub enum HandlerError {
 }
 
 /// Handles one invocation payload. SQS batches answer with `batchItemFailures` (the event source
-/// mapping must enable `ReportBatchItemFailures`), so only failed messages are redelivered.
+/// mapping must enable `ReportBatchItemFailures`), so only failed messages are redelivered; a
+/// message that met another attempt's live lease is sent again with a delay through `requeue`
+/// (and reported as failed only if that send fails).
 pub async fn handle<S: ObjectStore, C: CheckpointStore>(
     etl: &Etl<S, C>,
+    requeue: &dyn Requeue,
     event: Value,
 ) -> Result<Value, HandlerError> {
     let trigger = parse_trigger(&event).map_err(|e| HandlerError::BadEvent(e.to_string()))?;
     let is_sqs = matches!(trigger, Trigger::Sqs(_));
-    let report = etl.handle(trigger).await;
+    let mut report = etl.handle(trigger).await;
+    for d in std::mem::take(&mut report.deferred) {
+        match requeue
+            .requeue(&d.queue_arn, &d.body, d.delay_seconds)
+            .await
+        {
+            Ok(()) => {
+                tracing::info!(message_id = %d.message_id, delay_seconds = d.delay_seconds, "object busy; message sent again with a delay")
+            }
+            Err(e) => {
+                tracing::warn!(message_id = %d.message_id, error = %e, "could not defer; the queue retries it");
+                report.failed_message_ids.push(d.message_id);
+            }
+        }
+    }
     tracing::info!(
         outcomes = report.outcomes.len(),
         errors = report.errors.len(),
         failed_messages = report.failed_message_ids.len(),
+        swept = report.swept,
         "invocation done"
     );
     if is_sqs {
@@ -53,6 +72,6 @@ pub async fn handle<S: ObjectStore, C: CheckpointStore>(
         });
     }
     Ok(
-        serde_json::json!({ "processed": report.outcomes.len(), "compacted_dates": report.compacted }),
+        serde_json::json!({ "processed": report.outcomes.len(), "compacted_dates": report.compacted, "swept": report.swept }),
     )
 }

@@ -12,9 +12,10 @@ async fn main() -> Result<(), Error> {
         Config::from_env().inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
     let clients = Clients::new(&cfg).await;
     let etl = dataflow_aws::etl(&cfg, &clients);
-    let etl = &etl;
+    let requeue = dataflow_aws::requeue::SqsRequeue::new(clients.sqs.clone());
+    let (etl, requeue) = (&etl, &requeue);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        etl_function::handle(etl, event.payload)
+        etl_function::handle(etl, requeue, event.payload)
             .await
             .map_err(Error::from)
     }))

@@ -18,6 +18,7 @@ async fn sample_events_are_processed_once() {
     let cfg = dataflow_testkit::config();
     let clients = dataflow_testkit::provision(&cfg).await;
     let etl = dataflow_aws::etl(&cfg, &clients);
+    let requeue = dataflow_aws::requeue::SqsRequeue::new(clients.sqs.clone());
     let data = std::fs::read(format!(
         "{}/../../events/data/sample-events.jsonl",
         env!("CARGO_MANIFEST_DIR")
@@ -33,7 +34,7 @@ async fn sample_events_are_processed_once() {
         .await
         .unwrap();
 
-    let resp = etl_function::handle(&etl, sample("sqs-s3-put.json", &cfg.raw_bucket))
+    let resp = etl_function::handle(&etl, &requeue, sample("sqs-s3-put.json", &cfg.raw_bucket))
         .await
         .unwrap();
     assert_eq!(resp, serde_json::json!({"batchItemFailures": []}));
@@ -44,7 +45,7 @@ async fn sample_events_are_processed_once() {
     );
 
     // The direct S3 notification for the same object is a duplicate now.
-    let resp = etl_function::handle(&etl, sample("s3-put.json", &cfg.raw_bucket))
+    let resp = etl_function::handle(&etl, &requeue, sample("s3-put.json", &cfg.raw_bucket))
         .await
         .unwrap();
     assert_eq!(resp["processed"], 1);
@@ -54,7 +55,7 @@ async fn sample_events_are_processed_once() {
     );
 
     // Garbage is a clear error, not a panic.
-    let err = etl_function::handle(&etl, serde_json::json!({"hello": "world"}))
+    let err = etl_function::handle(&etl, &requeue, serde_json::json!({"hello": "world"}))
         .await
         .unwrap_err();
     assert!(err.to_string().contains("unrecognised event"), "{err}");

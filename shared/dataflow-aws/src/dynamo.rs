@@ -1,20 +1,30 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, ReturnValue, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 use dataflow_core::checkpoint::{
-    CheckpointError, CheckpointStore, Claim, ClaimOutcome, Completion, ObjectCheckpoint,
-    PipelineState, State,
+    CheckpointError, CheckpointStore, Claim, ClaimOutcome, CompleteOutcome, Completion,
+    ObjectCheckpoint, PipelineState, State,
 };
+use dataflow_core::source::ObjectRef;
 
 use crate::describe;
 
 /// Partition key of the pipeline-level item.
 pub const PIPELINE_ID: &str = "pipeline";
 
+/// Sparse global secondary index over the records that need the sweep: in-progress ones and
+/// superseded ones with outputs left to remove carry `attention = "1"`; done and failed records
+/// drop it, so the sweep reads only those, never the whole table.
+pub const ATTENTION_INDEX: &str = "attention";
+pub const ATTENTION_ATTR: &str = "attention";
+
 /// [`CheckpointStore`] in a DynamoDB table whose partition key is the string attribute `pk`.
-/// Object items: `object#<bucket>/<key>#<version>`; one `pipeline` item holds the totals.
+/// Object items: `object#<bucket>/<key>#<version>`; key items `key#<bucket>/<key>` name the
+/// key's counted version; one `pipeline` item holds the totals.
 #[derive(Clone, Debug)]
 pub struct DynamoCheckpoints {
     client: Client,
@@ -29,6 +39,9 @@ fn s(v: impl Into<String>) -> AttributeValue {
 fn n(v: impl ToString) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
+fn list(v: &[String]) -> AttributeValue {
+    AttributeValue::L(v.iter().map(s).collect())
+}
 fn get_s<'a>(item: &'a Item, k: &str) -> Option<&'a str> {
     item.get(k).and_then(|v| v.as_s().ok()).map(String::as_str)
 }
@@ -37,11 +50,20 @@ fn get_n<T: std::str::FromStr>(item: &Item, k: &str) -> Option<T> {
         .and_then(|v| v.as_n().ok())
         .and_then(|v| v.parse().ok())
 }
+fn get_list(item: &Item, k: &str) -> Vec<String> {
+    item.get(k)
+        .and_then(|v| v.as_l().ok())
+        .map(|l| l.iter().filter_map(|v| v.as_s().ok().cloned()).collect())
+        .unwrap_or_default()
+}
 fn store_err(context: &str, e: &(dyn std::error::Error + 'static)) -> CheckpointError {
     CheckpointError::Store(format!("{context}: {}", describe(e)))
 }
 fn key(id: &str) -> Item {
     HashMap::from([("pk".to_owned(), s(id))])
+}
+fn built<T, E: std::error::Error + 'static>(r: Result<T, E>) -> Result<T, CheckpointError> {
+    r.map_err(|e| store_err("building a request", &e))
 }
 
 impl DynamoCheckpoints {
@@ -70,20 +92,26 @@ impl DynamoCheckpoints {
         let state = get_s(item, "state")
             .and_then(State::parse)
             .ok_or_else(|| CheckpointError::Malformed(format!("{id}: bad state")))?;
-        let completion = (state == State::Done).then(|| Completion {
+        let completion = get_n::<u64>(item, "accepted").map(|accepted| Completion {
             bucket: get_s(item, "source_bucket").unwrap_or_default().to_owned(),
             key: get_s(item, "source_key").unwrap_or_default().to_owned(),
-            accepted: get_n(item, "accepted").unwrap_or(0),
+            accepted,
             rejected: get_n(item, "rejected").unwrap_or(0),
             bytes: get_n(item, "bytes").unwrap_or(0),
-            output_keys: item
-                .get("output_keys")
-                .and_then(|v| v.as_l().ok())
-                .map(|l| l.iter().filter_map(|v| v.as_s().ok().cloned()).collect())
-                .unwrap_or_default(),
+            output_keys: get_list(item, "output_keys"),
             max_event_time_us: get_n(item, "max_event_time_us"),
             duration_ms: get_n(item, "duration_ms").unwrap_or(0),
         });
+        let source = match (get_s(item, "source_bucket"), get_s(item, "source_key")) {
+            (Some(b), Some(k)) => Some(ObjectRef {
+                bucket: b.to_owned(),
+                key: k.to_owned(),
+                etag: get_s(item, "etag").map(str::to_owned),
+                version_id: get_s(item, "version_id").map(str::to_owned),
+                size: get_n(item, "size"),
+            }),
+            _ => None,
+        };
         Ok(ObjectCheckpoint {
             id: id.to_owned(),
             state,
@@ -92,8 +120,41 @@ impl DynamoCheckpoints {
             completion,
             error: get_s(item, "error").map(str::to_owned),
             updated_ms: get_n(item, "updated_ms").unwrap_or(0),
+            source,
+            cleanup: get_list(item, "cleanup"),
         })
     }
+
+    /// An update of a held claim (owner and in-progress checked) ending in `state`.
+    fn release(&self, claim: &Claim, state: State, now_ms: i64) -> UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(&claim.id)))
+            .condition_expression("#o = :owner AND #s = :inprog")
+            .expression_attribute_names("#s", "state")
+            .expression_attribute_names("#o", "owner")
+            .expression_attribute_names("#e", "error")
+            .expression_attribute_names("#att", ATTENTION_ATTR)
+            .expression_attribute_values(":state", s(state.as_str()))
+            .expression_attribute_values(":inprog", s(State::InProgress.as_str()))
+            .expression_attribute_values(":owner", s(&claim.owner))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":now", n(now_ms))
+    }
+}
+
+/// Error texts are cut well below DynamoDB's 400 KB item limit.
+fn cut(error: &str) -> String {
+    let mut text = error.to_owned();
+    if text.len() > 4000 {
+        let mut at = 4000;
+        while !text.is_char_boundary(at) {
+            at -= 1;
+        }
+        text.truncate(at);
+    }
+    text
 }
 
 fn is_conditional_failure<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(
@@ -108,19 +169,37 @@ fn is_conditional_failure<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(
 impl CheckpointStore for DynamoCheckpoints {
     async fn claim(
         &self,
-        id: &str,
+        obj: &ObjectRef,
         now_ms: i64,
         lease_ms: i64,
     ) -> Result<ClaimOutcome, CheckpointError> {
+        let id = obj.checkpoint_id();
         let owner = uuid_like();
-        let res = self
+        let mut set = String::from(
+            "SET #s = :inprog, lease_expires_ms = :lease, #o = :owner, updated_ms = :now, \
+             source_bucket = :sb, source_key = :sk, #att = :one_s",
+        );
+        let mut req = self
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(id)))
-            .update_expression(
-                "SET #s = :inprog, lease_expires_ms = :lease, #o = :owner, updated_ms = :now REMOVE #e ADD attempts :one",
-            )
+            .set_key(Some(key(&id)));
+        if let Some(e) = &obj.etag {
+            set.push_str(", etag = :etag");
+            req = req.expression_attribute_values(":etag", s(e));
+        }
+        if let Some(v) = &obj.version_id {
+            set.push_str(", version_id = :ver");
+            req = req.expression_attribute_values(":ver", s(v));
+        }
+        if let Some(z) = obj.size {
+            set.push_str(", #sz = :size");
+            req = req
+                .expression_attribute_names("#sz", "size")
+                .expression_attribute_values(":size", n(z));
+        }
+        let res = req
+            .update_expression(format!("{set} REMOVE #e ADD attempts :one"))
             // Free, failed, or leased by an attempt whose lease has expired (it died).
             .condition_expression(
                 "attribute_not_exists(pk) OR #s = :failed OR (#s = :inprog AND lease_expires_ms < :now)",
@@ -128,12 +207,16 @@ impl CheckpointStore for DynamoCheckpoints {
             .expression_attribute_names("#s", "state")
             .expression_attribute_names("#o", "owner")
             .expression_attribute_names("#e", "error")
+            .expression_attribute_names("#att", ATTENTION_ATTR)
             .expression_attribute_values(":inprog", s(State::InProgress.as_str()))
             .expression_attribute_values(":failed", s(State::Failed.as_str()))
             .expression_attribute_values(":lease", n(now_ms + lease_ms))
             .expression_attribute_values(":owner", s(&owner))
             .expression_attribute_values(":now", n(now_ms))
             .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":one_s", s("1"))
+            .expression_attribute_values(":sb", s(&obj.bucket))
+            .expression_attribute_values(":sk", s(&obj.key))
             .return_values(ReturnValue::AllNew)
             .send()
             .await;
@@ -144,19 +227,16 @@ impl CheckpointStore for DynamoCheckpoints {
                     .as_ref()
                     .and_then(|a| get_n(a, "attempts"))
                     .unwrap_or(1);
-                Ok(ClaimOutcome::Acquired(Claim {
-                    id: id.to_owned(),
-                    owner,
-                    attempt,
-                }))
+                Ok(ClaimOutcome::Acquired(Claim { id, owner, attempt }))
             }
-            Err(e) if is_conditional_failure(&e) => match self.get_item(id).await? {
-                Some(item) if get_s(&item, "state") == Some(State::Done.as_str()) => {
-                    Ok(ClaimOutcome::AlreadyDone)
-                }
-                Some(item) => Ok(ClaimOutcome::Busy {
-                    lease_expires_ms: get_n(&item, "lease_expires_ms").unwrap_or(0),
-                }),
+            Err(e) if is_conditional_failure(&e) => match self.get_item(&id).await? {
+                Some(item) => match get_s(&item, "state").and_then(State::parse) {
+                    Some(State::Done) => Ok(ClaimOutcome::AlreadyDone),
+                    Some(State::Superseded) => Ok(ClaimOutcome::Superseded),
+                    _ => Ok(ClaimOutcome::Busy {
+                        lease_expires_ms: get_n(&item, "lease_expires_ms").unwrap_or(0),
+                    }),
+                },
                 // Deleted between the two calls: report busy so the delivery is retried.
                 None => Ok(ClaimOutcome::Busy {
                     lease_expires_ms: now_ms,
@@ -166,13 +246,55 @@ impl CheckpointStore for DynamoCheckpoints {
         }
     }
 
+    async fn renew(
+        &self,
+        claim: &Claim,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<bool, CheckpointError> {
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(&claim.id)))
+            .update_expression("SET lease_expires_ms = :lease")
+            .condition_expression("#o = :owner AND #s = :inprog")
+            .expression_attribute_names("#s", "state")
+            .expression_attribute_names("#o", "owner")
+            .expression_attribute_values(":inprog", s(State::InProgress.as_str()))
+            .expression_attribute_values(":owner", s(&claim.owner))
+            .expression_attribute_values(":lease", n(now_ms + lease_ms))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e) if is_conditional_failure(&e) => Ok(false),
+            Err(e) => Err(store_err("renew UpdateItem", &e)),
+        }
+    }
+
+    async fn current_version(&self, key_id: &str) -> Result<Option<String>, CheckpointError> {
+        Ok(self
+            .get_item(key_id)
+            .await?
+            .and_then(|item| get_s(&item, "current").map(str::to_owned)))
+    }
+
     async fn complete(
         &self,
         claim: &Claim,
         c: &Completion,
+        expected: Option<&str>,
         now_ms: i64,
-    ) -> Result<bool, CheckpointError> {
-        let outputs = AttributeValue::L(c.output_keys.iter().map(s).collect());
+    ) -> Result<CompleteOutcome, CheckpointError> {
+        // The previous version, when it counted, leaves the totals in this same transaction.
+        let replaced = match expected.filter(|p| *p != claim.id) {
+            Some(p) => match self.get_item(p).await? {
+                Some(item) => Some(Self::decode(&item)?).filter(|r| r.state == State::Done),
+                None => None,
+            },
+            None => None,
+        };
         let mut set = String::from(
             "SET #s = :done, accepted = :a, rejected = :r, bytes = :b, output_keys = :outs, duration_ms = :d, \
              updated_ms = :now, completed_ms = :now, source_bucket = :sb, source_key = :sk",
@@ -183,17 +305,18 @@ impl CheckpointStore for DynamoCheckpoints {
         let mut obj = Update::builder()
             .table_name(&self.table)
             .set_key(Some(key(&claim.id)))
-            .update_expression(set)
+            .update_expression(format!("{set} REMOVE #att"))
             .condition_expression("#o = :owner AND #s = :inprog")
             .expression_attribute_names("#s", "state")
             .expression_attribute_names("#o", "owner")
+            .expression_attribute_names("#att", ATTENTION_ATTR)
             .expression_attribute_values(":done", s(State::Done.as_str()))
             .expression_attribute_values(":inprog", s(State::InProgress.as_str()))
             .expression_attribute_values(":owner", s(&claim.owner))
             .expression_attribute_values(":a", n(c.accepted))
             .expression_attribute_values(":r", n(c.rejected))
             .expression_attribute_values(":b", n(c.bytes))
-            .expression_attribute_values(":outs", outputs)
+            .expression_attribute_values(":outs", list(&c.output_keys))
             .expression_attribute_values(":d", n(c.duration_ms))
             .expression_attribute_values(":now", n(now_ms))
             .expression_attribute_values(":sb", s(&c.bucket))
@@ -201,49 +324,108 @@ impl CheckpointStore for DynamoCheckpoints {
         if let Some(t) = c.max_event_time_us {
             obj = obj.expression_attribute_values(":t", n(t));
         }
-        let obj = obj.build().map_err(|e| store_err("building update", &e))?;
-        // Totals move in the same transaction as the done mark, so a retry can never add twice.
+        let key_id = ObjectRef::new(&c.bucket, &c.key).key_id();
+        let mut current = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(&key_id)))
+            .update_expression("SET #c = :me, updated_ms = :now")
+            .expression_attribute_names("#c", "current")
+            .expression_attribute_values(":me", s(&claim.id))
+            .expression_attribute_values(":now", n(now_ms));
+        current = match expected {
+            None => current.condition_expression("attribute_not_exists(#c)"),
+            Some(p) => current
+                .condition_expression("#c = :prev")
+                .expression_attribute_values(":prev", s(p)),
+        };
+        let (old_a, old_r, old_b, old_files) = replaced
+            .as_ref()
+            .and_then(|r| r.completion.as_ref())
+            .map_or((0, 0, 0, 0), |o| (o.accepted, o.rejected, o.bytes, 1));
         let totals = Update::builder()
             .table_name(&self.table)
             .set_key(Some(key(PIPELINE_ID)))
             .update_expression(
-                "ADD files_processed :one, events_accepted :a, events_rejected :r, bytes_processed :b \
+                "ADD files_processed :files, events_accepted :a, events_rejected :r, bytes_processed :b \
                  SET last_object = :obj, last_processed_ms = :now",
             )
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":a", n(c.accepted))
-            .expression_attribute_values(":r", n(c.rejected))
-            .expression_attribute_values(":b", n(c.bytes))
+            .expression_attribute_values(":files", n(1 - old_files))
+            .expression_attribute_values(":a", n(c.accepted as i128 - old_a as i128))
+            .expression_attribute_values(":r", n(c.rejected as i128 - old_r as i128))
+            .expression_attribute_values(":b", n(c.bytes as i128 - old_b as i128))
             .expression_attribute_values(":obj", s(format!("s3://{}/{}", c.bucket, c.key)))
             .expression_attribute_values(":now", n(now_ms))
-            .build()
-            .map_err(|e| store_err("building update", &e))?;
-        let res = self
+            .build();
+        let mut tx = self
             .client
             .transact_write_items()
-            .transact_items(TransactWriteItem::builder().update(obj).build())
-            .transact_items(TransactWriteItem::builder().update(totals).build())
-            .send()
-            .await;
-        match res {
-            Ok(_) => {}
-            Err(e) => {
-                let lost = e
-                    .as_service_error()
-                    .and_then(|se| match se {
-                        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(tc) => Some(tc),
-                        _ => None,
-                    })
-                    .is_some_and(|tc| {
-                        tc.cancellation_reasons()
-                            .iter()
-                            .any(|r| r.code() == Some("ConditionalCheckFailed"))
-                    });
-                if lost {
-                    return Ok(false);
-                }
-                return Err(store_err("complete TransactWriteItems", &e));
-            }
+            .transact_items(
+                TransactWriteItem::builder()
+                    .update(built(obj.build())?)
+                    .build(),
+            )
+            .transact_items(
+                TransactWriteItem::builder()
+                    .update(built(current.build())?)
+                    .build(),
+            )
+            .transact_items(TransactWriteItem::builder().update(built(totals)?).build());
+        if let Some(old) = &replaced {
+            let outputs = old
+                .completion
+                .as_ref()
+                .map(|c| c.output_keys.clone())
+                .unwrap_or_default();
+            let supersede = Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(key(&old.id)))
+                .update_expression(
+                    "SET #s = :sup, cleanup = :outs, #att = :one_s, updated_ms = :now, superseded_by = :me",
+                )
+                .condition_expression("#s = :done")
+                .expression_attribute_names("#s", "state")
+                .expression_attribute_names("#att", ATTENTION_ATTR)
+                .expression_attribute_values(":sup", s(State::Superseded.as_str()))
+                .expression_attribute_values(":done", s(State::Done.as_str()))
+                .expression_attribute_values(":outs", list(&outputs))
+                .expression_attribute_values(":one_s", s("1"))
+                .expression_attribute_values(":now", n(now_ms))
+                .expression_attribute_values(":me", s(&claim.id))
+                .build();
+            tx = tx.transact_items(
+                TransactWriteItem::builder()
+                    .update(built(supersede)?)
+                    .build(),
+            );
+        }
+        if let Err(e) = tx.send().await {
+            let reasons: Vec<bool> = e
+                .as_service_error()
+                .and_then(|se| match se {
+                    TransactWriteItemsError::TransactionCanceledException(tc) => Some(tc),
+                    _ => None,
+                })
+                .map(|tc| {
+                    tc.cancellation_reasons()
+                        .iter()
+                        .map(|r| r.code() == Some("ConditionalCheckFailed"))
+                        .collect()
+                })
+                .unwrap_or_default();
+            return match reasons.as_slice() {
+                [true, ..] => Ok(CompleteOutcome::Lost),
+                r if r.iter().any(|x| *x) => Ok(CompleteOutcome::KeyMoved),
+                _ => Err(store_err("complete TransactWriteItems", &e)),
+            };
+        }
+        let mut replaced = replaced;
+        if let Some(old) = &mut replaced {
+            old.state = State::Superseded;
+            old.cleanup = old
+                .completion
+                .as_ref()
+                .map(|c| c.output_keys.clone())
+                .unwrap_or_default();
         }
         // The watermark is a max, so it can be raised outside the transaction: repeating it is
         // harmless.
@@ -266,37 +448,18 @@ impl CheckpointStore for DynamoCheckpoints {
                 }
             }
         }
-        Ok(true)
+        Ok(CompleteOutcome::Done {
+            replaced: replaced.map(Box::new),
+        })
     }
 
     async fn fail(&self, claim: &Claim, error: &str, now_ms: i64) -> Result<(), CheckpointError> {
-        // DynamoDB items are capped at 400 KB; error texts are cut well below that.
-        let mut text = error.to_owned();
-        if text.len() > 4000 {
-            let mut cut = 4000;
-            while !text.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            text.truncate(cut);
-        }
         let res = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(&claim.id)))
+            .release(claim, State::Failed, now_ms)
             .update_expression(
-                "SET #s = :failed, #e = :err, lease_expires_ms = :zero, updated_ms = :now",
+                "SET #s = :state, #e = :err, lease_expires_ms = :zero, updated_ms = :now REMOVE #att",
             )
-            .condition_expression("#o = :owner AND #s = :inprog")
-            .expression_attribute_names("#s", "state")
-            .expression_attribute_names("#o", "owner")
-            .expression_attribute_names("#e", "error")
-            .expression_attribute_values(":failed", s(State::Failed.as_str()))
-            .expression_attribute_values(":inprog", s(State::InProgress.as_str()))
-            .expression_attribute_values(":err", s(text))
-            .expression_attribute_values(":zero", n(0))
-            .expression_attribute_values(":now", n(now_ms))
-            .expression_attribute_values(":owner", s(&claim.owner))
+            .expression_attribute_values(":err", s(cut(error)))
             .send()
             .await;
         match res {
@@ -304,6 +467,81 @@ impl CheckpointStore for DynamoCheckpoints {
             Err(e) if is_conditional_failure(&e) => Ok(()),
             Err(e) => Err(store_err("fail UpdateItem", &e)),
         }
+    }
+
+    async fn abandon(
+        &self,
+        claim: &Claim,
+        outputs: &[String],
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<(), CheckpointError> {
+        let req = self.release(claim, State::Superseded, now_ms);
+        let req = if outputs.is_empty() {
+            req.update_expression(
+                "SET #s = :state, #e = :err, lease_expires_ms = :zero, updated_ms = :now REMOVE #att",
+            )
+        } else {
+            req.update_expression(
+                "SET #s = :state, #e = :err, lease_expires_ms = :zero, updated_ms = :now, cleanup = :outs, #att = :one_s",
+            )
+            .expression_attribute_values(":outs", list(outputs))
+            .expression_attribute_values(":one_s", s("1"))
+        };
+        let res = req
+            .expression_attribute_values(":err", s(cut(reason)))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) if is_conditional_failure(&e) => Ok(()),
+            Err(e) => Err(store_err("abandon UpdateItem", &e)),
+        }
+    }
+
+    async fn cleaned(&self, id: &str) -> Result<(), CheckpointError> {
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(id)))
+            .update_expression("REMOVE cleanup, #att")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#att", ATTENTION_ATTR)
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) if is_conditional_failure(&e) => Ok(()),
+            Err(e) => Err(store_err("cleaned UpdateItem", &e)),
+        }
+    }
+
+    async fn attention(&self) -> Result<Vec<ObjectCheckpoint>, CheckpointError> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(ATTENTION_INDEX)
+                .key_condition_expression("#att = :one_s")
+                .expression_attribute_names("#att", ATTENTION_ATTR)
+                .expression_attribute_values(":one_s", s("1"))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| store_err("Query attention index", &e))?;
+            for item in page.items() {
+                out.push(Self::decode(item)?);
+            }
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        Ok(out)
     }
 
     async fn get(&self, id: &str) -> Result<Option<ObjectCheckpoint>, CheckpointError> {

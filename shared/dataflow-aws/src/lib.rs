@@ -6,6 +6,7 @@
 mod clients;
 pub mod dispatcher;
 mod dynamo;
+pub mod requeue;
 pub mod resources;
 mod s3;
 pub mod telemetry;

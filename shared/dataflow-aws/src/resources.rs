@@ -2,8 +2,12 @@
 //! suites and `dataflow doctor`. In AWS the SAM template owns them.
 
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    AttributeDefinition, BillingMode, CreateGlobalSecondaryIndexAction, GlobalSecondaryIndex,
+    GlobalSecondaryIndexUpdate, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ScalarAttributeType,
 };
+
+use crate::dynamo::{ATTENTION_ATTR, ATTENTION_INDEX};
 
 use crate::{describe, status_of};
 
@@ -51,32 +55,85 @@ pub async fn bucket_exists(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<bool
     }
 }
 
-/// The checkpoint table: partition key `pk` (string), on-demand billing.
+/// The checkpoint table: partition key `pk` (string), on-demand billing, and the sparse
+/// `attention` index the sweep queries (added to a table created before it existed).
 pub async fn ensure_table(
     ddb: &aws_sdk_dynamodb::Client,
     table: &str,
 ) -> Result<(), ResourceError> {
+    let attr = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .map_err(|e| ResourceError(e.to_string()))
+    };
+    let hash = |name: &str| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(KeyType::Hash)
+            .build()
+            .map_err(|e| ResourceError(e.to_string()))
+    };
+    let all = || {
+        Projection::builder()
+            .projection_type(ProjectionType::All)
+            .build()
+    };
+    let index = GlobalSecondaryIndex::builder()
+        .index_name(ATTENTION_INDEX)
+        .key_schema(hash(ATTENTION_ATTR)?)
+        .projection(all())
+        .build()
+        .map_err(|e| ResourceError(e.to_string()))?;
     if table_exists(ddb, table).await? {
-        return Ok(());
+        let d = ddb
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await
+            .map_err(|e| ResourceError(format!("DescribeTable {table}: {}", describe(&e))))?;
+        let has_index = d
+            .table()
+            .map(|t| t.global_secondary_indexes())
+            .unwrap_or_default()
+            .iter()
+            .any(|i| i.index_name() == Some(ATTENTION_INDEX));
+        if !has_index {
+            ddb.update_table()
+                .table_name(table)
+                .attribute_definitions(attr(ATTENTION_ATTR)?)
+                .global_secondary_index_updates(
+                    GlobalSecondaryIndexUpdate::builder()
+                        .create(
+                            CreateGlobalSecondaryIndexAction::builder()
+                                .index_name(ATTENTION_INDEX)
+                                .key_schema(hash(ATTENTION_ATTR)?)
+                                .projection(all())
+                                .build()
+                                .map_err(|e| ResourceError(e.to_string()))?,
+                        )
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| {
+                    ResourceError(format!(
+                        "adding the {ATTENTION_INDEX} index to {table}: {}",
+                        describe(&e)
+                    ))
+                })?;
+        }
+        return wait_active(ddb, table).await;
     }
     let res = ddb
         .create_table()
         .table_name(table)
         .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("pk")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .map_err(|e| ResourceError(e.to_string()))?,
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("pk")
-                .key_type(KeyType::Hash)
-                .build()
-                .map_err(|e| ResourceError(e.to_string()))?,
-        )
+        .attribute_definitions(attr("pk")?)
+        .attribute_definitions(attr(ATTENTION_ATTR)?)
+        .key_schema(hash("pk")?)
+        .global_secondary_indexes(index)
         .send()
         .await;
     match res {
@@ -91,11 +148,22 @@ pub async fn ensure_table(
             )))
         }
     }
-    // Emulators create tables at once; real DynamoDB takes seconds.
-    for _ in 0..60 {
+    wait_active(ddb, table).await
+}
+
+/// Emulators create tables and indexes at once; real DynamoDB takes seconds to minutes.
+async fn wait_active(ddb: &aws_sdk_dynamodb::Client, table: &str) -> Result<(), ResourceError> {
+    for _ in 0..120 {
         let d = ddb.describe_table().table_name(table).send().await;
         if let Ok(d) = d {
-            if d.table().and_then(|t| t.table_status()).map(|s| s.as_str()) == Some("ACTIVE") {
+            let t = d.table();
+            let table_ok = t.and_then(|t| t.table_status()).map(|s| s.as_str()) == Some("ACTIVE");
+            let indexes_ok = t
+                .map(|t| t.global_secondary_indexes())
+                .unwrap_or_default()
+                .iter()
+                .all(|i| i.index_status().is_none_or(|s| s.as_str() == "ACTIVE"));
+            if table_ok && indexes_ok {
                 return Ok(());
             }
         }
@@ -147,14 +215,97 @@ pub async fn ensure_queue_with_dlq(
     let q = sqs
         .create_queue()
         .queue_name(name)
-        .attributes(A::VisibilityTimeout, visibility_seconds.to_string())
-        .attributes(A::RedrivePolicy, redrive)
         .send()
         .await
         .map_err(|e| ResourceError(format!("CreateQueue {name}: {}", describe(&e))))?;
     let url = q.queue_url().unwrap_or_default().to_owned();
+    // Set apart from creation so that a queue made with older settings gets the current ones.
+    sqs.set_queue_attributes()
+        .queue_url(&url)
+        .attributes(A::VisibilityTimeout, visibility_seconds.to_string())
+        .attributes(A::RedrivePolicy, redrive)
+        .send()
+        .await
+        .map_err(|e| ResourceError(format!("SetQueueAttributes {name}: {}", describe(&e))))?;
     let arn = queue_arn(sqs, &url).await?;
     Ok((url, arn))
+}
+
+/// Approximate number of visible messages in a queue.
+pub async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<u64, ResourceError> {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let out = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(A::ApproximateNumberOfMessages)
+        .send()
+        .await
+        .map_err(|e| ResourceError(format!("GetQueueAttributes {url}: {}", describe(&e))))?;
+    Ok(out
+        .attributes()
+        .and_then(|m| m.get(&A::ApproximateNumberOfMessages))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0))
+}
+
+/// Bodies of up to `max` messages, left in the queue (received with no visibility timeout).
+pub async fn peek(
+    sqs: &aws_sdk_sqs::Client,
+    url: &str,
+    max: i32,
+) -> Result<Vec<String>, ResourceError> {
+    let out = sqs
+        .receive_message()
+        .queue_url(url)
+        .max_number_of_messages(max.clamp(1, 10))
+        .visibility_timeout(0)
+        .send()
+        .await
+        .map_err(|e| ResourceError(format!("ReceiveMessage {url}: {}", describe(&e))))?;
+    Ok(out
+        .messages()
+        .iter()
+        .filter_map(|m| m.body().map(str::to_owned))
+        .collect())
+}
+
+/// Moves every message of `from` (a dead-letter queue) back to `to`: sent first, deleted after,
+/// so a crash in between duplicates a message (harmless: checkpoints) and never loses one.
+pub async fn redrive(
+    sqs: &aws_sdk_sqs::Client,
+    from: &str,
+    to: &str,
+) -> Result<usize, ResourceError> {
+    let mut moved = 0;
+    loop {
+        let out = sqs
+            .receive_message()
+            .queue_url(from)
+            .max_number_of_messages(10)
+            .visibility_timeout(60)
+            .send()
+            .await
+            .map_err(|e| ResourceError(format!("ReceiveMessage {from}: {}", describe(&e))))?;
+        let messages = out.messages();
+        if messages.is_empty() {
+            return Ok(moved);
+        }
+        for m in messages {
+            sqs.send_message()
+                .queue_url(to)
+                .message_body(m.body().unwrap_or_default())
+                .send()
+                .await
+                .map_err(|e| ResourceError(format!("SendMessage {to}: {}", describe(&e))))?;
+            sqs.delete_message()
+                .queue_url(from)
+                .receipt_handle(m.receipt_handle().unwrap_or_default())
+                .send()
+                .await
+                .map_err(|e| ResourceError(format!("DeleteMessage {from}: {}", describe(&e))))?;
+            moved += 1;
+        }
+    }
 }
 
 pub async fn queue_url(

@@ -4,12 +4,13 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use dataflow_aws::{DynamoCheckpoints, S3Store};
-use dataflow_core::checkpoint::{CheckpointStore, ClaimOutcome};
+use dataflow_core::checkpoint::{CheckpointStore, ClaimOutcome, CompleteOutcome};
 use dataflow_core::config::Config;
-use dataflow_core::etl::{now_ms, Etl, EtlError, ObjectOutcome};
+use dataflow_core::etl::{Etl, EtlError, ObjectOutcome};
 use dataflow_core::parquet::{decode_aggregate_rows, read_parquet_bytes};
 use dataflow_core::source::ObjectRef;
 use dataflow_core::storage::{Body, ObjectStore};
+use dataflow_core::time::now_ms;
 use dataflow_core::trigger::parse_trigger;
 use serde_json::json;
 
@@ -254,11 +255,7 @@ async fn claim_of_a_killed_attempt_is_taken_over_after_its_lease() {
         .unwrap()
         .etag;
     // An attempt claims with a 1.5 s lease and dies without finishing.
-    let ClaimOutcome::Acquired(dead) = etl
-        .checkpoints
-        .claim(&obj.checkpoint_id(), now_ms(), 1_500)
-        .await
-        .unwrap()
+    let ClaimOutcome::Acquired(dead) = etl.checkpoints.claim(&obj, now_ms(), 1_500).await.unwrap()
     else {
         panic!()
     };
@@ -281,7 +278,14 @@ async fn claim_of_a_killed_attempt_is_taken_over_after_its_lease() {
     assert_eq!(rec.attempts, 2);
     // The dead attempt coming back cannot complete a second time.
     let c = rec.completion.unwrap();
-    assert!(!etl.checkpoints.complete(&dead, &c, now_ms()).await.unwrap());
+    let id = obj.checkpoint_id();
+    assert_eq!(
+        etl.checkpoints
+            .complete(&dead, &c, Some(id.as_str()), now_ms())
+            .await
+            .unwrap(),
+        CompleteOutcome::Lost
+    );
     let p = etl.checkpoints.pipeline().await.unwrap();
     assert_eq!((p.files_processed, p.events_accepted), (1, 9));
 }

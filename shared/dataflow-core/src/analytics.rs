@@ -12,7 +12,7 @@ use crate::event::{format_date, parse_date};
 use crate::parquet::{aggregate_covers, decode_aggregate_rows, AggregateRow, ParquetError};
 use crate::sketch::{SketchMerger, UserSketch};
 use crate::source::Layout;
-use crate::storage::{ObjectStore, StoreError};
+use crate::storage::{ObjectMeta, ObjectStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LakeError {
@@ -44,12 +44,7 @@ impl AggregateFile {
         let Some(date) = layout.date_of_aggregate_key(key).and_then(parse_date) else {
             return Ok(None);
         };
-        let name = key
-            .rsplit('/')
-            .next()
-            .and_then(|n| n.strip_suffix(".parquet"))
-            .unwrap_or(key)
-            .to_owned();
+        let name = name_of(key).to_owned();
         let err = |source| LakeError::Decode {
             key: key.to_owned(),
             source,
@@ -95,18 +90,20 @@ pub struct Cell {
     pub unique_users: u64,
 }
 
-/// An immutable view of the lake at one point in time.
+/// An immutable view of the lake at one point in time. Every per-day structure is indexed by the
+/// days that hold data, never by the calendar span between the first and the last: one event in
+/// year 9999 adds one day, not three million.
 #[derive(Debug, Default)]
 pub struct Snapshot {
     cells: BTreeMap<(i32, String), Cell>,
     types: BTreeSet<String>,
-    first_day: i32,
-    days: usize,
-    /// Segment tree over days (leaves at `days..2*days`): merged sketch of all types.
+    /// Days with data, ascending; position `i` in every per-day vector below is `dates[i]`.
+    dates: Vec<i32>,
+    /// Segment tree over `dates` (leaves at `n..2*n`): merged sketch of all types.
     tree: Vec<Option<UserSketch>>,
     /// Distinct users of each day (all types), precomputed.
     day_unique: Vec<u64>,
-    /// Per type (in `types` order): prefix sums of event counts over days, `days + 1` long, so
+    /// Per type (in `types` order): prefix sums of event counts over `dates`, `n + 1` long, so
     /// totals over any range cost O(types).
     prefix_counts: Vec<Vec<u64>>,
     pub files: usize,
@@ -177,14 +174,14 @@ impl Snapshot {
             })
             .collect();
         let types: BTreeSet<String> = cells.keys().map(|(_, t)| t.clone()).collect();
-        let (first_day, days) = match (cells.keys().next(), cells.keys().next_back()) {
-            (Some((a, _)), Some((b, _))) => (*a, (*b - *a) as usize + 1),
-            _ => (0, 0),
-        };
+        let mut dates: Vec<i32> = cells.keys().map(|(d, _)| *d).collect();
+        dates.dedup();
+        let days = dates.len();
+        let pos = |d: i32| dates.partition_point(|x| *x < d);
         let mut tree: Vec<Option<UserSketch>> = vec![None; 2 * days];
         let mut day_mergers: Vec<Option<SketchMerger>> = (0..days).map(|_| None).collect();
         for ((d, _), c) in &cells {
-            day_mergers[(*d - first_day) as usize]
+            day_mergers[pos(*d)]
                 .get_or_insert_with(SketchMerger::default)
                 .add(&c.users);
         }
@@ -215,7 +212,7 @@ impl Snapshot {
         let mut prefix_counts = vec![vec![0u64; days + 1]; types.len()];
         for ((d, t), c) in &cells {
             if let Some(&ti) = type_index.get(t.as_str()) {
-                prefix_counts[ti][(*d - first_day) as usize + 1] += c.event_count;
+                prefix_counts[ti][pos(*d) + 1] += c.event_count;
             }
         }
         for per_day in &mut prefix_counts {
@@ -226,8 +223,7 @@ impl Snapshot {
         Snapshot {
             cells,
             types,
-            first_day,
-            days,
+            dates,
             tree,
             day_unique,
             prefix_counts,
@@ -235,12 +231,23 @@ impl Snapshot {
         }
     }
 
-    /// Day offsets `[lo, hi)` of the filter's range within the data, if any overlap.
+    /// Positions `[lo, hi)` in `dates` of the days within the filter's range, if any.
     fn day_span(&self, f: &Filter) -> Option<(usize, usize)> {
-        let (first, last) = self.bounds()?;
-        let lo = f.from.unwrap_or(first).max(first);
-        let hi = f.to.unwrap_or(last).min(last);
-        (lo <= hi).then(|| ((lo - first) as usize, (hi - first) as usize + 1))
+        let lo = f.from.map_or(0, |d| self.dates.partition_point(|x| *x < d));
+        let hi = f.to.map_or(self.dates.len(), |d| {
+            self.dates.partition_point(|x| *x <= d)
+        });
+        (lo < hi).then_some((lo, hi))
+    }
+
+    /// Approximate heap bytes held: what the read model costs a warm function.
+    pub fn heap_bytes(&self) -> usize {
+        const SKETCH: usize = (1 << crate::sketch::LG_K) + 64;
+        let cells: usize = self.cells.keys().map(|(_, t)| t.len() + 64 + SKETCH).sum();
+        let tree = self.tree.iter().flatten().count() * SKETCH
+            + self.tree.capacity() * std::mem::size_of::<Option<UserSketch>>();
+        let prefix: usize = self.prefix_counts.iter().map(|v| v.capacity() * 8).sum();
+        cells + tree + prefix + self.dates.capacity() * 4 + self.day_unique.capacity() * 8
     }
 
     pub fn is_empty(&self) -> bool {
@@ -253,7 +260,7 @@ impl Snapshot {
 
     /// First and last day with data.
     pub fn bounds(&self) -> Option<(i32, i32)> {
-        (self.days > 0).then(|| (self.first_day, self.first_day + self.days as i32 - 1))
+        Some((*self.dates.first()?, *self.dates.last()?))
     }
 
     fn in_range<'a>(
@@ -339,10 +346,12 @@ impl Snapshot {
         summary
     }
 
-    /// Distinct users (every type) over day offsets `[lo, hi)`, from O(log days) tree nodes.
+    /// Distinct users (every type) over positions `[lo, hi)` of `dates`, from O(log days) tree
+    /// nodes.
     fn range_users(&self, lo: usize, hi: usize) -> u64 {
         let mut merger = SketchMerger::default();
-        let (mut l, mut r) = (lo + self.days, hi + self.days);
+        let n = self.dates.len();
+        let (mut l, mut r) = (lo + n, hi + n);
         while l < r {
             if l & 1 == 1 {
                 if let Some(s) = &self.tree[l] {
@@ -421,28 +430,33 @@ impl LakeReader {
                 _ => to_fetch.push(meta),
             }
         }
-        let changed = !to_fetch.is_empty() || old.as_ref().is_none_or(|o| !o.files.is_empty());
-        let mut set = tokio::task::JoinSet::new();
-        let mut pending = to_fetch.into_iter();
-        loop {
-            while set.len() < 16 {
-                let Some(meta) = pending.next() else { break };
-                let (store, bucket, layout) =
-                    (self.store.clone(), self.bucket.clone(), self.layout.clone());
-                set.spawn(async move {
-                    let Some(bytes) = store.get(&bucket, &meta.key).await? else {
-                        return Ok::<_, LakeError>(None);
-                    };
-                    let file = AggregateFile::decode(&layout, &meta.key, &bytes)?;
-                    Ok(file.map(|f| (meta.key, meta.etag, f)))
-                });
-            }
-            let Some(done) = set.join_next().await else {
-                break;
-            };
-            if let Some((key, etag, f)) = done.map_err(|e| LakeError::Internal(e.to_string()))?? {
-                files.insert(key, (etag, Arc::new(f)));
-            }
+        // Files gone since the last look (or no look yet) change the answer; so does any fetch.
+        let mut changed = old.as_ref().is_none_or(|o| !o.files.is_empty());
+        // Compacted files first: the partials they cover are never fetched.
+        let (compacted, partials): (Vec<_>, Vec<_>) = to_fetch
+            .into_iter()
+            .partition(|m| name_of(&m.key).starts_with("compacted-"));
+        for (key, etag, f) in self.fetch(compacted).await? {
+            changed = true;
+            files.insert(key, (etag, Arc::new(f)));
+        }
+        let covered: BTreeSet<(i32, String)> = files
+            .values()
+            .flat_map(|(_, f)| f.covers.iter().map(|c| (f.date, c.clone())))
+            .collect();
+        let partials: Vec<ObjectMeta> = partials
+            .into_iter()
+            .filter(|m| {
+                let date = self
+                    .layout
+                    .date_of_aggregate_key(&m.key)
+                    .and_then(parse_date);
+                date.is_none_or(|d| !covered.contains(&(d, name_of(&m.key).to_owned())))
+            })
+            .collect();
+        for (key, etag, f) in self.fetch(partials).await? {
+            changed = true;
+            files.insert(key, (etag, Arc::new(f)));
         }
         let (snapshot, generation) = match old {
             Some(o) if !changed => (o.snapshot, o.generation),
@@ -465,6 +479,45 @@ impl LakeReader {
         });
         Ok((snapshot, generation))
     }
+}
+
+impl LakeReader {
+    /// Fetches and decodes aggregate files, 16 at a time.
+    async fn fetch(
+        &self,
+        metas: Vec<ObjectMeta>,
+    ) -> Result<Vec<(String, Option<String>, AggregateFile)>, LakeError> {
+        let mut out = Vec::with_capacity(metas.len());
+        let mut set = tokio::task::JoinSet::new();
+        let mut pending = metas.into_iter();
+        loop {
+            while set.len() < 16 {
+                let Some(meta) = pending.next() else { break };
+                let (store, bucket, layout) =
+                    (self.store.clone(), self.bucket.clone(), self.layout.clone());
+                set.spawn(async move {
+                    let Some(bytes) = store.get(&bucket, &meta.key).await? else {
+                        return Ok::<_, LakeError>(None);
+                    };
+                    let file = AggregateFile::decode(&layout, &meta.key, &bytes)?;
+                    Ok(file.map(|f| (meta.key, meta.etag, f)))
+                });
+            }
+            let Some(done) = set.join_next().await else {
+                break;
+            };
+            if let Some(found) = done.map_err(|e| LakeError::Internal(e.to_string()))?? {
+                out.push(found);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// File name without `.parquet`: what compacted files list in their coverage.
+pub fn name_of(key: &str) -> &str {
+    let file = key.rsplit('/').next().unwrap_or(key);
+    file.strip_suffix(".parquet").unwrap_or(file)
 }
 
 #[cfg(test)]
@@ -623,6 +676,79 @@ mod tests {
         );
         let s = snapshot(&[compacted, late, second]);
         assert_eq!(s.summary(&Filter::default()).total_events, 16);
+    }
+
+    /// A year of data plus one event at year 1000 and one at 9999: the read model grows by two
+    /// days, not by the ~3.3 million days between them.
+    #[test]
+    fn memory_and_build_time_follow_the_data_not_the_date_span() {
+        let base = parse_date("2024-01-01").unwrap();
+        let year: Vec<AggregateFile> = (0..365)
+            .map(|d| {
+                file(
+                    &format!("part-{d}"),
+                    &format_date(base + d),
+                    &[("click", 5, 0..50), ("view", 2, 25..60)],
+                    &[],
+                )
+            })
+            .collect();
+        let mut hostile = year.clone();
+        hostile.push(file("part-old", "1000-01-01", &[("x", 1, 0..1)], &[]));
+        hostile.push(file("part-far", "9999-12-31", &[("x", 1, 0..1)], &[]));
+        let timed = |files: &[AggregateFile]| {
+            (0..3)
+                .map(|_| {
+                    let t = Instant::now();
+                    let s = snapshot(files);
+                    (t.elapsed(), s)
+                })
+                .min_by_key(|(t, _)| *t)
+                .unwrap()
+        };
+        let (t_year, s_year) = timed(&year);
+        let (t_hostile, s_hostile) = timed(&hostile);
+        let (m_year, m_hostile) = (s_year.heap_bytes(), s_hostile.heap_bytes());
+        assert!(
+            m_hostile < m_year + m_year / 10,
+            "read model {m_hostile} bytes with the extreme days vs {m_year} without"
+        );
+        assert!(
+            t_hostile < t_year * 3 + Duration::from_millis(20),
+            "build {t_hostile:?} with the extreme days vs {t_year:?} without"
+        );
+        let all = s_hostile.summary(&Filter::default());
+        assert_eq!(all.total_events, 365 * 7 + 2);
+        assert_eq!(
+            (all.start.as_deref(), all.end.as_deref()),
+            (Some("1000-01-01"), Some("9999-12-31"))
+        );
+        // Ranges between and around the data days still answer exactly.
+        let f = |a: &str, b: &str| Filter {
+            from: parse_date(a),
+            to: parse_date(b),
+            types: vec![],
+        };
+        let mid = s_hostile.summary(&f("2024-02-01", "2024-02-10"));
+        assert_eq!((mid.total_events, mid.unique_users), (70, 60));
+        assert_eq!(
+            s_hostile
+                .summary(&f("2030-01-01", "2030-12-31"))
+                .total_events,
+            0
+        );
+        assert_eq!(
+            s_hostile
+                .summary(&f("9000-01-01", "9999-12-31"))
+                .total_events,
+            1
+        );
+        assert_eq!(
+            s_hostile
+                .summary(&f("0999-01-01", "1999-01-01"))
+                .unique_users,
+            1
+        );
     }
 
     #[test]

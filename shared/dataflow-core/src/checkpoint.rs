@@ -1,11 +1,15 @@
-//! The checkpoint protocol: one record per source object version, claimed with a lease so that
-//! concurrent or repeated deliveries process an object once, and pipeline totals that move only in
-//! the same atomic step that marks an object done.
+//! The checkpoint protocol: one record per source object version, claimed with a short lease
+//! that a heartbeat renews while the object is processed, so that concurrent or repeated
+//! deliveries process an object once and a dead attempt is taken over within one lease. Pipeline
+//! totals move only in the same atomic step that marks an object done, and a newer version of a
+//! key replaces the older version's contribution in that same step.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
+
+use crate::source::ObjectRef;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
@@ -20,6 +24,9 @@ pub enum State {
     InProgress,
     Done,
     Failed,
+    /// A newer version of the key replaced this one (its counts left the totals), or this
+    /// version was overwritten before it could be counted.
+    Superseded,
 }
 
 impl State {
@@ -28,6 +35,7 @@ impl State {
             State::InProgress => "in_progress",
             State::Done => "done",
             State::Failed => "failed",
+            State::Superseded => "superseded",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -35,6 +43,7 @@ impl State {
             "in_progress" => Some(State::InProgress),
             "done" => Some(State::Done),
             "failed" => Some(State::Failed),
+            "superseded" => Some(State::Superseded),
             _ => None,
         }
     }
@@ -53,6 +62,8 @@ pub enum ClaimOutcome {
     Acquired(Claim),
     /// Already processed: nothing to do.
     AlreadyDone,
+    /// This version was replaced by a newer one: nothing to do.
+    Superseded,
     /// Another attempt holds an unexpired lease.
     Busy {
         lease_expires_ms: i64,
@@ -73,6 +84,20 @@ pub struct Completion {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CompleteOutcome {
+    /// Marked done; `replaced` is the key's previous version, whose counts left the totals in
+    /// the same step and whose outputs the caller now removes.
+    Done {
+        replaced: Option<Box<ObjectCheckpoint>>,
+    },
+    /// The claim was lost to a takeover that finished first: nothing changed.
+    Lost,
+    /// The key's current version is no longer the one the caller read: nothing changed; read
+    /// it again, check the object is still current, and retry.
+    KeyMoved,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectCheckpoint {
     pub id: String,
     pub state: State,
@@ -81,6 +106,17 @@ pub struct ObjectCheckpoint {
     pub completion: Option<Completion>,
     pub error: Option<String>,
     pub updated_ms: i64,
+    /// The object version this record is about (recorded at claim time).
+    pub source: Option<ObjectRef>,
+    /// Outputs of a superseded version that still have to be removed from the lake.
+    pub cleanup: Vec<String>,
+}
+
+impl ObjectCheckpoint {
+    /// In progress, with a lease nobody renewed: the attempt died.
+    pub fn is_stuck(&self, now_ms: i64) -> bool {
+        self.state == State::InProgress && self.lease_expires_ms < now_ms
+    }
 }
 
 /// Pipeline-level totals and watermark.
@@ -97,23 +133,50 @@ pub struct PipelineState {
 
 #[async_trait]
 pub trait CheckpointStore: Send + Sync + 'static {
-    /// Claims `id` unless it is done or leased by a live attempt. An expired lease is taken over.
+    /// Claims the object version unless it is done, superseded or leased by a live attempt. An
+    /// expired lease is taken over.
     async fn claim(
         &self,
-        id: &str,
+        obj: &ObjectRef,
         now_ms: i64,
         lease_ms: i64,
     ) -> Result<ClaimOutcome, CheckpointError>;
-    /// Marks the claim done and adds its counts to the pipeline totals, atomically. Returns
-    /// `false` (and changes nothing) when the claim was lost to a takeover that finished first.
+    /// Extends a held claim's lease (the heartbeat). `false` when the claim was lost.
+    async fn renew(
+        &self,
+        claim: &Claim,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<bool, CheckpointError>;
+    /// The checkpoint id of the key's current (counted) version.
+    async fn current_version(&self, key_id: &str) -> Result<Option<String>, CheckpointError>;
+    /// Marks the claim done and adds its counts to the pipeline totals, atomically, provided the
+    /// key's current version is still `expected` (what [`Self::current_version`] returned); that
+    /// previous version, when done, is superseded in the same step (its counts leave the
+    /// totals). [`CompleteOutcome::Lost`] when a takeover finished first.
     async fn complete(
         &self,
         claim: &Claim,
         c: &Completion,
+        expected: Option<&str>,
         now_ms: i64,
-    ) -> Result<bool, CheckpointError>;
+    ) -> Result<CompleteOutcome, CheckpointError>;
     /// Records a failure and releases the lease so the next delivery retries at once.
     async fn fail(&self, claim: &Claim, error: &str, now_ms: i64) -> Result<(), CheckpointError>;
+    /// The claimed version is no longer the key's current one: record it as superseded without
+    /// counting it, with the outputs it already wrote left to remove.
+    async fn abandon(
+        &self,
+        claim: &Claim,
+        outputs: &[String],
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<(), CheckpointError>;
+    /// A superseded version's outputs are gone from the lake.
+    async fn cleaned(&self, id: &str) -> Result<(), CheckpointError>;
+    /// Records that need the sweep's attention: every in-progress record (the caller checks
+    /// the lease) and superseded ones with outputs left to remove. Cheap: it reads only those.
+    async fn attention(&self) -> Result<Vec<ObjectCheckpoint>, CheckpointError>;
     async fn get(&self, id: &str) -> Result<Option<ObjectCheckpoint>, CheckpointError>;
     async fn list(&self) -> Result<Vec<ObjectCheckpoint>, CheckpointError>;
     async fn pipeline(&self) -> Result<PipelineState, CheckpointError>;
@@ -132,11 +195,30 @@ pub trait CheckpointStore: Send + Sync + 'static {
     async fn release_lock(&self, claim: &Claim) -> Result<(), CheckpointError>;
 }
 
-type MemoryState = (
-    BTreeMap<String, ObjectCheckpoint>,
-    PipelineState,
-    BTreeMap<String, (String, i64)>,
-);
+/// How totals move when `add` is marked done and `remove` (a previous version) leaves them.
+pub fn apply_totals(p: &mut PipelineState, add: Option<&Completion>, remove: Option<&Completion>) {
+    if let Some(c) = add {
+        p.files_processed += 1;
+        p.events_accepted += c.accepted;
+        p.events_rejected += c.rejected;
+        p.bytes_processed += c.bytes;
+    }
+    if let Some(c) = remove {
+        p.files_processed = p.files_processed.saturating_sub(1);
+        p.events_accepted = p.events_accepted.saturating_sub(c.accepted);
+        p.events_rejected = p.events_rejected.saturating_sub(c.rejected);
+        p.bytes_processed = p.bytes_processed.saturating_sub(c.bytes);
+    }
+}
+
+#[derive(Debug, Default)]
+struct MemoryState {
+    objects: BTreeMap<String, ObjectCheckpoint>,
+    pipeline: PipelineState,
+    locks: BTreeMap<String, (String, i64)>,
+    /// Key id -> checkpoint id of the key's current (done) version.
+    current: BTreeMap<String, String>,
+}
 
 /// In-memory implementation with the same semantics, for unit tests of the orchestration.
 #[derive(Debug, Default)]
@@ -152,18 +234,27 @@ impl MemoryCheckpoints {
     }
 }
 
+/// The in-memory record of a held claim, if still held (the attempt number is the owner).
+fn held<'a>(g: &'a mut MemoryState, claim: &Claim) -> Option<&'a mut ObjectCheckpoint> {
+    g.objects
+        .get_mut(&claim.id)
+        .filter(|r| r.state == State::InProgress && r.attempts == claim.attempt)
+}
+
 #[async_trait]
 impl CheckpointStore for MemoryCheckpoints {
     async fn claim(
         &self,
-        id: &str,
+        obj: &ObjectRef,
         now_ms: i64,
         lease_ms: i64,
     ) -> Result<ClaimOutcome, CheckpointError> {
+        let id = obj.checkpoint_id();
         let mut g = self.lock()?;
-        let attempts = match g.0.get(id) {
+        let attempts = match g.objects.get(&id) {
             Some(c) if c.state == State::Done => return Ok(ClaimOutcome::AlreadyDone),
-            Some(c) if c.state == State::InProgress && c.lease_expires_ms > now_ms => {
+            Some(c) if c.state == State::Superseded => return Ok(ClaimOutcome::Superseded),
+            Some(c) if c.state == State::InProgress && c.lease_expires_ms >= now_ms => {
                 return Ok(ClaimOutcome::Busy {
                     lease_expires_ms: c.lease_expires_ms,
                 })
@@ -172,89 +263,168 @@ impl CheckpointStore for MemoryCheckpoints {
             None => 0,
         };
         let claim = Claim {
-            id: id.into(),
+            id: id.clone(),
             owner: uuid::Uuid::new_v4().to_string(),
             attempt: attempts + 1,
         };
-        g.0.insert(
-            id.into(),
+        g.objects.insert(
+            id.clone(),
             ObjectCheckpoint {
-                id: id.into(),
+                id,
                 state: State::InProgress,
                 attempts: attempts + 1,
                 lease_expires_ms: now_ms + lease_ms,
                 completion: None,
                 error: None,
                 updated_ms: now_ms,
+                source: Some(obj.clone()),
+                cleanup: Vec::new(),
             },
         );
-        // The owner is tracked through the attempt number in memory.
         Ok(ClaimOutcome::Acquired(claim))
+    }
+
+    async fn renew(
+        &self,
+        claim: &Claim,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<bool, CheckpointError> {
+        let mut g = self.lock()?;
+        Ok(match held(&mut g, claim) {
+            Some(rec) => {
+                rec.lease_expires_ms = now_ms + lease_ms;
+                true
+            }
+            None => false,
+        })
+    }
+
+    async fn current_version(&self, key_id: &str) -> Result<Option<String>, CheckpointError> {
+        Ok(self.lock()?.current.get(key_id).cloned())
     }
 
     async fn complete(
         &self,
         claim: &Claim,
         c: &Completion,
+        expected: Option<&str>,
         now_ms: i64,
-    ) -> Result<bool, CheckpointError> {
+    ) -> Result<CompleteOutcome, CheckpointError> {
         let mut g = self.lock()?;
-        let (objects, pipe, _) = &mut *g;
-        let Some(rec) = objects.get_mut(&claim.id) else {
-            return Ok(false);
+        let Some(rec) = held(&mut g, claim) else {
+            return Ok(CompleteOutcome::Lost);
         };
-        if rec.state == State::Done || rec.attempts != claim.attempt {
-            return Ok(false);
+        let key_id = rec
+            .source
+            .as_ref()
+            .map(ObjectRef::key_id)
+            .unwrap_or_else(|| claim.id.clone());
+        if g.current.get(&key_id).map(String::as_str) != expected {
+            return Ok(CompleteOutcome::KeyMoved);
         }
+        let Some(rec) = held(&mut g, claim) else {
+            return Ok(CompleteOutcome::Lost);
+        };
         rec.state = State::Done;
         rec.completion = Some(c.clone());
         rec.updated_ms = now_ms;
-        pipe.files_processed += 1;
-        pipe.events_accepted += c.accepted;
-        pipe.events_rejected += c.rejected;
-        pipe.bytes_processed += c.bytes;
+        let previous = g.current.insert(key_id, claim.id.clone());
+        let replaced = match previous.filter(|p| *p != claim.id) {
+            Some(p) => match g.objects.get_mut(&p) {
+                Some(old) if old.state == State::Done => {
+                    old.state = State::Superseded;
+                    old.updated_ms = now_ms;
+                    old.cleanup = old
+                        .completion
+                        .as_ref()
+                        .map(|c| c.output_keys.clone())
+                        .unwrap_or_default();
+                    Some(old.clone())
+                }
+                _ => None,
+            },
+            None => None,
+        };
+        let pipe = &mut g.pipeline;
+        apply_totals(
+            pipe,
+            Some(c),
+            replaced.as_ref().and_then(|r| r.completion.as_ref()),
+        );
         pipe.latest_event_time_us = pipe.latest_event_time_us.max(c.max_event_time_us);
         pipe.last_object = Some(format!("s3://{}/{}", c.bucket, c.key));
         pipe.last_processed_ms = Some(now_ms);
-        Ok(true)
+        Ok(CompleteOutcome::Done {
+            replaced: replaced.map(Box::new),
+        })
     }
 
     async fn fail(&self, claim: &Claim, error: &str, now_ms: i64) -> Result<(), CheckpointError> {
         let mut g = self.lock()?;
-        if let Some(rec) = g.0.get_mut(&claim.id) {
-            if rec.state != State::Done && rec.attempts == claim.attempt {
-                rec.state = State::Failed;
-                rec.error = Some(error.into());
-                rec.lease_expires_ms = 0;
-                rec.updated_ms = now_ms;
-            }
+        if let Some(rec) = held(&mut g, claim) {
+            rec.state = State::Failed;
+            rec.error = Some(error.into());
+            rec.lease_expires_ms = 0;
+            rec.updated_ms = now_ms;
         }
         Ok(())
     }
 
+    async fn abandon(
+        &self,
+        claim: &Claim,
+        outputs: &[String],
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<(), CheckpointError> {
+        let mut g = self.lock()?;
+        if let Some(rec) = held(&mut g, claim) {
+            rec.state = State::Superseded;
+            rec.error = Some(reason.into());
+            rec.lease_expires_ms = 0;
+            rec.updated_ms = now_ms;
+            rec.cleanup = outputs.to_vec();
+        }
+        Ok(())
+    }
+
+    async fn cleaned(&self, id: &str) -> Result<(), CheckpointError> {
+        if let Some(rec) = self.lock()?.objects.get_mut(id) {
+            rec.cleanup.clear();
+        }
+        Ok(())
+    }
+
+    async fn attention(&self) -> Result<Vec<ObjectCheckpoint>, CheckpointError> {
+        Ok(self
+            .lock()?
+            .objects
+            .values()
+            .filter(|r| r.state == State::InProgress || !r.cleanup.is_empty())
+            .cloned()
+            .collect())
+    }
+
     async fn get(&self, id: &str) -> Result<Option<ObjectCheckpoint>, CheckpointError> {
-        Ok(self.lock()?.0.get(id).cloned())
+        Ok(self.lock()?.objects.get(id).cloned())
     }
 
     async fn list(&self) -> Result<Vec<ObjectCheckpoint>, CheckpointError> {
-        Ok(self.lock()?.0.values().cloned().collect())
+        Ok(self.lock()?.objects.values().cloned().collect())
     }
 
     async fn pipeline(&self) -> Result<PipelineState, CheckpointError> {
-        Ok(self.lock()?.1.clone())
+        Ok(self.lock()?.pipeline.clone())
     }
 
     async fn forget(&self, id: &str) -> Result<bool, CheckpointError> {
         let mut g = self.lock()?;
-        let (objects, pipe, _) = &mut *g;
-        let Some(rec) = objects.remove(id) else {
+        let Some(rec) = g.objects.remove(id) else {
             return Ok(false);
         };
-        if let (State::Done, Some(c)) = (rec.state, rec.completion) {
-            pipe.files_processed = pipe.files_processed.saturating_sub(1);
-            pipe.events_accepted = pipe.events_accepted.saturating_sub(c.accepted);
-            pipe.events_rejected = pipe.events_rejected.saturating_sub(c.rejected);
-            pipe.bytes_processed = pipe.bytes_processed.saturating_sub(c.bytes);
+        if rec.state == State::Done {
+            apply_totals(&mut g.pipeline, None, rec.completion.as_ref());
         }
         Ok(true)
     }
@@ -266,11 +436,12 @@ impl CheckpointStore for MemoryCheckpoints {
         lease_ms: i64,
     ) -> Result<Option<Claim>, CheckpointError> {
         let mut g = self.lock()?;
-        if g.2.get(name).is_some_and(|(_, until)| *until > now_ms) {
+        if g.locks.get(name).is_some_and(|(_, until)| *until > now_ms) {
             return Ok(None);
         }
         let owner = uuid::Uuid::new_v4().to_string();
-        g.2.insert(name.into(), (owner.clone(), now_ms + lease_ms));
+        g.locks
+            .insert(name.into(), (owner.clone(), now_ms + lease_ms));
         Ok(Some(Claim {
             id: name.into(),
             owner,
@@ -280,8 +451,11 @@ impl CheckpointStore for MemoryCheckpoints {
 
     async fn release_lock(&self, claim: &Claim) -> Result<(), CheckpointError> {
         let mut g = self.lock()?;
-        if g.2.get(&claim.id).is_some_and(|(o, _)| *o == claim.owner) {
-            g.2.remove(&claim.id);
+        if g.locks
+            .get(&claim.id)
+            .is_some_and(|(o, _)| *o == claim.owner)
+        {
+            g.locks.remove(&claim.id);
         }
         Ok(())
     }

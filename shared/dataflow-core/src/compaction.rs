@@ -4,11 +4,15 @@
 //! - the compacted file lists every file it replaces in its Parquet metadata, and readers skip
 //!   those ([`crate::analytics::effective_files`]), so between the write and the deletes readers
 //!   count each partial once; partials written meanwhile are not covered and still count;
-//! - its name derives from what it covers, so a re-run rewrites the same object.
+//! - its name derives from what it covers, so a re-run rewrites the same object;
+//! - the partials it covers stay (readers skip them unread): they are the source of truth, so
+//!   when a key's newer version replaces an older one, [`remove_outputs`] deletes the older
+//!   partials and every compacted file that covers them, and the date is compacted again later
+//!   from what remains.
 
 use sha2::{Digest, Sha256};
 
-use crate::analytics::{effective_files, AggregateFile, LakeError};
+use crate::analytics::{effective_files, name_of, AggregateFile, LakeError};
 use crate::checkpoint::{CheckpointError, CheckpointStore};
 use crate::parquet::{encode_aggregate_file, AggregateRow, ParquetError};
 use crate::sketch::SketchMerger;
@@ -25,6 +29,8 @@ pub enum CompactionError {
     Checkpoint(#[from] CheckpointError),
     #[error(transparent)]
     Encode(#[from] ParquetError),
+    #[error("a compaction of {0} holds its lock; retried on the next sweep")]
+    Busy(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,29 +43,59 @@ pub enum CompactionOutcome {
     Locked,
 }
 
-/// Compacts every date that has more than one aggregate file.
+/// Compacts every date whose aggregate files changed since its last compaction. Partials stay
+/// after they are compacted, so a listing alone decides which dates to look at: those with
+/// several files and no compacted file, or with a partial written after (or up to one lock
+/// lease before) the newest compacted file. The locked step decides exactly. Returns the dates
+/// compacted (or found locked).
 pub async fn compact_all(
     store: &dyn ObjectStore,
     checkpoints: &dyn CheckpointStore,
     bucket: &str,
     layout: &Layout,
 ) -> Result<Vec<(String, CompactionOutcome)>, CompactionError> {
+    #[derive(Default)]
+    struct DateFiles {
+        files: usize,
+        newest_compacted: Option<i64>,
+        newest_partial: Option<i64>,
+    }
     let listed = store.list(bucket, &layout.aggregates_prefix).await?;
-    let mut per_date: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut per_date: std::collections::BTreeMap<String, DateFiles> = Default::default();
     for m in &listed {
-        if let Some(d) = layout.date_of_aggregate_key(&m.key) {
-            *per_date.entry(d.to_owned()).or_default() += 1;
+        let Some(d) = layout.date_of_aggregate_key(&m.key) else {
+            continue;
+        };
+        let e = per_date.entry(d.to_owned()).or_default();
+        e.files += 1;
+        // Unknown times count as new: look rather than miss.
+        let t = m.last_modified_ms.unwrap_or(i64::MAX);
+        if name_of(&m.key).starts_with(COMPACTED) {
+            e.newest_compacted = e.newest_compacted.max(Some(t));
+        } else {
+            e.newest_partial = e.newest_partial.max(Some(t));
         }
     }
     let mut out = Vec::new();
-    for (date, n) in per_date {
-        if n > 1 {
+    for (date, f) in per_date {
+        let look = f.files > 1
+            && match (f.newest_compacted, f.newest_partial) {
+                (Some(c), Some(p)) => p >= c.saturating_sub(LOCK_MS),
+                (None, _) => true,
+                (Some(_), None) => true,
+            };
+        if look {
             let r = compact_date(store, checkpoints, bucket, layout, &date).await?;
-            out.push((date, r));
+            if r != CompactionOutcome::NothingToDo {
+                out.push((date, r));
+            }
         }
     }
     Ok(out)
 }
+
+/// How long a compaction may hold a date's lock.
+const LOCK_MS: i64 = 300_000;
 
 pub async fn compact_date(
     store: &dyn ObjectStore,
@@ -68,9 +104,9 @@ pub async fn compact_date(
     layout: &Layout,
     date: &str,
 ) -> Result<CompactionOutcome, CompactionError> {
-    let now = crate::etl::now_ms();
+    let now = crate::time::now_ms();
     let Some(lock) = checkpoints
-        .acquire_lock(&format!("compaction#{date}"), now, 300_000)
+        .acquire_lock(&format!("compaction#{date}"), now, LOCK_MS)
         .await?
     else {
         return Ok(CompactionOutcome::Locked);
@@ -102,14 +138,7 @@ async fn compact_locked(
     let effective = effective_files(&refs);
     if effective.len() <= 1 {
         // Leftovers of a compaction that stopped before its deletes: finish them.
-        let garbage: Vec<&str> = files
-            .iter()
-            .filter(|f| !effective.iter().any(|e| e.name == f.name))
-            .map(|f| f.key.as_str())
-            .collect();
-        for key in garbage {
-            store.delete(bucket, key).await?;
-        }
+        delete_replaced_compactions(store, bucket, &files, &effective).await?;
         return Ok(CompactionOutcome::NothingToDo);
     }
     let mut covers: Vec<String> = effective
@@ -158,15 +187,90 @@ async fn compact_locked(
             "application/vnd.apache.parquet",
         )
         .await?;
-    let mut replaced = 0;
-    for f in &files {
-        if covers.contains(&f.name) {
-            store.delete(bucket, &f.key).await?;
-            replaced += 1;
-        }
-    }
+    let replaced = covers.len();
+    let kept: Vec<&AggregateFile> = files.iter().filter(|f| f.key == key).collect();
+    delete_replaced_compactions(store, bucket, &files, &kept).await?;
     tracing::info!(date, key = %key, replaced, rows = rows.len(), "compacted");
     Ok(CompactionOutcome::Compacted { key, replaced })
+}
+
+/// Deletes compacted files that the effective compacted file covers (earlier compactions of the
+/// date). Covered partials stay.
+async fn delete_replaced_compactions(
+    store: &dyn ObjectStore,
+    bucket: &str,
+    files: &[AggregateFile],
+    effective: &[&AggregateFile],
+) -> Result<(), CompactionError> {
+    let Some(best) = effective.iter().find(|f| !f.covers.is_empty()) else {
+        return Ok(());
+    };
+    for f in files {
+        if f.name.starts_with(COMPACTED) && f.name != best.name && best.covers.contains(&f.name) {
+            store.delete(bucket, &f.key).await?;
+        }
+    }
+    Ok(())
+}
+
+const COMPACTED: &str = "compacted-";
+
+/// Removes a replaced version's outputs from the lake: its curated events and rejected report,
+/// its aggregate partials, and every compacted file of those dates that covers one of them (the
+/// date is compacted again later). Under each date's compaction lock, so no compaction can fold
+/// a removed partial back in. Repeatable: what is already gone is skipped.
+pub async fn remove_outputs(
+    store: &dyn ObjectStore,
+    checkpoints: &dyn CheckpointStore,
+    bucket: &str,
+    layout: &Layout,
+    outputs: &[String],
+) -> Result<(), CompactionError> {
+    let mut by_date: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for key in outputs {
+        match layout.date_of_aggregate_key(key) {
+            Some(date) => by_date.entry(date).or_default().push(key),
+            None => store.delete(bucket, key).await?,
+        }
+    }
+    for (date, keys) in by_date {
+        let Some(lock) = checkpoints
+            .acquire_lock(
+                &format!("compaction#{date}"),
+                crate::time::now_ms(),
+                LOCK_MS,
+            )
+            .await?
+        else {
+            return Err(CompactionError::Busy(date.to_owned()));
+        };
+        let result = async {
+            let names: Vec<&str> = keys.iter().map(|k| name_of(k)).collect();
+            for key in &keys {
+                store.delete(bucket, key).await?;
+            }
+            let prefix = format!("{}event_date={date}/", layout.aggregates_prefix);
+            for meta in store.list(bucket, &prefix).await? {
+                if !name_of(&meta.key).starts_with(COMPACTED) {
+                    continue;
+                }
+                let Some(bytes) = store.get(bucket, &meta.key).await? else {
+                    continue;
+                };
+                let Some(f) = AggregateFile::decode(layout, &meta.key, &bytes)? else {
+                    continue;
+                };
+                if f.covers.iter().any(|c| names.contains(&c.as_str())) {
+                    store.delete(bucket, &meta.key).await?;
+                }
+            }
+            Ok::<_, CompactionError>(())
+        }
+        .await;
+        checkpoints.release_lock(&lock).await?;
+        result?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -230,7 +334,9 @@ mod tests {
             .into_iter()
             .filter(|k| k.starts_with("aggregates/"))
             .collect();
-        assert_eq!(aggs.len(), 2, "{aggs:?}");
+        let compacted = aggs.iter().filter(|k| k.contains("/compacted-")).count();
+        // One compacted file per date; the 10 partials stay as the source of truth.
+        assert_eq!((compacted, aggs.len()), (2, 12), "{aggs:?}");
         // Again: nothing to do; a new partial then a second compaction still gives exact totals.
         let again = compact_all(store.as_ref(), ckpt.as_ref(), "dataflow-lake", &cfg.layout)
             .await

@@ -34,8 +34,9 @@ pub struct Config {
     /// polls it.
     pub etl_queue: String,
     pub layout: Layout,
-    /// Lease of a claim on one object (`LEASE_SECONDS`); a dead attempt's claim is taken over
-    /// after it. Keep it above the function timeout.
+    /// Lease of a claim on one object (`LEASE_SECONDS`, default 60): a heartbeat renews it every
+    /// third of it while the object is processed, and the sweep takes over a claim nobody renewed
+    /// for a whole lease (the attempt died).
     pub lease_seconds: u64,
     /// Worker threads for parsing (`ETL_WORKERS`, default: available cores).
     pub workers: usize,
@@ -45,6 +46,13 @@ pub struct Config {
     pub max_line_bytes: usize,
     /// Write curated events Parquet as well as aggregates (`ETL_WRITE_EVENTS`).
     pub write_events: bool,
+    /// Events before this day are rejected as `timestamp_out_of_range` (`ETL_MIN_DATE`,
+    /// `YYYY-MM-DD`, default 2000-01-01).
+    pub min_date: i32,
+    /// Events later than this many seconds after processing time are rejected as
+    /// `timestamp_out_of_range` (`ETL_MAX_FUTURE`: seconds, or with a unit `90s`, `15m`, `48h`,
+    /// `2d`; default one day).
+    pub max_future_seconds: u64,
     /// How long the APIs trust what they cached before revalidating (`CACHE_SECONDS`): new data
     /// shows up within this delay.
     pub cache_seconds: u64,
@@ -126,6 +134,24 @@ impl Config {
                 })
             }
         };
+        let min_date = match get("ETL_MIN_DATE") {
+            None => DEFAULT_MIN_DATE,
+            Some(v) => crate::event::parse_date(&v).ok_or_else(|| ConfigError {
+                var: "ETL_MIN_DATE",
+                message: format!("{v:?} is not a date YYYY-MM-DD"),
+            })?,
+        };
+        let max_future_seconds = match get("ETL_MAX_FUTURE") {
+            None => 86_400,
+            Some(v) => parse_duration_seconds(&v)
+                .filter(|s| *s <= 3_650 * 86_400)
+                .ok_or_else(|| ConfigError {
+                    var: "ETL_MAX_FUTURE",
+                    message: format!(
+                        "{v:?} is not a duration up to 3650d (seconds, or a number with s, m, h or d)"
+                    ),
+                })?,
+        };
         let endpoint_url = get("AWS_ENDPOINT_URL");
         if let Some(e) = &endpoint_url {
             if !(e.starts_with("http://") || e.starts_with("https://")) {
@@ -162,7 +188,7 @@ impl Config {
                 events_prefix: prefix("EVENTS_PREFIX", "events/")?,
                 rejected_prefix: prefix("REJECTED_PREFIX", "rejected/")?,
             },
-            lease_seconds: number("LEASE_SECONDS", get("LEASE_SECONDS"), 960, 1..=86_400)?,
+            lease_seconds: number("LEASE_SECONDS", get("LEASE_SECONDS"), 60, 3..=3_600)?,
             workers: number("ETL_WORKERS", get("ETL_WORKERS"), cores, 1..=64)?,
             chunk_bytes: number(
                 "ETL_CHUNK_BYTES",
@@ -177,6 +203,8 @@ impl Config {
                 256..=(64 << 20),
             )?,
             write_events,
+            min_date,
+            max_future_seconds,
             cache_seconds: number("CACHE_SECONDS", get("CACHE_SECONDS"), 30, 0..=3600)?,
             endpoint_url,
             region: get("AWS_REGION").or_else(|| get("AWS_DEFAULT_REGION")),
@@ -222,8 +250,37 @@ impl Config {
             max_line_bytes: self.max_line_bytes,
             max_raw_bytes: 1024,
             curated: self.write_events,
+            window: crate::process::TimeWindow::open(),
         }
     }
+
+    /// The accepted event-time rule (`ETL_MIN_DATE`, `ETL_MAX_FUTURE`).
+    pub fn window_rule(&self) -> crate::process::WindowRule {
+        crate::process::WindowRule {
+            min_date: self.min_date,
+            max_future_seconds: self.max_future_seconds,
+        }
+    }
+}
+
+/// Default `ETL_MIN_DATE`: 2000-01-01 (day 10957). Devices with unset clocks report 1970.
+pub const DEFAULT_MIN_DATE: i32 = 10_957;
+
+/// `3600`, `90s`, `15m`, `48h`, `2d` as seconds.
+fn parse_duration_seconds(v: &str) -> Option<u64> {
+    let (num, unit) = match v.char_indices().last()? {
+        (i, c) if c.is_ascii_alphabetic() => (&v[..i], c.to_ascii_lowercase()),
+        _ => (v, 's'),
+    };
+    let n: u64 = num.trim().parse().ok()?;
+    let mult = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3_600,
+        'd' => 86_400,
+        _ => return None,
+    };
+    n.checked_mul(mult)
 }
 
 /// S3 bucket naming rules (the subset that matters for a clear early error).
@@ -267,7 +324,7 @@ mod tests {
         assert_eq!(c.lake_bucket, "dataflow-lake");
         assert_eq!(c.checkpoint_table, "dataflow-checkpoints");
         assert_eq!(c.layout, Layout::default());
-        assert_eq!(c.lease_seconds, 960);
+        assert_eq!(c.lease_seconds, 60);
         assert_eq!(
             (c.docs_prefix.as_str(), c.index_prefix.as_str()),
             ("docs/", "index/")
@@ -316,6 +373,39 @@ mod tests {
             ("RAW_PREFIX", "incoming")
         ])
         .is_ok());
+    }
+
+    #[test]
+    fn event_time_window() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(crate::event::format_date(c.min_date), "2000-01-01");
+        assert_eq!(c.max_future_seconds, 86_400);
+        let c = cfg(&[("ETL_MIN_DATE", "1990-06-01"), ("ETL_MAX_FUTURE", "48h")]).unwrap();
+        assert_eq!(crate::event::format_date(c.min_date), "1990-06-01");
+        assert_eq!(c.max_future_seconds, 172_800);
+        let w = c.window_rule().at(1_000);
+        assert_eq!(w.max_us, 1_000_000 + 172_800_000_000);
+        assert_eq!(w.min_us, i64::from(c.min_date) * 86_400_000_000);
+        assert_eq!(
+            cfg(&[("ETL_MAX_FUTURE", "900")])
+                .unwrap()
+                .max_future_seconds,
+            900
+        );
+        assert_eq!(
+            cfg(&[("ETL_MAX_FUTURE", "2d")]).unwrap().max_future_seconds,
+            172_800
+        );
+        for bad in ["soon", "5w", "-1d", "99999d"] {
+            assert_eq!(
+                cfg(&[("ETL_MAX_FUTURE", bad)]).unwrap_err().var,
+                "ETL_MAX_FUTURE"
+            );
+        }
+        assert_eq!(
+            cfg(&[("ETL_MIN_DATE", "2000-13-01")]).unwrap_err().var,
+            "ETL_MIN_DATE"
+        );
     }
 
     #[test]

@@ -1,19 +1,26 @@
-//! ETL orchestration for one source object: claim its checkpoint, stream and process it, upload
-//! the outputs under names derived from the object's identity, then mark it done. Every step is
-//! safe to repeat: outputs are overwritten in place and totals move only with the done mark.
+//! ETL orchestration for one source object: claim its checkpoint (a short lease renewed by a
+//! heartbeat), stream and process it, upload the outputs under names derived from the object's
+//! identity, then mark it done, replacing the key's previous version. Every step is safe to
+//! repeat: outputs are overwritten in place and totals move only with the done mark. A sweep
+//! takes over attempts that died and finishes removing replaced versions' outputs.
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
-use crate::checkpoint::{CheckpointError, CheckpointStore, Claim, ClaimOutcome, Completion};
+use crate::checkpoint::{
+    CheckpointError, CheckpointStore, Claim, ClaimOutcome, CompleteOutcome, Completion,
+};
 use crate::event::format_date;
 use crate::parquet::{aggregate_rows_by_date, encode_aggregate_rows, ParquetError};
-use crate::process::{maybe_decompress, process, ProcessError, ProcessOptions, ProcessReport};
+use crate::process::{
+    maybe_decompress, process, ProcessError, ProcessOptions, ProcessReport, WindowRule,
+};
 use crate::source::{is_supported_key, Layout, ObjectRef};
 use crate::storage::{Body, ObjectStore, StoreError};
+use crate::time::now_ms;
 use crate::trigger::Trigger;
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +37,8 @@ pub enum EtlError {
     Encode(#[from] ParquetError),
     #[error("work directory: {0}")]
     Io(#[from] std::io::Error),
+    #[error("removing a replaced version's outputs: {0}")]
+    Cleanup(#[from] crate::compaction::CompactionError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -41,7 +50,7 @@ pub enum ObjectOutcome {
     AlreadyDone,
     /// Not ETL input (outside the raw prefix, or not a JSON Lines key).
     Skipped(String),
-    /// Deleted or overwritten before it was read; its newer version has its own notification.
+    /// Deleted or overwritten: a newer version counts instead (its own notification brings it).
     Gone(String),
 }
 
@@ -53,8 +62,21 @@ pub struct Etl<S, C> {
     pub raw_prefix: String,
     pub layout: Layout,
     pub options: ProcessOptions,
+    /// Accepted event times (`ETL_MIN_DATE`, `ETL_MAX_FUTURE`), taken at each object's start.
+    pub window: WindowRule,
+    /// Claim lease; the heartbeat renews it every third of it while an object is processed.
     pub lease_ms: i64,
     pub work_root: PathBuf,
+}
+
+/// A message that met a live lease: to be sent again after `delay_seconds`, as a new message
+/// so that waiting does not count toward the dead-letter queue's receive limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deferred {
+    pub message_id: String,
+    pub queue_arn: String,
+    pub body: String,
+    pub delay_seconds: u32,
 }
 
 /// Outcome of one invocation.
@@ -63,13 +85,13 @@ pub struct TriggerReport {
     pub outcomes: Vec<ObjectOutcome>,
     /// SQS message ids to report as `batchItemFailures`.
     pub failed_message_ids: Vec<String>,
+    /// SQS messages to send again later (see [`Deferred`]).
+    pub deferred: Vec<Deferred>,
     pub errors: Vec<String>,
     /// Dates compacted by a scheduled run.
     pub compacted: usize,
-}
-
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+    /// Dead attempts taken over and replaced versions cleaned by the sweep.
+    pub swept: usize,
 }
 
 impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
@@ -81,6 +103,7 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
             raw_prefix: cfg.raw_prefix.clone(),
             layout: cfg.layout.clone(),
             options: cfg.process_options(),
+            window: cfg.window_rule(),
             lease_ms: cfg.lease_seconds as i64 * 1000,
             work_root: std::env::temp_dir(),
         }
@@ -89,7 +112,9 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
     pub async fn handle(&self, trigger: Trigger) -> TriggerReport {
         let mut report = TriggerReport::default();
         match trigger {
+            Trigger::Sweep => self.sweep_into(&mut report).await,
             Trigger::Compact => {
+                self.sweep_into(&mut report).await;
                 let r = crate::compaction::compact_all(
                     self.store.as_ref(),
                     self.checkpoints.as_ref(),
@@ -122,9 +147,15 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
                         }
                     };
                     let mut failed = false;
+                    let mut busy_until: Option<i64> = None;
                     for obj in objects {
                         match self.process_object(obj).await {
                             Ok(o) => report.outcomes.push(o),
+                            Err(EtlError::Busy {
+                                lease_expires_ms, ..
+                            }) => {
+                                busy_until = busy_until.max(Some(lease_expires_ms));
+                            }
                             Err(e) => {
                                 report.errors.push(e.to_string());
                                 failed = true;
@@ -133,6 +164,16 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
                     }
                     if failed {
                         report.failed_message_ids.push(msg.message_id);
+                    } else if let Some(until) = busy_until {
+                        // Come back just after the live lease would end; SQS delays top out at
+                        // 15 minutes.
+                        let wait_ms = (until - now_ms()).max(0) + 1_000;
+                        report.deferred.push(Deferred {
+                            message_id: msg.message_id,
+                            queue_arn: msg.queue_arn,
+                            body: msg.body,
+                            delay_seconds: (wait_ms / 1000).clamp(1, 900) as u32,
+                        });
                     }
                 }
             }
@@ -169,11 +210,20 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
             }
         }
         let id = obj.checkpoint_id();
-        let claim = match self.checkpoints.claim(&id, now_ms(), self.lease_ms).await? {
+        let claim = match self
+            .checkpoints
+            .claim(&obj, now_ms(), self.lease_ms)
+            .await?
+        {
             ClaimOutcome::Acquired(c) => c,
             ClaimOutcome::AlreadyDone => {
                 tracing::info!(checkpoint = %id, "skipped: already done");
                 return Ok(ObjectOutcome::AlreadyDone);
+            }
+            ClaimOutcome::Superseded => {
+                return Ok(ObjectOutcome::Gone(format!(
+                    "{id} was replaced by a newer version"
+                )))
             }
             ClaimOutcome::Busy { lease_expires_ms } => {
                 return Err(EtlError::Busy {
@@ -183,31 +233,17 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
             }
         };
         let started = Instant::now();
-        match self.run_claimed(&obj, &claim).await {
-            Ok(mut completion) => {
-                completion.duration_ms = started.elapsed().as_millis() as u64;
-                if self
-                    .checkpoints
-                    .complete(&claim, &completion, now_ms())
-                    .await?
-                {
-                    tracing::info!(
-                        bucket = %obj.bucket, key = %obj.key, attempt = claim.attempt,
-                        accepted = completion.accepted, rejected = completion.rejected,
-                        bytes = completion.bytes, outputs = completion.output_keys.len(),
-                        duration_ms = completion.duration_ms, "object processed"
-                    );
-                    Ok(ObjectOutcome::Processed(completion))
-                } else {
-                    // A takeover finished first; our identical outputs overwrote its own.
-                    Ok(ObjectOutcome::AlreadyDone)
-                }
-            }
+        let run = async {
+            let mut completion = self.run_claimed(&obj, &claim).await?;
+            completion.duration_ms = started.elapsed().as_millis() as u64;
+            self.count_once(&obj, &claim, completion).await
+        };
+        match self.with_heartbeat(&claim, run).await {
             Err(EtlError::Store(
                 e @ (StoreError::NotFound { .. } | StoreError::Changed { .. }),
             )) => {
                 self.checkpoints
-                    .fail(&claim, &e.to_string(), now_ms())
+                    .abandon(&claim, &[], &e.to_string(), now_ms())
                     .await?;
                 Ok(ObjectOutcome::Gone(e.to_string()))
             }
@@ -222,6 +258,154 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
                 }
                 Err(e)
             }
+            ok => ok,
+        }
+    }
+
+    /// Marks a processed version done, provided it is still the key's current version in the
+    /// bucket; it then replaces the key's previous version (counts and outputs). A version
+    /// overwritten meanwhile is recorded as superseded and its outputs removed instead.
+    async fn count_once(
+        &self,
+        obj: &ObjectRef,
+        claim: &Claim,
+        completion: Completion,
+    ) -> Result<ObjectOutcome, EtlError> {
+        let key_id = obj.key_id();
+        loop {
+            // Read the key's record before looking at the bucket: a newer version that completes
+            // after this read moves the record and fails the conditional step below.
+            let expected = self.checkpoints.current_version(&key_id).await?;
+            let current = self.store.head(&obj.bucket, &obj.key).await?;
+            let still_current = current.as_ref().is_some_and(|m| m.etag == obj.etag);
+            if !still_current {
+                let reason = format!(
+                    "s3://{}/{} was overwritten or deleted while it was processed",
+                    obj.bucket, obj.key
+                );
+                self.checkpoints
+                    .abandon(claim, &completion.output_keys, &reason, now_ms())
+                    .await?;
+                self.clean_replaced(&claim.id, &completion.output_keys)
+                    .await?;
+                tracing::info!(bucket = %obj.bucket, key = %obj.key, "superseded before it counted");
+                return Ok(ObjectOutcome::Gone(reason));
+            }
+            let outcome = self
+                .checkpoints
+                .complete(claim, &completion, expected.as_deref(), now_ms())
+                .await?;
+            match outcome {
+                CompleteOutcome::KeyMoved => continue,
+                // A takeover finished first; our identical outputs overwrote its own.
+                CompleteOutcome::Lost => return Ok(ObjectOutcome::AlreadyDone),
+                CompleteOutcome::Done { replaced } => {
+                    tracing::info!(
+                        bucket = %obj.bucket, key = %obj.key, attempt = claim.attempt,
+                        accepted = completion.accepted, rejected = completion.rejected,
+                        bytes = completion.bytes, outputs = completion.output_keys.len(),
+                        duration_ms = completion.duration_ms,
+                        replaced = replaced.as_ref().map(|r| r.id.as_str()),
+                        "object processed"
+                    );
+                    if let Some(old) = replaced {
+                        // The totals already moved; a failure here leaves the outputs to the
+                        // sweep (the record lists them), it must not fail this object.
+                        if let Err(e) = self.clean_replaced(&old.id, &old.cleanup).await {
+                            tracing::warn!(checkpoint = %old.id, error = %e, "replaced version's outputs left to the sweep");
+                        }
+                    }
+                    return Ok(ObjectOutcome::Processed(completion));
+                }
+            }
+        }
+    }
+
+    /// Runs `work` while renewing the claim's lease every third of it, so a live attempt keeps
+    /// its claim however long the object takes and a dead one loses it within one lease.
+    async fn with_heartbeat<T>(
+        &self,
+        claim: &Claim,
+        work: impl std::future::Future<Output = Result<T, EtlError>>,
+    ) -> Result<T, EtlError> {
+        let period = Duration::from_millis((self.lease_ms / 3).max(100) as u64);
+        let heartbeat = async {
+            loop {
+                tokio::time::sleep(period).await;
+                match self.checkpoints.renew(claim, now_ms(), self.lease_ms).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        // Taken over after renewals failed for a whole lease: the other
+                        // attempt writes the same outputs; only one completion counts.
+                        tracing::warn!(checkpoint = %claim.id, "claim lost to another attempt");
+                        return std::future::pending().await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(checkpoint = %claim.id, error = %e, "lease renewal failed")
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            r = work => r,
+            never = heartbeat => never,
+        }
+    }
+
+    /// Removes a replaced version's outputs from the lake, then clears its cleanup mark.
+    async fn clean_replaced(&self, id: &str, outputs: &[String]) -> Result<(), EtlError> {
+        if outputs.is_empty() {
+            return Ok(());
+        }
+        crate::compaction::remove_outputs(
+            self.store.as_ref(),
+            self.checkpoints.as_ref(),
+            &self.lake_bucket,
+            &self.layout,
+            outputs,
+        )
+        .await?;
+        self.checkpoints.cleaned(id).await?;
+        Ok(())
+    }
+
+    /// Takes over attempts whose lease expired (the process died: a kill, an out-of-memory, a
+    /// timeout) and finishes removing replaced versions' outputs. Runs on the schedule, so a
+    /// crash heals without an operator and without waiting for the queue to redeliver.
+    pub async fn sweep(&self) -> TriggerReport {
+        let mut report = TriggerReport::default();
+        self.sweep_into(&mut report).await;
+        report
+    }
+
+    async fn sweep_into(&self, report: &mut TriggerReport) {
+        let records = match self.checkpoints.attention().await {
+            Ok(r) => r,
+            Err(e) => {
+                report.errors.push(e.to_string());
+                return;
+            }
+        };
+        let now = now_ms();
+        for rec in records {
+            if !rec.cleanup.is_empty() {
+                match self.clean_replaced(&rec.id, &rec.cleanup).await {
+                    Ok(()) => report.swept += 1,
+                    Err(e) => report.errors.push(e.to_string()),
+                }
+            } else if rec.is_stuck(now) {
+                let Some(source) = rec.source else { continue };
+                tracing::warn!(checkpoint = %rec.id, attempts = rec.attempts, "taking over a dead attempt");
+                match self.process_object(source).await {
+                    Ok(o) => {
+                        report.swept += 1;
+                        report.outcomes.push(o);
+                    }
+                    // Someone else took it over first.
+                    Err(EtlError::Busy { .. }) => {}
+                    Err(e) => report.errors.push(e.to_string()),
+                }
+            }
         }
     }
 
@@ -230,11 +414,13 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
             .store
             .open(&obj.bucket, &obj.key, obj.etag.as_deref())
             .await?;
+        clean_stale_work_dirs_once(&self.work_root);
         let work = tempfile::Builder::new()
-            .prefix("dataflow-etl-")
+            .prefix(&format!("{WORK_PREFIX}{}-", std::process::id()))
             .tempdir_in(&self.work_root)?;
         let dir = work.path().to_owned();
-        let opts = self.options.clone();
+        let mut opts = self.options.clone();
+        opts.window = self.window.at(now_ms());
         let report: ProcessReport =
             tokio::task::spawn_blocking(move || -> Result<ProcessReport, ProcessError> {
                 let input = maybe_decompress(reader)
@@ -323,10 +509,60 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
 
 const PARQUET: &str = "application/vnd.apache.parquet";
 
+/// Scratch folders are `dataflow-etl-<pid>-<random>`: the pid tells whether the process that
+/// made one is gone (killed mid-object, or a Lambda sandbox restarted after a timeout).
+const WORK_PREFIX: &str = "dataflow-etl-";
+
+/// Removes scratch folders left by dead processes, once per process: a folder whose pid no
+/// longer runs, or (where liveness cannot be told) one untouched for a day.
+fn clean_stale_work_dirs_once(root: &std::path::Path) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let removed = clean_stale_work_dirs(root);
+        if removed > 0 {
+            tracing::info!(removed, root = %root.display(), "removed stale scratch folders");
+        }
+    });
+}
+
+fn clean_stale_work_dirs(root: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return 0;
+    };
+    let own = std::process::id();
+    let proc_fs = std::path::Path::new("/proc/self").exists();
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(WORK_PREFIX))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let stale = if proc_fs {
+            pid != own && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        } else {
+            entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age.as_secs() > 86_400)
+        };
+        if stale && std::fs::remove_dir_all(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checkpoint::MemoryCheckpoints;
+    use crate::checkpoint::{MemoryCheckpoints, State};
     use crate::config::Config;
     use crate::storage::MemoryStore;
 
@@ -393,6 +629,22 @@ mod tests {
         assert!(lake.contains(&format!("rejected/{sid}.jsonl")), "{lake:?}");
     }
 
+    #[test]
+    fn scratch_folders_of_dead_processes_are_removed() {
+        let root = tempfile::tempdir().unwrap();
+        let dead = root.path().join(format!("{WORK_PREFIX}4294967295-abc"));
+        let live = root
+            .path()
+            .join(format!("{WORK_PREFIX}{}-def", std::process::id()));
+        let other = root.path().join("unrelated-folder");
+        for d in [&dead, &live, &other] {
+            std::fs::create_dir_all(d.join("inner")).unwrap();
+        }
+        assert_eq!(clean_stale_work_dirs(root.path()), 1);
+        assert!(!dead.exists());
+        assert!(live.exists() && other.exists());
+    }
+
     #[tokio::test]
     async fn skips_other_keys_and_missing_objects() {
         let e = etl();
@@ -436,5 +688,300 @@ mod tests {
         ));
         let p = e.checkpoints.pipeline().await.unwrap();
         assert_eq!((p.files_processed, p.events_accepted), (1, 2));
+    }
+
+    fn lines(rows: &[(&str, &str, &str)]) -> Vec<u8> {
+        rows.iter()
+            .map(|(u, t, day)| {
+                format!("{{\"user_id\":\"{u}\",\"event_type\":\"{t}\",\"timestamp\":\"{day}T10:00:00Z\"}}\n")
+            })
+            .collect::<String>()
+            .into_bytes()
+    }
+
+    async fn summary(e: &Etl<MemoryStore, MemoryCheckpoints>) -> crate::analytics::Summary {
+        crate::analytics::LakeReader::new(
+            e.store.clone(),
+            e.lake_bucket.clone(),
+            e.layout.clone(),
+            Duration::ZERO,
+        )
+        .snapshot()
+        .await
+        .unwrap()
+        .0
+        .summary(&crate::analytics::Filter::default())
+    }
+
+    async fn compact(
+        e: &Etl<MemoryStore, MemoryCheckpoints>,
+    ) -> Vec<(String, crate::compaction::CompactionOutcome)> {
+        crate::compaction::compact_all(
+            e.store.as_ref(),
+            e.checkpoints.as_ref(),
+            "dataflow-lake",
+            &e.layout,
+        )
+        .await
+        .unwrap()
+    }
+
+    async fn put_and_process(e: &Etl<MemoryStore, MemoryCheckpoints>, key: &str, body: Vec<u8>) {
+        e.store.insert("dataflow-raw", key, body);
+        let out = e
+            .process_object(ObjectRef::new("dataflow-raw", key))
+            .await
+            .unwrap();
+        assert!(matches!(out, ObjectOutcome::Processed(_)), "{out:?}");
+    }
+
+    /// The lake and the totals after `steps`, against a fresh pipeline given only `alone`.
+    async fn assert_same_as_alone(
+        e: &Etl<MemoryStore, MemoryCheckpoints>,
+        alone: &[(&str, Vec<u8>)],
+    ) {
+        let fresh = etl();
+        for (k, body) in alone {
+            put_and_process(&fresh, k, body.clone()).await;
+        }
+        let (p, q) = (
+            e.checkpoints.pipeline().await.unwrap(),
+            fresh.checkpoints.pipeline().await.unwrap(),
+        );
+        assert_eq!(
+            (
+                p.files_processed,
+                p.events_accepted,
+                p.events_rejected,
+                p.bytes_processed
+            ),
+            (
+                q.files_processed,
+                q.events_accepted,
+                q.events_rejected,
+                q.bytes_processed
+            )
+        );
+        assert_eq!(summary(e).await, summary(&fresh).await);
+        let outputs = |x: &Etl<MemoryStore, MemoryCheckpoints>| -> Vec<String> {
+            x.store
+                .keys("dataflow-lake")
+                .into_iter()
+                .filter(|k| !k.contains("/compacted-"))
+                .collect()
+        };
+        assert_eq!(outputs(e), outputs(&fresh));
+    }
+
+    #[tokio::test]
+    async fn an_overwrite_replaces_the_previous_version() {
+        let e = etl();
+        let v1 = lines(&[
+            ("a", "click", "2024-01-01"),
+            ("b", "click", "2024-01-02"),
+            ("c", "view", "2024-01-03"),
+        ]);
+        let v2 = lines(&[("z", "buy", "2024-02-01")]);
+        let other = lines(&[("a", "click", "2024-01-01")]);
+        put_and_process(&e, "other.jsonl", other.clone()).await;
+        put_and_process(&e, "k.jsonl", v1).await;
+        put_and_process(&e, "k.jsonl", v2.clone()).await;
+        assert_same_as_alone(&e, &[("other.jsonl", other), ("k.jsonl", v2)]).await;
+        let states: Vec<State> = e
+            .checkpoints
+            .list()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| c.state)
+            .collect();
+        assert_eq!(
+            states.iter().filter(|s| **s == State::Superseded).count(),
+            1
+        );
+        assert!(e.checkpoints.attention().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_truncated_upload_then_the_full_one_counts_once_even_after_compaction() {
+        let e = etl();
+        let rows: Vec<(String, &str, &str)> = (0..40)
+            .map(|i| {
+                (
+                    format!("u{i}"),
+                    "click",
+                    if i % 2 == 0 {
+                        "2024-01-01"
+                    } else {
+                        "2024-01-02"
+                    },
+                )
+            })
+            .collect();
+        let refs: Vec<(&str, &str, &str)> =
+            rows.iter().map(|(u, t, d)| (u.as_str(), *t, *d)).collect();
+        let full = lines(&refs);
+        let mut cut = full[..full.len() / 2].to_vec();
+        cut.extend_from_slice(b"{\"user_id\":\"half"); // cut mid-line
+        put_and_process(&e, "day.jsonl", cut).await;
+        put_and_process(
+            &e,
+            "neighbour.jsonl",
+            lines(&[("n", "click", "2024-01-01")]),
+        )
+        .await;
+        // The truncated version's partials are folded into compacted files first.
+        let out = compact(&e).await;
+        assert_eq!(out.len(), 1);
+        put_and_process(&e, "day.jsonl", full.clone()).await;
+        let s = summary(&e).await;
+        assert_eq!((s.total_events, s.unique_users), (41, 41));
+        assert_eq!(e.checkpoints.pipeline().await.unwrap().events_rejected, 0);
+        compact(&e).await;
+        assert_same_as_alone(
+            &e,
+            &[
+                ("day.jsonl", full),
+                ("neighbour.jsonl", lines(&[("n", "click", "2024-01-01")])),
+            ],
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_version_overwritten_while_processed_never_counts() {
+        let e = etl();
+        e.store.insert(
+            "dataflow-raw",
+            "k.jsonl",
+            lines(&[("a", "x", "2024-01-01")]),
+        );
+        let mut obj = ObjectRef::new("dataflow-raw", "k.jsonl");
+        obj.etag = e
+            .store
+            .head("dataflow-raw", "k.jsonl")
+            .await
+            .unwrap()
+            .unwrap()
+            .etag;
+        let ClaimOutcome::Acquired(claim) =
+            e.checkpoints.claim(&obj, now_ms(), 60_000).await.unwrap()
+        else {
+            panic!()
+        };
+        let completion = e.run_claimed(&obj, &claim).await.unwrap();
+        assert!(!e.store.keys("dataflow-lake").is_empty());
+        // The producer uploads a new version before this attempt marks its own done.
+        e.store.insert(
+            "dataflow-raw",
+            "k.jsonl",
+            lines(&[("b", "y", "2024-01-05")]),
+        );
+        let out = e.count_once(&obj, &claim, completion).await.unwrap();
+        assert!(matches!(out, ObjectOutcome::Gone(_)), "{out:?}");
+        assert!(e.store.keys("dataflow-lake").is_empty());
+        assert_eq!(e.checkpoints.pipeline().await.unwrap().files_processed, 0);
+        let rec = e.checkpoints.get(&claim.id).await.unwrap().unwrap();
+        assert_eq!((rec.state, rec.cleanup.len()), (State::Superseded, 0));
+        // Its late notification changes nothing; the new version's counts.
+        assert!(matches!(
+            e.process_object(obj).await.unwrap(),
+            ObjectOutcome::Gone(_)
+        ));
+        put_and_process(&e, "k.jsonl", lines(&[("b", "y", "2024-01-05")])).await;
+        assert_same_as_alone(&e, &[("k.jsonl", lines(&[("b", "y", "2024-01-05")]))]).await;
+    }
+
+    #[tokio::test]
+    async fn the_sweep_takes_over_an_expired_claim_and_a_live_one_defers_its_message() {
+        let mut e = etl();
+        e.lease_ms = 300;
+        e.store
+            .insert("dataflow-raw", "k.jsonl", FILE.as_bytes().to_vec());
+        let obj = ObjectRef {
+            etag: e
+                .store
+                .head("dataflow-raw", "k.jsonl")
+                .await
+                .unwrap()
+                .unwrap()
+                .etag,
+            ..ObjectRef::new("dataflow-raw", "k.jsonl")
+        };
+        // An attempt claims the object and never comes back.
+        assert!(matches!(
+            e.checkpoints
+                .claim(&obj, now_ms(), e.lease_ms)
+                .await
+                .unwrap(),
+            ClaimOutcome::Acquired(_)
+        ));
+        // While its lease lives, a delivery is deferred (sent again later), not failed.
+        let body = serde_json::json!({"Records": [{"eventName": "ObjectCreated:Put",
+            "s3": {"bucket": {"name": "dataflow-raw"}, "object": {"key": "k.jsonl"}}}]})
+        .to_string();
+        let report = e
+            .handle(Trigger::Sqs(vec![crate::trigger::SqsMessage {
+                message_id: "m1".into(),
+                body: body.clone(),
+                queue_arn: "arn:aws:sqs:us-east-1:000000000000:q".into(),
+                objects: Ok(vec![obj.clone()]),
+            }]))
+            .await;
+        assert!(report.failed_message_ids.is_empty());
+        assert_eq!(report.deferred.len(), 1);
+        assert_eq!(
+            (
+                report.deferred[0].body.as_str(),
+                report.deferred[0].delay_seconds
+            ),
+            (body.as_str(), 1)
+        );
+        assert!(
+            e.sweep().await.outcomes.is_empty(),
+            "the lease is still live"
+        );
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let report = e.sweep().await;
+        assert_eq!(report.swept, 1);
+        assert!(matches!(report.outcomes[0], ObjectOutcome::Processed(_)));
+        let p = e.checkpoints.pipeline().await.unwrap();
+        assert_eq!(
+            (p.files_processed, p.events_accepted, p.events_rejected),
+            (1, 2, 1)
+        );
+        assert_eq!(
+            e.process_object(obj).await.unwrap(),
+            ObjectOutcome::AlreadyDone
+        );
+    }
+
+    #[tokio::test]
+    async fn the_heartbeat_keeps_a_slow_attempt_s_claim() {
+        let mut e = etl();
+        e.lease_ms = 300;
+        let obj = ObjectRef::new("dataflow-raw", "slow.jsonl");
+        let ClaimOutcome::Acquired(claim) = e
+            .checkpoints
+            .claim(&obj, now_ms(), e.lease_ms)
+            .await
+            .unwrap()
+        else {
+            panic!()
+        };
+        let slow = async {
+            tokio::time::sleep(Duration::from_millis(1_000)).await;
+            Ok::<_, EtlError>(())
+        };
+        e.with_heartbeat(&claim, slow).await.unwrap();
+        let rec = e.checkpoints.get(&claim.id).await.unwrap().unwrap();
+        assert!(!rec.is_stuck(now_ms()), "renewed past the original lease");
+        assert!(matches!(
+            e.checkpoints
+                .claim(&obj, now_ms(), e.lease_ms)
+                .await
+                .unwrap(),
+            ClaimOutcome::Busy { .. }
+        ));
     }
 }

@@ -23,22 +23,11 @@ pub enum Reason {
     InvalidTimestamp,
     InvalidEventId,
     LineTooLong,
+    /// A valid timestamp outside the configured window (`ETL_MIN_DATE`, `ETL_MAX_FUTURE`).
+    TimestampOutOfRange,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 10] = [
-        Reason::InvalidJson,
-        Reason::NotAnObject,
-        Reason::MissingEventType,
-        Reason::InvalidEventType,
-        Reason::MissingUserId,
-        Reason::InvalidUserId,
-        Reason::MissingTimestamp,
-        Reason::InvalidTimestamp,
-        Reason::InvalidEventId,
-        Reason::LineTooLong,
-    ];
-
     pub fn code(self) -> &'static str {
         match self {
             Reason::InvalidJson => "invalid_json",
@@ -51,6 +40,7 @@ impl Reason {
             Reason::InvalidTimestamp => "invalid_timestamp",
             Reason::InvalidEventId => "invalid_event_id",
             Reason::LineTooLong => "line_too_long",
+            Reason::TimestampOutOfRange => "timestamp_out_of_range",
         }
     }
 }
@@ -176,6 +166,28 @@ impl<'de> Deserialize<'de> for Key {
     }
 }
 
+/// `user_id` read from its raw JSON text, so that an integer of any size keeps its exact
+/// decimal digits (serde_json would turn one beyond 64 bits into a float).
+fn user_id_field(raw: &RawValue) -> Field<'_> {
+    let text = raw.get();
+    if text.starts_with('"') {
+        return match serde_json::from_str::<&str>(text) {
+            Ok(s) => Field::Str(Cow::Borrowed(s)),
+            Err(_) => serde_json::from_str::<String>(text)
+                .map_or(Field::Other, |s| Field::Str(Cow::Owned(s))),
+        };
+    }
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Field::Other;
+    }
+    match text.parse::<i128>() {
+        Ok(n) => Field::Int(n),
+        // Beyond i128: the digits themselves ("-0" cannot get here: it fits).
+        Err(_) => Field::Str(Cow::Borrowed(text)),
+    }
+}
+
 /// Top level: an object becomes `Some(RawEvent)`, any other JSON value `None`.
 struct Top<'a>(Option<RawEvent<'a>>);
 
@@ -192,7 +204,7 @@ impl<'de> Deserialize<'de> for Top<'de> {
                 while let Some(key) = a.next_key::<Key>()? {
                     match key {
                         Key::EventType => ev.event_type = Some(a.next_value()?),
-                        Key::UserId => ev.user_id = Some(a.next_value()?),
+                        Key::UserId => ev.user_id = Some(user_id_field(a.next_value()?)),
                         Key::Timestamp => ev.timestamp = Some(a.next_value()?),
                         Key::EventId => ev.event_id = Some(a.next_value()?),
                         Key::Properties => ev.properties = Some(a.next_value::<&RawValue>()?.get()),
@@ -743,6 +755,25 @@ mod tests {
         // Pre-epoch milliseconds land on the right day.
         let e = ok(r#"{"user_id":"u","event_type":"x","timestamp":-1}"#);
         assert_eq!(format_date(e.event_date), "1969-12-31");
+    }
+
+    #[test]
+    fn integer_user_ids_of_any_size_keep_their_digits() {
+        let line = |u: &str| format!(r#"{{"user_id":{u},"event_type":"x","timestamp":0}}"#);
+        for u in [
+            "123456789012345678901234567890",
+            "-123456789012345678901234567890",
+            "9223372036854775808",
+            "340282366920938463463374607431768211456123",
+            "7",
+        ] {
+            assert_eq!(ok(&line(u)).user_id, u);
+        }
+        assert_eq!(ok(&line("-0")).user_id, "0");
+        // Fractions and exponents are numbers, not integers.
+        for u in ["1.5", "1e30", "12345678901234567890123.0"] {
+            assert_eq!(bad(&line(u)), Reason::InvalidUserId, "{u}");
+        }
     }
 
     #[test]

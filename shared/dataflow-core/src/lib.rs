@@ -15,4 +15,5 @@ pub mod process;
 pub mod sketch;
 pub mod source;
 pub mod storage;
+pub mod time;
 pub mod trigger;

@@ -40,6 +40,50 @@ pub struct ProcessOptions {
     pub max_raw_bytes: usize,
     /// Write curated events (the aggregate-only path skips them).
     pub curated: bool,
+    /// Accepted event times; events outside are rejected as `timestamp_out_of_range`.
+    pub window: TimeWindow,
+}
+
+/// Inclusive bounds on accepted event times, in microseconds since the epoch. A business rule
+/// (no events from unset device clocks or far in the future), applied after the contract's own
+/// checks so the rejection says which rule a line broke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeWindow {
+    pub min_us: i64,
+    pub max_us: i64,
+}
+
+/// Where the window sits relative to processing time: from a fixed first day to some time
+/// after now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowRule {
+    pub min_date: i32,
+    pub max_future_seconds: u64,
+}
+
+impl WindowRule {
+    pub fn at(&self, now_ms: i64) -> TimeWindow {
+        TimeWindow {
+            min_us: i64::from(self.min_date) * 86_400_000_000,
+            max_us: now_ms
+                .saturating_mul(1000)
+                .saturating_add(self.max_future_seconds as i64 * 1_000_000),
+        }
+    }
+}
+
+impl TimeWindow {
+    /// Everything the contract accepts.
+    pub fn open() -> Self {
+        Self {
+            min_us: i64::MIN,
+            max_us: i64::MAX,
+        }
+    }
+    #[inline]
+    pub fn contains(&self, us: i64) -> bool {
+        (self.min_us..=self.max_us).contains(&us)
+    }
 }
 
 impl Default for ProcessOptions {
@@ -50,6 +94,7 @@ impl Default for ProcessOptions {
             max_line_bytes: 1 << 20,
             max_raw_bytes: 1024,
             curated: true,
+            window: TimeWindow::open(),
         }
     }
 }
@@ -89,16 +134,68 @@ struct WorkerTotals {
 }
 
 /// Wraps a reader in a gzip decoder when the stream starts with the gzip magic bytes, so
-/// compression is detected from content rather than trusted from the key's suffix.
+/// compression is detected from content rather than trusted from the key's suffix. A corrupt
+/// gzip stream fails with the compressed byte offset where decoding stopped.
 pub fn maybe_decompress<'a, R: Read + Send + 'a>(
     reader: R,
 ) -> std::io::Result<Box<dyn Read + Send + 'a>> {
-    let mut buffered = BufReader::with_capacity(256 << 10, reader);
+    let mut buffered = BufReader::with_capacity(
+        256 << 10,
+        Counting {
+            inner: reader,
+            n: 0,
+        },
+    );
     let head = buffered.fill_buf()?;
     if head.len() >= 2 && head[0] == 0x1f && head[1] == 0x8b {
-        Ok(Box::new(MultiGzDecoder::new(buffered)))
+        Ok(Box::new(Gunzip {
+            inner: MultiGzDecoder::new(buffered),
+            out: 0,
+        }))
     } else {
         Ok(Box::new(buffered))
+    }
+}
+
+/// Counts the bytes read from the object itself.
+struct Counting<R> {
+    inner: R,
+    n: u64,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.n += n as u64;
+        Ok(n)
+    }
+}
+
+struct Gunzip<R: Read> {
+    inner: MultiGzDecoder<BufReader<Counting<R>>>,
+    out: u64,
+}
+
+impl<R: Read> Read for Gunzip<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self.inner.read(buf) {
+            Ok(n) => {
+                self.out += n as u64;
+                Ok(n)
+            }
+            Err(e) => {
+                let reader = self.inner.get_ref();
+                // Bytes the decoder consumed: read from the object minus what is still buffered.
+                let at = reader.get_ref().n - reader.buffer().len() as u64;
+                Err(std::io::Error::new(
+                    e.kind(),
+                    format!(
+                        "gzip stream invalid at compressed byte {at} (after {} decompressed bytes): {e}",
+                        self.out
+                    ),
+                ))
+            }
+        }
     }
 }
 
@@ -188,7 +285,11 @@ fn read_chunks<R: Read>(
         buf.reserve_exact(want);
         let n = match input.by_ref().take(want as u64).read_to_end(&mut buf) {
             Ok(n) => n,
-            Err(source) => return Err(ProcessError::Read { bytes, source }),
+            Err(source) => {
+                // Count what this read delivered before failing, so the offset is exact.
+                let bytes = bytes + (buf.len() - start) as u64;
+                return Err(ProcessError::Read { bytes, source });
+            }
         };
         bytes += n as u64;
         if first && buf.len() >= 3 {
@@ -302,6 +403,13 @@ fn work(
             } else {
                 parse_line(line)
             };
+            let result = result.and_then(|e| {
+                if opts.window.contains(e.event_time_us) {
+                    Ok(e)
+                } else {
+                    Err(Reason::TimestampOutOfRange)
+                }
+            });
             match result {
                 Ok(e) => {
                     totals.aggregates.add(&e);
@@ -459,6 +567,52 @@ mod tests {
             lines.sort();
             assert_eq!(lines, vec![2, 4]);
         }
+    }
+
+    #[test]
+    fn a_cut_gzip_stream_names_its_offset() {
+        let body: String = (0..20_000)
+            .map(|i| format!("{{\"user_id\":\"u{i}\",\"event_type\":\"x\",\"timestamp\":{i}}}\n"))
+            .collect();
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(body.as_bytes()).unwrap();
+        let gz = enc.finish().unwrap();
+        let cut = gz.len() / 2;
+        let dir = tempfile::tempdir().unwrap();
+        let input = maybe_decompress(&gz[..cut]).unwrap();
+        let err = process(input, &ProcessOptions::default(), dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!("invalid at compressed byte {cut} ")),
+            "{err}"
+        );
+        assert!(!err.contains("after 0 bytes"), "{err}");
+    }
+
+    #[test]
+    fn events_outside_the_window_are_rejected_with_their_own_reason() {
+        let input = concat!(
+            r#"{"user_id":"a","event_type":"x","timestamp":"2024-01-01T00:00:00Z"}"#,
+            "\n",
+            r#"{"user_id":"b","event_type":"x","timestamp":"9999-12-31T12:00:00Z"}"#,
+            "\n",
+            r#"{"user_id":"c","event_type":"x","timestamp":"1000-01-01T00:00:00Z"}"#,
+            "\n",
+            r#"{"user_id":"d","event_type":"x","timestamp":0}"#,
+            "\n",
+        );
+        let opts = ProcessOptions {
+            window: TimeWindow {
+                min_us: 946_684_800_000_000,   // 2000-01-01
+                max_us: 1_735_689_600_000_000, // 2025-01-01
+            },
+            ..ProcessOptions::default()
+        };
+        let (r, _d) = run(input.as_bytes(), &opts);
+        assert_eq!((r.accepted, r.rejected), (1, 3));
+        assert_eq!(r.rejected_by_reason[&Reason::TimestampOutOfRange], 3);
+        assert_eq!(r.aggregates.max_time_us(), Some(1_704_067_200_000_000));
     }
 
     #[test]

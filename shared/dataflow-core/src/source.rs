@@ -42,6 +42,11 @@ impl ObjectRef {
         )
     }
 
+    /// Identity of the key across its versions: where the key's current version is recorded.
+    pub fn key_id(&self) -> String {
+        format!("key#{}/{}", self.bucket, self.key)
+    }
+
     /// Stable short id of (bucket, key, version): names every output of this object, so a re-run
     /// overwrites its own outputs instead of adding new ones.
     pub fn source_id(&self) -> String {

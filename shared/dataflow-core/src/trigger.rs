@@ -13,13 +13,20 @@ pub enum Trigger {
     S3(Vec<ObjectRef>),
     /// An SQS batch: each message's objects, or why the message could not be read.
     Sqs(Vec<SqsMessage>),
-    /// A scheduled run (EventBridge schedule, or `{"action": "compact"}`): compact the lake.
+    /// The hourly schedule (an EventBridge schedule without input, or `{"action": "compact"}`):
+    /// sweep, then compact the lake.
     Compact,
+    /// The frequent schedule (`{"action": "sweep"}`): take over dead attempts, finish removing
+    /// replaced versions' outputs.
+    Sweep,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SqsMessage {
     pub message_id: String,
+    /// The raw body and the queue it came from: what a deferred message is sent again with.
+    pub body: String,
+    pub queue_arn: String,
     pub objects: Result<Vec<ObjectRef>, String>,
 }
 
@@ -57,8 +64,11 @@ pub fn parse_trigger(event: &Value) -> Result<Trigger, TriggerError> {
     }
     let scheduled = event.get("source").and_then(Value::as_str) == Some("aws.events")
         && event.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event");
-    if scheduled || event.get("action").and_then(Value::as_str) == Some("compact") {
-        return Ok(Trigger::Compact);
+    match event.get("action").and_then(Value::as_str) {
+        Some("sweep") => return Ok(Trigger::Sweep),
+        Some("compact") => return Ok(Trigger::Compact),
+        _ if scheduled => return Ok(Trigger::Compact),
+        _ => {}
     }
     Err(TriggerError::Unrecognised(
         "expected an S3 notification, an SQS batch or an EventBridge S3 event".into(),
@@ -71,11 +81,14 @@ fn parse_sqs_record(r: &Value) -> SqsMessage {
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned();
+    let body = r.get("body").and_then(Value::as_str);
+    let queue_arn = r
+        .get("eventSourceARN")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
     let objects = (|| {
-        let body = r
-            .get("body")
-            .and_then(Value::as_str)
-            .ok_or_else(|| "message has no body".to_owned())?;
+        let body = body.ok_or_else(|| "message has no body".to_owned())?;
         let v: Value = serde_json::from_str(body).map_err(|e| format!("body is not JSON: {e}"))?;
         // SNS fan-out wraps the notification once more.
         let v = match v.get("Message").and_then(Value::as_str) {
@@ -96,6 +109,8 @@ fn parse_sqs_record(r: &Value) -> SqsMessage {
     })();
     SqsMessage {
         message_id,
+        body: body.unwrap_or_default().to_owned(),
+        queue_arn,
         objects,
     }
 }
@@ -232,6 +247,10 @@ mod tests {
         assert_eq!(
             parse_trigger(&json!({"action":"compact"})),
             Ok(Trigger::Compact)
+        );
+        assert_eq!(
+            parse_trigger(&json!({"action":"sweep"})),
+            Ok(Trigger::Sweep)
         );
         assert!(decode_key("%FF").is_err());
     }

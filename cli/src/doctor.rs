@@ -1,0 +1,351 @@
+//! `dataflow doctor`: checks every part of the local stack and prints the fix for each failure.
+
+use anyhow::{bail, Result};
+use dataflow_aws::{Clients, S3Store};
+use dataflow_core::config::Config;
+
+pub async fn doctor(api: &str) -> Result<()> {
+    let mut failures = 0;
+    let mut report = |name: &str, r: std::result::Result<String, String>| match r {
+        Ok(detail) => println!("ok    {name}: {detail}"),
+        Err(fix) => {
+            failures += 1;
+            println!("FAIL  {name}: {fix}");
+        }
+    };
+    let cfg = match Config::from_env() {
+        Ok(c) => {
+            report("configuration", Ok("environment is valid".into()));
+            c
+        }
+        Err(e) => {
+            report(
+                "configuration",
+                Err(format!("{e} (see README, Configuration)")),
+            );
+            bail!("1 check failed");
+        }
+    };
+    let endpoint = cfg.endpoint_url.clone().unwrap_or_else(|| "AWS".into());
+    let clients = Clients::new(&cfg).await;
+    let reachable = clients.s3.list_buckets().send().await;
+    let up = reachable.is_ok();
+    report(
+        "emulator",
+        reachable
+            .map(|_| format!("{endpoint} answers"))
+            .map_err(|e| {
+                format!(
+                    "{endpoint} unreachable ({}): run `scripts/local up`",
+                    dataflow_aws::describe(&e)
+                )
+            }),
+    );
+    if !up {
+        bail!("the emulator is down; nothing else can be checked");
+    }
+    for b in [&cfg.raw_bucket, &cfg.lake_bucket, &cfg.index_bucket] {
+        let r = dataflow_aws::resources::bucket_exists(&clients.s3, b).await;
+        report(
+            &format!("bucket {b}"),
+            match r {
+                Ok(true) => Ok("exists".into()),
+                Ok(false) => Err(
+                    "missing: run `dataflow setup --notifications` (or `scripts/local up`)".into(),
+                ),
+                Err(e) => Err(e.to_string()),
+            },
+        );
+    }
+    report(
+        &format!("table {}", cfg.checkpoint_table),
+        match dataflow_aws::resources::table_exists(&clients.dynamodb, &cfg.checkpoint_table).await
+        {
+            Ok(true) => Ok("exists".into()),
+            Ok(false) => Err("missing: run `dataflow setup --notifications`".into()),
+            Err(e) => Err(e.to_string()),
+        },
+    );
+    let queue = dataflow_aws::resources::queue_url(&clients.sqs, &cfg.etl_queue).await;
+    match queue {
+        Ok(Some(url)) => {
+            report(&format!("queue {}", cfg.etl_queue), Ok("exists".into()));
+            let arn = dataflow_aws::resources::queue_arn(&clients.sqs, &url).await?;
+            let wired =
+                dataflow_aws::resources::notifications_wired(&clients.s3, &cfg.raw_bucket, &arn)
+                    .await;
+            report(
+                "notifications",
+                match wired {
+                    Ok(true) => Ok(format!(
+                        "s3://{} ObjectCreated -> {}",
+                        cfg.raw_bucket, cfg.etl_queue
+                    )),
+                    Ok(false) => Err("not wired: run `dataflow setup --notifications`".into()),
+                    Err(e) => Err(e.to_string()),
+                },
+            );
+            let depth = dataflow_aws::resources::queue_depth(&clients.sqs, &url)
+                .await
+                .unwrap_or(0);
+            report(
+                "dispatcher",
+                if depth < 100 {
+                    Ok(format!("{depth} message(s) waiting"))
+                } else {
+                    Err(format!("{depth} messages waiting: is the dispatcher running? `scripts/local status`; restart with `scripts/local up`"))
+                },
+            );
+            report("dead-letter queue", dead_letters(&clients, &cfg).await);
+        }
+        Ok(None) => report(
+            &format!("queue {}", cfg.etl_queue),
+            Err("missing: run `dataflow setup --notifications`".into()),
+        ),
+        Err(e) => report(&format!("queue {}", cfg.etl_queue), Err(e.to_string())),
+    }
+    let etl = dataflow_aws::etl(&cfg, &clients);
+    for (name, r) in etl_checks(&etl).await {
+        report(name, r);
+    }
+    let loc = dataflow_rag::store::IndexLocation::from_config(&cfg);
+    let s3 = S3Store::new(clients.s3.clone());
+    report(
+        "search index",
+        match dataflow_rag::store::current_manifest(&s3, &loc).await {
+            Ok(Some(m)) => Ok(format!(
+                "{} documents, {} passages, built {}",
+                m.documents, m.passages, m.built_at
+            )),
+            Ok(None) => Err(format!(
+                "not published at s3://{}/{}: run `dataflow index build --docs docs/ --upload`",
+                loc.bucket,
+                loc.manifest_key()
+            )),
+            Err(e) => Err(format!("{e}: run `dataflow index rebuild --force`")),
+        },
+    );
+    match dataflow_aws::resources::queue_url(&clients.sqs, &cfg.docs_queue).await {
+        Ok(Some(url)) => {
+            let arn = dataflow_aws::resources::queue_arn(&clients.sqs, &url).await?;
+            report(
+                "docs notifications",
+                match dataflow_aws::resources::notifications_wired(
+                    &clients.s3,
+                    &cfg.index_bucket,
+                    &arn,
+                )
+                .await
+                {
+                    Ok(true) => Ok(format!(
+                        "s3://{}/{} -> {} (index rebuilds on change)",
+                        cfg.index_bucket, cfg.docs_prefix, cfg.docs_queue
+                    )),
+                    Ok(false) => Err("not wired: run `dataflow setup --notifications`".into()),
+                    Err(e) => Err(e.to_string()),
+                },
+            );
+        }
+        Ok(None) => report(
+            &format!("queue {}", cfg.docs_queue),
+            Err("missing: run `dataflow setup --notifications`".into()),
+        ),
+        Err(e) => report(&format!("queue {}", cfg.docs_queue), Err(e.to_string())),
+    }
+    let health = http_get(api, "/health").await;
+    report(
+        &format!("API http://{api}"),
+        match health {
+            Ok((200, _)) => Ok("/health answers 200".into()),
+            Ok((code, body)) => Err(format!("/health answered {code}: {body}")),
+            Err(e) => Err(format!(
+                "{e}: start it with `scripts/local up` (or `dataflow serve`)"
+            )),
+        },
+    );
+    let summary = http_get(api, "/analytics/summary").await;
+    report(
+        "analytics",
+        match summary {
+            Ok((200, _)) => Ok("/analytics/summary answers".into()),
+            Ok((503, _)) => Err(
+                "analytics not ready: drop a file in the raw bucket or run `dataflow backfill`"
+                    .into(),
+            ),
+            Ok((code, body)) => Err(format!("{code}: {body}")),
+            Err(e) => Err(e),
+        },
+    );
+    report(
+        "search",
+        match http_get(api, "/docs/search?q=reprocess&k=1").await {
+            Ok((200, _)) => Ok("/docs/search answers".into()),
+            Ok((503, body)) => Err(format!(
+                "index not loaded ({body}): run `dataflow index build --docs docs/ --upload`"
+            )),
+            Ok((code, body)) => Err(format!("{code}: {body}")),
+            Err(e) => Err(e),
+        },
+    );
+    if failures > 0 {
+        bail!("{failures} check(s) failed");
+    }
+    println!("all checks passed");
+    Ok(())
+}
+
+type Check = std::result::Result<String, String>;
+
+/// The dead-letter queue's depth and the object keys its messages name.
+async fn dead_letters(clients: &Clients, cfg: &Config) -> Check {
+    let name = format!("{}-dlq", cfg.etl_queue);
+    let url = match dataflow_aws::resources::queue_url(&clients.sqs, &name).await {
+        Ok(Some(u)) => u,
+        Ok(None) => {
+            return Err(format!(
+                "{name} missing: run `dataflow setup --notifications`"
+            ))
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    let depth = dataflow_aws::resources::queue_depth(&clients.sqs, &url)
+        .await
+        .map_err(|e| e.to_string())?;
+    if depth == 0 {
+        return Ok(format!("{name} is empty"));
+    }
+    let bodies = dataflow_aws::resources::peek(&clients.sqs, &url, 10)
+        .await
+        .unwrap_or_default();
+    let keys: Vec<String> = bodies.iter().flat_map(|b| keys_in(b)).collect();
+    Err(format!(
+        "{depth} message(s) in {name} (objects: {}): fix the cause (see the failed objects), then `dataflow redrive`",
+        if keys.is_empty() { "unknown".into() } else { keys.join(", ") }
+    ))
+}
+
+/// Object keys named by a queued S3 notification.
+fn keys_in(body: &str) -> Vec<String> {
+    let record = serde_json::json!({"Records": [{"eventSource": "aws:sqs", "messageId": "m", "body": body}]});
+    match dataflow_core::trigger::parse_trigger(&record) {
+        Ok(dataflow_core::trigger::Trigger::Sqs(msgs)) => msgs
+            .into_iter()
+            .flat_map(|m| m.objects.unwrap_or_default())
+            .map(|o| format!("s3://{}/{}", o.bucket, o.key))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Stuck attempts, replaced versions with outputs left to remove, and failures of versions
+/// that are still current (a failed version since overwritten or deleted is not a failure).
+async fn etl_checks(
+    etl: &dataflow_core::etl::Etl<S3Store, dataflow_aws::DynamoCheckpoints>,
+) -> Vec<(&'static str, Check)> {
+    use dataflow_core::checkpoint::{CheckpointStore, State};
+    use dataflow_core::storage::ObjectStore;
+    let list = match etl.checkpoints.list().await {
+        Ok(l) => l,
+        Err(e) => return vec![("ETL", Err(e.to_string()))],
+    };
+    let now = dataflow_core::time::now_ms();
+    let key_of = |c: &dataflow_core::checkpoint::ObjectCheckpoint| {
+        c.source.as_ref().map_or(c.id.clone(), |s| s.key.clone())
+    };
+    let stuck: Vec<String> = list
+        .iter()
+        .filter(|c| c.is_stuck(now))
+        .map(key_of)
+        .collect();
+    let cleanup = list.iter().filter(|c| !c.cleanup.is_empty()).count();
+    let mut failed = Vec::new();
+    for c in list.iter().filter(|c| c.state == State::Failed) {
+        let current = match &c.source {
+            Some(s) => match etl.store.head(&s.bucket, &s.key).await {
+                Ok(Some(meta)) => meta.etag == s.etag,
+                Ok(None) => false,
+                Err(_) => true,
+            },
+            None => true,
+        };
+        if current {
+            failed.push(c);
+        }
+    }
+    let counted = list.iter().filter(|c| c.state == State::Done).count();
+    let replaced = list.iter().filter(|c| c.state == State::Superseded).count();
+    let lease_s = etl.lease_ms / 1000;
+    vec![
+        (
+            "ETL objects",
+            match failed.first() {
+                None => Ok(format!(
+                    "{counted} counted, {replaced} replaced by newer versions, none failed"
+                )),
+                Some(f) => Err(format!(
+                    "{} failed object(s), e.g. {}: {}; fix or replace the object (a new upload under the same key replaces it), then `dataflow reprocess --key {}`",
+                    failed.len(),
+                    key_of(f),
+                    f.error.clone().unwrap_or_default(),
+                    key_of(f)
+                )),
+            },
+        ),
+        (
+            "ETL attempts",
+            if stuck.is_empty() {
+                Ok(format!("none stuck (lease {lease_s} s, renewed while processing)"))
+            } else {
+                Err(format!(
+                    "{} object(s) in progress past their lease (the attempt died): {}; the sweep takes them over (the dispatcher runs it every few seconds); now: `dataflow sweep`",
+                    stuck.len(),
+                    stuck.join(", ")
+                ))
+            },
+        ),
+        (
+            "replaced outputs",
+            if cleanup == 0 {
+                Ok("nothing left to remove".into())
+            } else {
+                Err(format!(
+                    "{cleanup} replaced version(s) still have outputs in the lake: `dataflow sweep`"
+                ))
+            },
+        ),
+    ]
+}
+
+/// Minimal HTTP/1.1 GET for the doctor (no client library needed for one local call).
+async fn http_get(addr: &str, path: &str) -> std::result::Result<(u16, String), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fut = async {
+        let mut s = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("cannot connect: {e}"))?;
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.map_err(|e| e.to_string())?;
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        let code = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = text
+            .split("\r\n\r\n")
+            .nth(1)
+            .unwrap_or("")
+            .chars()
+            .take(300)
+            .collect();
+        Ok((code, body))
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(3), fut)
+        .await
+        .map_err(|_| "no answer within 3 s".to_string())?
+}

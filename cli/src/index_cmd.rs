@@ -1,0 +1,159 @@
+//! `dataflow index`: build, publish and query the document search index.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+use dataflow_aws::{Clients, S3Store};
+use dataflow_core::config::Config;
+
+#[derive(Subcommand)]
+pub enum IndexCommand {
+    /// Index a local folder of Markdown. With --upload, make the docs prefix of the index bucket
+    /// hold exactly these files and publish the index built from them (what the index builder
+    /// Lambda would publish); with --out, write the index object to a file.
+    Build {
+        #[arg(long, default_value = "docs")]
+        docs: PathBuf,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        upload: bool,
+    },
+    /// Rebuild from the docs prefix in S3 and publish (what the index builder Lambda runs).
+    Rebuild {
+        /// Publish even when the docs are unchanged.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show the published index's manifest.
+    Status,
+    /// Search the published index (or a local index file).
+    Search {
+        query: String,
+        #[arg(long, default_value_t = 5)]
+        k: usize,
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+}
+
+pub async fn index(command: IndexCommand) -> Result<()> {
+    use dataflow_rag::chunk::ChunkOptions;
+    use dataflow_rag::store;
+    let aws = || async {
+        let cfg = Config::from_env()?;
+        let clients = Clients::new(&cfg).await;
+        anyhow::Ok((
+            S3Store::new(clients.s3.clone()),
+            store::IndexLocation::from_config(&cfg),
+        ))
+    };
+    match command {
+        IndexCommand::Build { docs, out, upload } => {
+            if out.is_none() && !upload {
+                bail!("say where the index goes: --upload (publish to the index bucket) and/or --out FILE");
+            }
+            let (sources, skipped) = store::read_local_docs(&docs)?;
+            for s in &skipped {
+                eprintln!("skipped {}: {}", s.path, s.reason);
+            }
+            if sources.is_empty() {
+                bail!(
+                    "no Markdown files (.md, .markdown) under {}",
+                    docs.display()
+                );
+            }
+            if let Some(out) = out {
+                let started = Instant::now();
+                let bytes = dataflow_rag::index::build(
+                    &sources,
+                    ChunkOptions::default(),
+                    chrono::Utc::now(),
+                )?;
+                let (h, _) = dataflow_rag::index::read_header(&bytes)?;
+                std::fs::write(&out, &bytes)
+                    .with_context(|| format!("writing {}", out.display()))?;
+                eprintln!(
+                    "wrote {} ({} bytes): {} documents, {} passages in {} ms",
+                    out.display(),
+                    bytes.len(),
+                    h.documents.len(),
+                    h.passages,
+                    started.elapsed().as_millis()
+                );
+            }
+            if upload {
+                let (s3, loc) = aws().await?;
+                let sync = store::sync_docs(&s3, &loc, &sources).await?;
+                eprintln!(
+                    "s3://{}/{}: {} uploaded, {} deleted, {} unchanged",
+                    loc.bucket,
+                    loc.docs_prefix,
+                    sync.uploaded.len(),
+                    sync.deleted.len(),
+                    sync.unchanged
+                );
+                let outcome = store::rebuild(&s3, &loc, ChunkOptions::default(), false).await?;
+                println!("{}", serde_json::to_string_pretty(&outcome)?);
+            }
+            Ok(())
+        }
+        IndexCommand::Rebuild { force } => {
+            let (s3, loc) = aws().await?;
+            let outcome = store::rebuild(&s3, &loc, ChunkOptions::default(), force).await?;
+            println!("{}", serde_json::to_string_pretty(&outcome)?);
+            Ok(())
+        }
+        IndexCommand::Status => {
+            let (s3, loc) = aws().await?;
+            match store::current_manifest(&s3, &loc).await? {
+                Some(m) => println!("{}", serde_json::to_string_pretty(&m)?),
+                None => bail!(
+                    "no index published at s3://{}/{}: run `dataflow index build --docs docs/ --upload`",
+                    loc.bucket,
+                    loc.manifest_key()
+                ),
+            }
+            Ok(())
+        }
+        IndexCommand::Search { query, k, file } => {
+            let bytes = match file {
+                Some(f) => std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?,
+                None => {
+                    let (s3, loc) = aws().await?;
+                    let m = store::current_manifest(&s3, &loc).await?.context(
+                        "no index published: run `dataflow index build --docs docs/ --upload`",
+                    )?;
+                    use dataflow_core::storage::ObjectStore;
+                    let started = Instant::now();
+                    let b = s3
+                        .get(&loc.bucket, &m.key)
+                        .await?
+                        .with_context(|| format!("index object {} is missing", m.key))?;
+                    eprintln!(
+                        "fetched s3://{}/{} ({} bytes) in {} ms",
+                        loc.bucket,
+                        m.key,
+                        b.len(),
+                        started.elapsed().as_millis()
+                    );
+                    b
+                }
+            };
+            let started = Instant::now();
+            let idx = dataflow_rag::index::SearchIndex::open(&bytes)?;
+            eprintln!("opened in {} ms", started.elapsed().as_millis());
+            let started = Instant::now();
+            let hits = idx.search(&query, k)?;
+            eprintln!(
+                "{} hit(s) in {} µs",
+                hits.len(),
+                started.elapsed().as_micros()
+            );
+            println!("{}", serde_json::to_string_pretty(&hits)?);
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! The local stack's commands: resources, the dispatcher standing in for Lambda's triggers, the
+//! local API server and the dead-letter queue's redrive.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use dataflow_aws::{Clients, S3Store};
+use dataflow_core::config::Config;
+
+use crate::etl_cmd::aws_etl;
+
+/// The local ETL queue mirrors the template's relations (docs/operations.md): the visibility
+/// timeout outlasts lease + sweep period, so the sweep (not a redelivery) takes over a dead
+/// attempt, and a message is dead-lettered after the same number of failed receives.
+pub const LOCAL_VISIBILITY_SECONDS: u32 = 30;
+pub const MAX_RECEIVES: u32 = 5;
+
+pub async fn setup(notifications: bool) -> Result<()> {
+    let cfg = Config::from_env()?;
+    let clients = Clients::new(&cfg).await;
+    for b in [&cfg.raw_bucket, &cfg.lake_bucket, &cfg.index_bucket] {
+        dataflow_aws::resources::ensure_bucket(&clients.s3, b).await?;
+    }
+    dataflow_aws::resources::ensure_table(&clients.dynamodb, &cfg.checkpoint_table).await?;
+    eprintln!(
+        "ready: buckets {}, {}, {}; table {}",
+        cfg.raw_bucket, cfg.lake_bucket, cfg.index_bucket, cfg.checkpoint_table
+    );
+    if notifications {
+        let (_, arn) = dataflow_aws::resources::ensure_queue_with_dlq(
+            &clients.sqs,
+            &cfg.etl_queue,
+            LOCAL_VISIBILITY_SECONDS,
+            MAX_RECEIVES,
+        )
+        .await?;
+        dataflow_aws::resources::wire_bucket_to_queue(&clients.s3, &cfg.raw_bucket, &arn).await?;
+        eprintln!(
+            "ready: s3://{} ObjectCreated -> queue {} (dead letters: {}-dlq after {MAX_RECEIVES} receives)",
+            cfg.raw_bucket, cfg.etl_queue, cfg.etl_queue
+        );
+        let (_, arn) =
+            dataflow_aws::resources::ensure_queue_with_dlq(&clients.sqs, &cfg.docs_queue, 60, 3)
+                .await?;
+        dataflow_aws::resources::wire_notifications(
+            &clients.s3,
+            &cfg.index_bucket,
+            &arn,
+            "dataflow-index-builder",
+            Some(&cfg.docs_prefix),
+            true,
+        )
+        .await?;
+        eprintln!(
+            "ready: s3://{}/{} ObjectCreated/ObjectRemoved -> queue {}",
+            cfg.index_bucket, cfg.docs_prefix, cfg.docs_queue
+        );
+    }
+    Ok(())
+}
+
+pub async fn serve(addr: &str) -> Result<()> {
+    let cfg = Config::from_env()?;
+    let clients = Clients::new(&cfg).await;
+    let analytics = analytics_api::routes(Arc::new(analytics_api::AppState::from_clients(
+        &cfg, &clients,
+    )));
+    let search = rag_api::routes(Arc::new(rag_api::AppState::from_clients(&cfg, &clients)));
+    let app = analytics
+        .merge(search)
+        .fallback(dataflow_http::not_found)
+        .method_not_allowed_fallback(dataflow_http::method_not_allowed);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    eprintln!(
+        "serving on http://{addr}: /health /analytics/metrics /analytics/summary /docs /docs/search /openapi.json"
+    );
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
+pub async fn queue(clients: &Clients, name: &str) -> Result<(String, String)> {
+    let url = dataflow_aws::resources::queue_url(&clients.sqs, name)
+        .await?
+        .with_context(|| {
+            format!("queue {name} does not exist: run `dataflow setup --notifications`")
+        })?;
+    let arn = dataflow_aws::resources::queue_arn(&clients.sqs, &url).await?;
+    Ok((url, arn))
+}
+
+/// Polls the ETL queue and the docs queue, handing batches to the ETL and index builder
+/// handlers, as Lambda's event source mappings would, and runs the sweep every `sweep_every`,
+/// as the template's schedule does.
+pub async fn dispatch(sweep_every: Duration) -> Result<()> {
+    let (cfg, etl) = aws_etl().await?;
+    let clients = Clients::new(&cfg).await;
+    let region = cfg.region.clone().unwrap_or_else(|| "us-east-1".into());
+    let dispatcher =
+        |(queue_url, queue_arn): (String, String)| dataflow_aws::dispatcher::Dispatcher {
+            sqs: clients.sqs.clone(),
+            queue_url,
+            queue_arn,
+            region: region.clone(),
+            batch_size: 10,
+            wait_seconds: 1,
+        };
+    let etl_d = dispatcher(queue(&clients, &cfg.etl_queue).await?);
+    let docs_d = dispatcher(queue(&clients, &cfg.docs_queue).await?);
+    eprintln!(
+        "dispatching {} -> ETL handler, {} -> index builder, sweep every {} s (Ctrl-C to stop)",
+        cfg.etl_queue,
+        cfg.docs_queue,
+        sweep_every.as_secs()
+    );
+    let requeue = dataflow_aws::requeue::SqsRequeue::new(clients.sqs.clone());
+    let etl_handler = |event: serde_json::Value| {
+        let (etl, requeue) = (&etl, &requeue);
+        async move {
+            etl_function::handle(etl, requeue, event)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    };
+    let store = S3Store::new(clients.s3.clone());
+    let loc = dataflow_rag::store::IndexLocation::from_config(&cfg);
+    let docs_handler = |event: serde_json::Value| {
+        let (store, loc) = (&store, &loc);
+        async move {
+            rag_indexer::handle(store, loc, event)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    };
+    let run = |d: &'static str, r: std::result::Result<_, String>| {
+        if let Err(e) = r {
+            tracing::warn!(queue = d, error = %e, "poll failed; retrying");
+        }
+    };
+    let mut last_sweep = Instant::now();
+    loop {
+        if last_sweep.elapsed() >= sweep_every {
+            last_sweep = Instant::now();
+            let report = etl.sweep().await;
+            if report.swept > 0 || !report.errors.is_empty() {
+                tracing::info!(swept = report.swept, errors = ?report.errors, "sweep");
+            }
+        }
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+            (a, b) = async { tokio::join!(etl_d.poll_once(&etl_handler), docs_d.poll_once(&docs_handler)) } => {
+                let failed = a.is_err() || b.is_err();
+                run("etl", a);
+                run("docs", b);
+                if failed {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+}
+
+/// Sends the ETL dead-letter queue's messages back to the ETL queue, once the cause is fixed.
+pub async fn redrive() -> Result<()> {
+    let cfg = Config::from_env()?;
+    let clients = Clients::new(&cfg).await;
+    let (to, _) = queue(&clients, &cfg.etl_queue).await?;
+    let dlq_name = format!("{}-dlq", cfg.etl_queue);
+    let (from, _) = queue(&clients, &dlq_name).await?;
+    let moved = dataflow_aws::resources::redrive(&clients.sqs, &from, &to).await?;
+    println!(
+        "{}",
+        serde_json::json!({"redriven": moved, "from": dlq_name, "to": cfg.etl_queue})
+    );
+    Ok(())
+}

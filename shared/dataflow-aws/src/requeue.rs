@@ -1,0 +1,74 @@
+//! Sending an SQS message again after a delay: how a delivery that meets another attempt's live
+//! lease waits without counting toward the dead-letter queue's receive limit.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use tokio::sync::Mutex;
+
+use crate::describe;
+
+#[async_trait]
+pub trait Requeue: Send + Sync {
+    /// Sends `body` to the queue named by `queue_arn`, visible after `delay_seconds`.
+    async fn requeue(&self, queue_arn: &str, body: &str, delay_seconds: u32) -> Result<(), String>;
+}
+
+/// [`Requeue`] through SQS `SendMessage`, resolving each queue's URL once.
+pub struct SqsRequeue {
+    sqs: aws_sdk_sqs::Client,
+    urls: Mutex<HashMap<String, String>>,
+}
+
+impl SqsRequeue {
+    pub fn new(sqs: aws_sdk_sqs::Client) -> Self {
+        Self {
+            sqs,
+            urls: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn url(&self, queue_arn: &str) -> Result<String, String> {
+        if let Some(u) = self.urls.lock().await.get(queue_arn) {
+            return Ok(u.clone());
+        }
+        // arn:aws:sqs:<region>:<account>:<name>
+        let parts: Vec<&str> = queue_arn.splitn(6, ':').collect();
+        let [_, _, "sqs", _, account, name] = parts.as_slice() else {
+            return Err(format!("{queue_arn:?} is not an SQS queue ARN"));
+        };
+        let out = self
+            .sqs
+            .get_queue_url()
+            .queue_name(*name)
+            .queue_owner_aws_account_id(*account)
+            .send()
+            .await
+            .map_err(|e| format!("GetQueueUrl {name}: {}", describe(&e)))?;
+        let url = out
+            .queue_url()
+            .ok_or_else(|| format!("GetQueueUrl {name}: no URL"))?
+            .to_owned();
+        self.urls
+            .lock()
+            .await
+            .insert(queue_arn.to_owned(), url.clone());
+        Ok(url)
+    }
+}
+
+#[async_trait]
+impl Requeue for SqsRequeue {
+    async fn requeue(&self, queue_arn: &str, body: &str, delay_seconds: u32) -> Result<(), String> {
+        let url = self.url(queue_arn).await?;
+        self.sqs
+            .send_message()
+            .queue_url(url)
+            .message_body(body)
+            .delay_seconds(delay_seconds.min(900) as i32)
+            .send()
+            .await
+            .map_err(|e| format!("SendMessage: {}", describe(&e)))?;
+        Ok(())
+    }
+}
