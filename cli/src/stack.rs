@@ -77,7 +77,7 @@ pub async fn serve(addr: &str) -> Result<()> {
     eprintln!(
         "serving on http://{addr}: /health /analytics/metrics /analytics/summary /docs /docs/search /openapi.json"
     );
-    axum::serve(listener, app).await?;
+    axum::serve(dataflow_http::wire::JsonErrorListener(listener), app).await?;
     Ok(())
 }
 

@@ -60,3 +60,87 @@ async fn sample_events_are_processed_once() {
         .unwrap_err();
     assert!(err.to_string().contains("unrecognised event"), "{err}");
 }
+
+/// A delivery that meets another attempt's live lease is sent again with a delay, as a new
+/// message: with a receive limit of 1, one failed receive would dead-letter it for good.
+#[tokio::test]
+async fn a_delivery_that_meets_a_live_lease_waits_without_burning_receives() {
+    use dataflow_aws::dispatcher::Dispatcher;
+    use dataflow_aws::resources;
+    use dataflow_core::checkpoint::ClaimOutcome;
+    use dataflow_core::source::ObjectRef;
+
+    let cfg = dataflow_testkit::config();
+    let clients = dataflow_testkit::provision(&cfg).await;
+    let etl = dataflow_aws::etl(&cfg, &clients);
+    let requeue = dataflow_aws::requeue::SqsRequeue::new(clients.sqs.clone());
+    let name = dataflow_testkit::unique("busy");
+    let (url, arn) = resources::ensure_queue_with_dlq(&clients.sqs, &name, 1, 1)
+        .await
+        .unwrap();
+    resources::wire_bucket_to_queue(&clients.s3, &cfg.raw_bucket, &arn)
+        .await
+        .unwrap();
+    let body = b"{\"user_id\":\"a\",\"event_type\":\"x\",\"timestamp\":\"2024-01-01T00:00:00Z\"}\n";
+    etl.store
+        .put(
+            &cfg.raw_bucket,
+            "k.jsonl",
+            Body::Bytes(body.to_vec()),
+            "application/x-ndjson",
+        )
+        .await
+        .unwrap();
+    let mut obj = ObjectRef::new(&cfg.raw_bucket, "k.jsonl");
+    obj.etag = etl
+        .store
+        .head(&cfg.raw_bucket, "k.jsonl")
+        .await
+        .unwrap()
+        .unwrap()
+        .etag;
+    // Another attempt holds a live 3 s lease (and then stops renewing it).
+    let claimed = etl
+        .checkpoints
+        .claim(&obj, dataflow_core::time::now_ms(), 3_000)
+        .await
+        .unwrap();
+    assert!(matches!(claimed, ClaimOutcome::Acquired(_)));
+    let d = Dispatcher {
+        sqs: clients.sqs.clone(),
+        queue_url: url.clone(),
+        queue_arn: arn,
+        region: "us-east-1".into(),
+        batch_size: 10,
+        wait_seconds: 1,
+    };
+    let handler = |event: Value| {
+        let (etl, requeue) = (&etl, &requeue);
+        async move {
+            etl_function::handle(etl, requeue, event)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    };
+    let started = std::time::Instant::now();
+    let mut failed = 0;
+    while etl.checkpoints.pipeline().await.unwrap().files_processed == 0 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "the deferred message never came back"
+        );
+        failed += d.poll_once(&handler).await.unwrap().failed;
+    }
+    assert_eq!(failed, 0, "no delivery was reported as failed");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(2),
+        "it waited for the lease"
+    );
+    let p = etl.checkpoints.pipeline().await.unwrap();
+    assert_eq!((p.files_processed, p.events_accepted), (1, 1));
+    let dlq = resources::queue_url(&clients.sqs, &format!("{name}-dlq"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resources::queue_depth(&clients.sqs, &dlq).await.unwrap(), 0);
+}

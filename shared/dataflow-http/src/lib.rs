@@ -2,6 +2,8 @@
 //! `{"error": code, "message": text[, "parameter": name]}`, the 404/405 fallbacks, and query
 //! parameters checked against each endpoint's list.
 
+pub mod wire;
+
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -140,6 +142,6 @@ pub async fn serve(app: axum::Router) -> Result<(), lambda_http::Error> {
     );
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     tracing::info!(%addr, "serving");
-    axum::serve(listener, app).await?;
+    axum::serve(wire::JsonErrorListener(listener), app).await?;
     Ok(())
 }
