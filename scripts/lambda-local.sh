@@ -52,7 +52,7 @@ invoke() {
   fi
 }
 body='json.loads(r["body"])'
-invoke etl events/s3-put.json 'r == {"processed": 1, "compacted_dates": 0}'
+invoke etl events/s3-put.json 'r == {"processed": 1, "compacted_dates": 0, "swept": 0}'
 invoke etl events/sqs-s3-put.json 'r == {"batchItemFailures": []}'
 invoke analytics-api events/apigw-health.json "r['statusCode'] == 200 and $body['status'] == 'ok'"
 invoke analytics-api events/apigw-summary.json "r['statusCode'] == 200 and $body['total_events'] == 500"
