@@ -2,17 +2,25 @@
 # End-to-end test of the local stack, as a user meets it: bring it up with `scripts/local up`,
 # drop a file with a plain S3 client (boto3), see the API report it, stop it. Runs on its own
 # ports and state folder so it does not disturb a stack you have running.
+#   scripts/e2e-local.sh                 moto serves S3, DynamoDB and SQS
+#   scripts/e2e-local.sh --localstack    real LocalStack serves S3 and SQS, moto DynamoDB; fails
+#                                        (never falls back) when LocalStack cannot be installed
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 apiport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 export AWS_ENDPOINT_URL="http://127.0.0.1:$port" API_ADDR="127.0.0.1:$apiport"
+mode=()
+if [ "${1:-}" = --localstack ]; then
+  mode=(--localstack)
+  export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+fi
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
 export LOCAL_STATE="$(mktemp -d)"
 cleanup() { scripts/local down --all >/dev/null 2>&1 || true; rm -rf "$LOCAL_STATE"; }
 trap cleanup EXIT
-scripts/local up > "$LOCAL_STATE/up.log" 2>&1 || { cat "$LOCAL_STATE/up.log"; exit 1; }
+scripts/local up "${mode[@]}" > "$LOCAL_STATE/up.log" 2>&1 || { cat "$LOCAL_STATE/up.log"; exit 1; }
 .venv/bin/python - <<'PY'
 import json, os, time, urllib.request, boto3
 api = "http://" + os.environ["API_ADDR"]
@@ -55,4 +63,10 @@ assert r["results"][0]["doc"] == "e2e/zeppelin.md", r
 print("e2e: docs/ index served; a dropped Markdown file became searchable")
 PY
 scripts/local doctor --api "$API_ADDR" > "$LOCAL_STATE/doctor.log" 2>&1 || { cat "$LOCAL_STATE/doctor.log"; exit 1; }
-echo "e2e local stack: 1 passed, 0 failed"
+label=""
+if [ "${#mode[@]}" -gt 0 ]; then
+  st="$(scripts/local status)"
+  grep -q '^localstack: running' <<< "$st" || { echo "LocalStack was not the emulator: $st" >&2; exit 1; }
+  label=" (LocalStack)"
+fi
+echo "e2e local stack$label: 1 passed, 0 failed"

@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Result};
 use dataflow_aws::{Clients, S3Store};
-use dataflow_core::config::Config;
+use dataflow_core::config::{Config, Service};
 
 pub async fn doctor(api: &str) -> Result<()> {
     let mut failures = 0;
@@ -26,7 +26,17 @@ pub async fn doctor(api: &str) -> Result<()> {
             bail!("1 check failed");
         }
     };
-    let endpoint = cfg.endpoint_url.clone().unwrap_or_else(|| "AWS".into());
+    let at = |s: Service| cfg.endpoint(s).unwrap_or("AWS").to_owned();
+    let endpoint = if Service::ALL.iter().all(|s| at(*s) == at(Service::S3)) {
+        at(Service::S3)
+    } else {
+        format!(
+            "S3 {}, DynamoDB {}, SQS {}",
+            at(Service::S3),
+            at(Service::DynamoDb),
+            at(Service::Sqs)
+        )
+    };
     let clients = Clients::new(&cfg).await;
     let reachable = clients.s3.list_buckets().send().await;
     let up = reachable.is_ok();

@@ -1,13 +1,13 @@
 use aws_config::{BehaviorVersion, Region, SdkConfig};
-use dataflow_core::config::Config;
+use dataflow_core::config::{Config, Service};
 
-/// Shared SDK configuration. With an endpoint override (LocalStack, moto) the region defaults to
-/// us-east-1 and, when no credentials are configured, the emulators' conventional `test`
-/// credentials are used, so a local run needs no AWS account setup.
+/// Shared SDK configuration. With any endpoint override (LocalStack, moto) the region defaults
+/// to us-east-1 and, when no credentials are configured, the emulators' conventional `test`
+/// credentials are used, so a local run needs no AWS account setup. Endpoints themselves are set
+/// per client ([`Clients::new`]).
 pub async fn sdk_config(cfg: &Config) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest());
-    if let Some(endpoint) = &cfg.endpoint_url {
-        loader = loader.endpoint_url(endpoint);
+    if cfg.emulated() {
         if cfg.region.is_none() {
             loader = loader.region(Region::new("us-east-1"));
         }
@@ -38,21 +38,31 @@ pub struct Clients {
 }
 
 impl Clients {
+    /// Each client with its own endpoint from the configuration: `AWS_ENDPOINT_URL_<SERVICE>`,
+    /// else `AWS_ENDPOINT_URL`, else AWS. The configuration is the one source, so an endpoint
+    /// given to `Config` (tests do) and one in the environment behave the same.
     pub async fn new(cfg: &Config) -> Self {
         let shared = sdk_config(cfg).await;
-        Self::from_sdk_config(&shared, cfg.endpoint_url.is_some())
-    }
-
-    pub fn from_sdk_config(shared: &SdkConfig, endpoint_override: bool) -> Self {
-        // Virtual-host bucket names do not resolve on localhost: path style whenever an endpoint
-        // is set.
-        let s3_conf = aws_sdk_s3::config::Builder::from(shared)
-            .force_path_style(endpoint_override)
-            .build();
+        let s3 = cfg.endpoint(Service::S3);
+        let mut s3_conf = aws_sdk_s3::config::Builder::from(&shared)
+            // Virtual-host bucket names do not resolve on localhost: path style whenever S3's
+            // endpoint is overridden.
+            .force_path_style(s3.is_some());
+        if let Some(e) = s3 {
+            s3_conf = s3_conf.endpoint_url(e);
+        }
+        let mut ddb_conf = aws_sdk_dynamodb::config::Builder::from(&shared);
+        if let Some(e) = cfg.endpoint(Service::DynamoDb) {
+            ddb_conf = ddb_conf.endpoint_url(e);
+        }
+        let mut sqs_conf = aws_sdk_sqs::config::Builder::from(&shared);
+        if let Some(e) = cfg.endpoint(Service::Sqs) {
+            sqs_conf = sqs_conf.endpoint_url(e);
+        }
         Self {
-            s3: aws_sdk_s3::Client::from_conf(s3_conf),
-            dynamodb: aws_sdk_dynamodb::Client::new(shared),
-            sqs: aws_sdk_sqs::Client::new(shared),
+            s3: aws_sdk_s3::Client::from_conf(s3_conf.build()),
+            dynamodb: aws_sdk_dynamodb::Client::from_conf(ddb_conf.build()),
+            sqs: aws_sdk_sqs::Client::from_conf(sqs_conf.build()),
         }
     }
 }

@@ -58,8 +58,59 @@ pub struct Config {
     pub cache_seconds: u64,
     /// Endpoint override for every AWS client (`AWS_ENDPOINT_URL`): LocalStack or moto.
     pub endpoint_url: Option<String>,
+    /// Per-service overrides, the AWS SDKs' standard `AWS_ENDPOINT_URL_<SERVICE>` variables:
+    /// each wins over `AWS_ENDPOINT_URL` for its service (e.g. S3 and SQS from LocalStack,
+    /// DynamoDB from moto).
+    pub service_endpoints: ServiceEndpoints,
     /// `AWS_REGION` (or `AWS_DEFAULT_REGION`); defaults to us-east-1 when an endpoint is set.
     pub region: Option<String>,
+}
+
+/// `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL_DYNAMODB`, `AWS_ENDPOINT_URL_SQS`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceEndpoints {
+    pub s3: Option<String>,
+    pub dynamodb: Option<String>,
+    pub sqs: Option<String>,
+}
+
+/// The AWS services the product calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    S3,
+    DynamoDb,
+    Sqs,
+}
+
+impl Service {
+    pub const ALL: [Service; 3] = [Service::S3, Service::DynamoDb, Service::Sqs];
+
+    /// The SDKs' name for it in `AWS_ENDPOINT_URL_<NAME>`.
+    pub fn env_var(self) -> &'static str {
+        match self {
+            Service::S3 => "AWS_ENDPOINT_URL_S3",
+            Service::DynamoDb => "AWS_ENDPOINT_URL_DYNAMODB",
+            Service::Sqs => "AWS_ENDPOINT_URL_SQS",
+        }
+    }
+}
+
+impl Config {
+    /// The endpoint a service's client uses: its own override, else `AWS_ENDPOINT_URL`, else
+    /// AWS itself (`None`).
+    pub fn endpoint(&self, service: Service) -> Option<&str> {
+        let own = match service {
+            Service::S3 => &self.service_endpoints.s3,
+            Service::DynamoDb => &self.service_endpoints.dynamodb,
+            Service::Sqs => &self.service_endpoints.sqs,
+        };
+        own.as_deref().or(self.endpoint_url.as_deref())
+    }
+
+    /// Whether any client talks to an emulator rather than AWS.
+    pub fn emulated(&self) -> bool {
+        Service::ALL.iter().any(|s| self.endpoint(*s).is_some())
+    }
 }
 
 pub const DEFAULT_RAW_BUCKET: &str = "dataflow-raw";
@@ -152,15 +203,23 @@ impl Config {
                     ),
                 })?,
         };
-        let endpoint_url = get("AWS_ENDPOINT_URL");
-        if let Some(e) = &endpoint_url {
-            if !(e.starts_with("http://") || e.starts_with("https://")) {
-                return Err(ConfigError {
-                    var: "AWS_ENDPOINT_URL",
-                    message: format!("{e:?} is not an http(s) URL"),
-                });
+        let url = |var: &'static str| -> Result<Option<String>, ConfigError> {
+            match get(var) {
+                Some(e) if !(e.starts_with("http://") || e.starts_with("https://")) => {
+                    Err(ConfigError {
+                        var,
+                        message: format!("{e:?} is not an http(s) URL"),
+                    })
+                }
+                v => Ok(v),
             }
-        }
+        };
+        let endpoint_url = url("AWS_ENDPOINT_URL")?;
+        let service_endpoints = ServiceEndpoints {
+            s3: url(Service::S3.env_var())?,
+            dynamodb: url(Service::DynamoDb.env_var())?,
+            sqs: url(Service::Sqs.env_var())?,
+        };
         let cfg = Config {
             raw_bucket: bucket("RAW_BUCKET", DEFAULT_RAW_BUCKET)?,
             raw_prefix: prefix("RAW_PREFIX", "")?,
@@ -207,6 +266,7 @@ impl Config {
             max_future_seconds,
             cache_seconds: number("CACHE_SECONDS", get("CACHE_SECONDS"), 30, 0..=3600)?,
             endpoint_url,
+            service_endpoints,
             region: get("AWS_REGION").or_else(|| get("AWS_DEFAULT_REGION")),
         };
         cfg.check_no_retrigger()?;
@@ -405,6 +465,28 @@ mod tests {
         assert_eq!(
             cfg(&[("ETL_MIN_DATE", "2000-13-01")]).unwrap_err().var,
             "ETL_MIN_DATE"
+        );
+    }
+
+    #[test]
+    fn per_service_endpoints_win_over_the_general_one() {
+        let c = cfg(&[
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:4566"),
+            ("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:4567"),
+        ])
+        .unwrap();
+        assert_eq!(c.endpoint(Service::S3), Some("http://127.0.0.1:4566"));
+        assert_eq!(c.endpoint(Service::Sqs), Some("http://127.0.0.1:4566"));
+        assert_eq!(c.endpoint(Service::DynamoDb), Some("http://127.0.0.1:4567"));
+        let only = cfg(&[("AWS_ENDPOINT_URL_S3", "http://localhost:9000")]).unwrap();
+        assert_eq!(only.endpoint(Service::S3), Some("http://localhost:9000"));
+        assert_eq!(only.endpoint(Service::DynamoDb), None);
+        assert!(only.emulated() && !cfg(&[]).unwrap().emulated());
+        assert_eq!(
+            cfg(&[("AWS_ENDPOINT_URL_SQS", "localhost:1")])
+                .unwrap_err()
+                .var,
+            "AWS_ENDPOINT_URL_SQS"
         );
     }
 
