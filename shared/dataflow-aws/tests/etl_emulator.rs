@@ -58,7 +58,7 @@ async fn read_aggregates(etl: &TestEtl, cfg: &Config) -> BTreeMap<(String, Strin
         BTreeMap::new();
     for meta in etl
         .store
-        .list(&cfg.lake_bucket, &cfg.layout.aggregates_prefix)
+        .list(&cfg.lake_bucket, &cfg.layout.partitions_prefix())
         .await
         .unwrap()
     {
@@ -427,6 +427,7 @@ async fn output_shapes(etl: &TestEtl, cfg: &Config) -> Vec<String> {
         .await
         .into_iter()
         .filter(|k| !k.contains("/compacted-"))
+        .map(|k| k.replace("/_sources/", "/"))
         .map(|k| match k.rfind('/') {
             Some(i) => format!("{}/<source>", &k[..i]),
             None => "<source>".to_owned(),
@@ -533,9 +534,10 @@ async fn a_truncated_upload_then_the_full_upload_counts_once() {
         .unwrap();
     let reference = alone(&[("day.jsonl", full), ("neighbour.jsonl", neighbour)]).await;
     assert_like(&etl, &cfg, &reference).await;
-    // And after the next compaction, which folds the full version in.
+    // Removing the truncated version already compacted 2024-03-01 again (without it, with the
+    // full version): the next scheduled run finds nothing to do, and the answers hold.
     let report = etl.handle(dataflow_core::trigger::Trigger::Compact).await;
     assert!(report.errors.is_empty(), "{:?}", report.errors);
-    assert_eq!(report.compacted, 1);
+    assert_eq!(report.compacted, 0);
     assert_like(&etl, &cfg, &reference).await;
 }

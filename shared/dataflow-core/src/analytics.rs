@@ -37,6 +37,8 @@ pub struct AggregateFile {
     pub name: String,
     pub rows: Vec<AggregateRow>,
     pub covers: Vec<String>,
+    /// A compacted file's generation: the newest compaction of a date wins.
+    pub generation: u64,
 }
 
 impl AggregateFile {
@@ -49,28 +51,28 @@ impl AggregateFile {
             key: key.to_owned(),
             source,
         };
+        let (covers, generation) = aggregate_covers(bytes).map_err(err)?;
         Ok(Some(Self {
             key: key.to_owned(),
             date,
             name,
             rows: decode_aggregate_rows(bytes).map_err(err)?,
-            covers: aggregate_covers(bytes).map_err(err)?,
+            covers,
+            generation,
         }))
     }
 }
 
-/// The files of one date that count: the compacted file with the widest coverage, and every file
-/// it does not cover. Compactions of a date are serialized by a lock and each covers the previous
-/// one, so coverages are nested and nothing is counted twice or missed.
+/// The files of one date that count: the newest compacted file (highest generation, then widest
+/// coverage), and every file it does not cover. Compactions of a date are serialized by a lock
+/// and each covers the files before it (earlier compacted files included), so nothing is counted
+/// twice or missed.
 pub fn effective_files<'a>(files: &[&'a AggregateFile]) -> Vec<&'a AggregateFile> {
     let best = files
         .iter()
         .filter(|f| !f.covers.is_empty())
         .max_by(|a, b| {
-            a.covers
-                .len()
-                .cmp(&b.covers.len())
-                .then_with(|| a.name.cmp(&b.name))
+            (a.generation, a.covers.len(), &a.name).cmp(&(b.generation, b.covers.len(), &b.name))
         });
     let Some(best) = best else {
         return files.to_vec();
@@ -417,7 +419,7 @@ impl LakeReader {
         }
         let listed = self
             .store
-            .list(&self.bucket, &self.layout.aggregates_prefix)
+            .list(&self.bucket, &self.layout.partitions_prefix())
             .await?;
         let mut old = state.take();
         let mut files: HashMap<String, (Option<String>, Arc<AggregateFile>)> = HashMap::new();
@@ -550,6 +552,7 @@ mod tests {
                     }
                 })
                 .collect(),
+            generation: u64::from(!covers.is_empty()),
             covers: covers.iter().map(|s| s.to_string()).collect(),
         }
     }

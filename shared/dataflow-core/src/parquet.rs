@@ -53,10 +53,14 @@ pub struct AggregateRow {
 
 /// Parquet key-value metadata naming the files a compacted aggregate replaces.
 pub const COVERS_KEY: &str = "dataflow.covers";
+/// Parquet key-value metadata: a compacted file's generation. A date's newest compaction has the
+/// highest; it wins over earlier ones even when it covers fewer files (after a replaced source
+/// version left the date).
+pub const GENERATION_KEY: &str = "dataflow.generation";
 
 /// Encodes one date's groups as a Parquet file (zstd), rows sorted by event type.
 pub fn encode_aggregate_rows(rows: &[AggregateRow]) -> Result<Vec<u8>, ParquetError> {
-    encode_aggregate_file(rows, &[])
+    encode_aggregate_file(rows, &[], 0)
 }
 
 /// Like [`encode_aggregate_rows`], recording in the file's metadata which files it replaces
@@ -64,10 +68,17 @@ pub fn encode_aggregate_rows(rows: &[AggregateRow]) -> Result<Vec<u8>, ParquetEr
 pub fn encode_aggregate_file(
     rows: &[AggregateRow],
     covers: &[String],
+    generation: u64,
 ) -> Result<Vec<u8>, ParquetError> {
     let height = rows.len();
     let types: Vec<&str> = rows.iter().map(|r| r.event_type.as_str()).collect();
-    let counts: Vec<u64> = rows.iter().map(|r| r.event_count).collect();
+    // Signed: Athena, Spark and Hive read INT64 as bigint, and unsigned 64-bit columns not at all
+    // or as decimals. Counts stay far below 2^63; readers cast both forms (older files hold
+    // UInt64).
+    let counts: Vec<i64> = rows
+        .iter()
+        .map(|r| i64::try_from(r.event_count).unwrap_or(i64::MAX))
+        .collect();
     let sketches: Vec<Vec<u8>> = rows.iter().map(|r| r.users.to_bytes()).collect();
     let sketch_refs: Vec<&[u8]> = sketches.iter().map(Vec::as_slice).collect();
     let mut df = DataFrame::new(
@@ -87,8 +98,12 @@ pub fn encode_aggregate_file(
         ],
     )?;
     let mut out = Vec::new();
-    let metadata = (!covers.is_empty())
-        .then(|| KeyValueMetadata::from_static(vec![(COVERS_KEY.to_owned(), covers.join(","))]));
+    let metadata = (!covers.is_empty()).then(|| {
+        KeyValueMetadata::from_static(vec![
+            (COVERS_KEY.to_owned(), covers.join(",")),
+            (GENERATION_KEY.to_owned(), generation.to_string()),
+        ])
+    });
     ParquetWriter::new(&mut out)
         .with_compression(ParquetCompression::Zstd(None))
         .with_key_value_metadata(metadata)
@@ -96,18 +111,23 @@ pub fn encode_aggregate_file(
     Ok(out)
 }
 
-/// The file names (without `.parquet`) a compacted aggregate file covers; empty for a partial.
-pub fn aggregate_covers(bytes: &[u8]) -> Result<Vec<String>, ParquetError> {
+/// The file names (without `.parquet`) a compacted aggregate file covers (empty for a partial)
+/// and its generation (0 for a partial, or a file written before generations existed).
+pub fn aggregate_covers(bytes: &[u8]) -> Result<(Vec<String>, u64), ParquetError> {
     let mut reader = ParquetReader::new(Cursor::new(bytes));
     let meta = reader.get_metadata()?;
-    Ok(meta
-        .key_value_metadata()
-        .iter()
-        .flatten()
+    let kvs = || meta.key_value_metadata().iter().flatten();
+    let covers = kvs()
         .filter(|kv| kv.key == COVERS_KEY)
         .filter_map(|kv| kv.value.as_deref())
         .flat_map(|v| v.split(',').filter(|s| !s.is_empty()).map(str::to_owned))
-        .collect())
+        .collect();
+    let generation = kvs()
+        .find(|kv| kv.key == GENERATION_KEY)
+        .and_then(|kv| kv.value.as_deref())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    Ok((covers, generation))
 }
 
 /// Per-date rows of an [`Aggregates`], sorted by date then type.

@@ -106,9 +106,26 @@ impl Layout {
     pub fn rejected_key(&self, source_id: &str) -> String {
         format!("{}{source_id}.jsonl", self.rejected_prefix)
     }
-    /// Parses `event_date=YYYY-MM-DD` out of an aggregate key.
+    /// Where every date partition of the aggregates starts (`aggregates/daily/event_date=`):
+    /// listing it leaves out the archive of compacted partials.
+    pub fn partitions_prefix(&self) -> String {
+        format!("{}event_date=", self.aggregates_prefix)
+    }
+    /// Where compaction keeps the partials a compacted file covers: under an `_`-prefixed folder,
+    /// which Hive-style readers (Athena's projection, Spark, DuckDB globs) skip.
+    pub fn archived_aggregate_key(&self, date: &str, name: &str) -> String {
+        format!(
+            "{}_sources/event_date={date}/{name}.parquet",
+            self.aggregates_prefix
+        )
+    }
+    pub fn archive_prefix(&self, date: &str) -> String {
+        format!("{}_sources/event_date={date}/", self.aggregates_prefix)
+    }
+    /// Parses `event_date=YYYY-MM-DD` out of an aggregate key (in a partition or the archive).
     pub fn date_of_aggregate_key<'k>(&self, key: &'k str) -> Option<&'k str> {
         let rest = key.strip_prefix(self.aggregates_prefix.as_str())?;
+        let rest = rest.strip_prefix("_sources/").unwrap_or(rest);
         let rest = rest.strip_prefix("event_date=")?;
         let (date, _) = rest.split_once('/')?;
         Some(date)
@@ -159,6 +176,13 @@ mod tests {
         let k = l.aggregate_key("2024-01-02", "abc");
         assert_eq!(k, "aggregates/daily/event_date=2024-01-02/part-abc.parquet");
         assert_eq!(l.date_of_aggregate_key(&k), Some("2024-01-02"));
+        let archived = l.archived_aggregate_key("2024-01-02", "part-abc");
+        assert_eq!(
+            archived,
+            "aggregates/daily/_sources/event_date=2024-01-02/part-abc.parquet"
+        );
+        assert_eq!(l.date_of_aggregate_key(&archived), Some("2024-01-02"));
+        assert!(!archived.starts_with(&l.partitions_prefix()));
         assert_eq!(clean_etag("\"d41d8\""), "d41d8");
     }
 }
