@@ -1,8 +1,9 @@
-//! Analytics API benchmark: a year of data (365 days x 50 event types, one aggregate file per
-//! day as after compaction), then in-process warm request latency, snapshot load time, and the
-//! accuracy of `unique_users` against exact distinct counts.
+//! Analytics API benchmark: DAYS x TYPES of data (default a year x 50 event types, one aggregate
+//! file per day as after compaction), then in-process warm request latency, cold start time and
+//! peak resident memory, and the accuracy of `unique_users` against exact distinct counts.
 //!
 //!   cargo run --release -p analytics-api --example analytics_bench
+//!   BENCH_DAYS=1095 BENCH_TYPES=200 cargo run --release -p analytics-api --example analytics_bench
 //!   AWS_ENDPOINT_URL=http://127.0.0.1:4566 cargo run --release -p analytics-api --example analytics_bench -- --emulator
 //!
 //! With `--emulator` the files are uploaded to a fresh bucket of the emulator and the cold start
@@ -23,9 +24,28 @@ use dataflow_core::storage::{Body as Upload, MemoryStore, ObjectStore};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
-const DAYS: i32 = 365;
-const TYPES: usize = 50;
 const FIRST_DAY: i32 = 19_723; // 2024-01-01
+
+fn shape(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(default)
+}
+
+/// Peak resident memory of this process so far (Linux), in MB.
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
 
 /// Deterministic users of (day, type): a sliding window over a 2M-user population, so ranges
 /// overlap realistically and exact distinct counts are cheap to compute.
@@ -51,6 +71,8 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 
 #[tokio::main]
 async fn main() {
+    let days = shape("BENCH_DAYS", 365) as i32;
+    let types = shape("BENCH_TYPES", 50);
     let emulator = std::env::args().any(|a| a == "--emulator");
     let mut cfg = Config::from_lookup(|_| None).unwrap();
     let store: Arc<dyn ObjectStore> = if emulator {
@@ -66,8 +88,8 @@ async fn main() {
     };
     let t = Instant::now();
     let mut bytes_total = 0;
-    for d in 0..DAYS {
-        let rows: Vec<AggregateRow> = (0..TYPES)
+    for d in 0..days {
+        let rows: Vec<AggregateRow> = (0..types)
             .map(|ty| {
                 let mut s = UserSketch::new();
                 for u in users(d, ty) {
@@ -98,8 +120,8 @@ async fn main() {
             .unwrap();
     }
     println!(
-        "data: {DAYS} days x {TYPES} types, {} files, {:.1} MB of Parquet, written in {:.1} s",
-        DAYS,
+        "data: {days} days x {types} types, {} files, {:.1} MB of Parquet, written in {:.1} s",
+        days,
         bytes_total as f64 / 1e6,
         t.elapsed().as_secs_f64()
     );
@@ -111,23 +133,26 @@ async fn main() {
         Duration::from_secs(3600),
     );
     let app = analytics_api::router(Arc::new(state));
+    let before = peak_rss_mb();
     let t = Instant::now();
     request(&app, "/analytics/summary").await;
     println!(
-        "cold: first /analytics/summary (list + fetch + decode + build) {:.0} ms{}",
+        "cold: first /analytics/summary (list + fetch + decode + build) {:.0} ms{}; peak RSS {:.0} MB (before the first request {:.0} MB, which holds the generated data in memory runs)",
         t.elapsed().as_secs_f64() * 1e3,
         if emulator {
             " from the emulator"
         } else {
             " from memory"
-        }
+        },
+        peak_rss_mb().unwrap_or(0.0),
+        before.unwrap_or(0.0)
     );
 
     // Warm latency over distinct queries (each a cache miss), then the repeated default query.
     let mut queries = Vec::new();
     for i in 0..400 {
-        let a = (i * 7) % 300;
-        let b = a + 1 + (i * 13) % (DAYS - a - 1);
+        let a = (i * 7) % (days * 4 / 5).max(1);
+        let b = a + 1 + (i * 13) % (days - a - 1).max(1);
         let q = match i % 4 {
             0 => format!(
                 "/analytics/summary?from={}&to={}",
@@ -138,7 +163,7 @@ async fn main() {
                 "/analytics/summary?from={}&to={}&event_type=type_{:02}",
                 format_date(FIRST_DAY + a),
                 format_date(FIRST_DAY + b),
-                i % 50
+                i as usize % types
             ),
             2 => format!(
                 "/analytics/metrics?from={}&limit=100",
@@ -150,8 +175,23 @@ async fn main() {
             ),
         };
         queries.push((i % 4, q));
+        if i % 4 == 1 {
+            // The same type over another range: warm once the type's month sketches exist.
+            let (a2, b2) = ((a + 3).min(days - 1), (b + 11).min(days - 1));
+            queries.push((
+                5,
+                format!(
+                    "/analytics/summary?from={}&to={}&event_type=type_{:02}",
+                    format_date(FIRST_DAY + a2),
+                    format_date(FIRST_DAY + b2),
+                    i as usize % types
+                ),
+            ));
+        }
     }
-    for kind in 0..4 {
+    // Filtered summaries run twice over other ranges: the first pass includes building each
+    // type's month sketches (at its first filtered query), the second is warm.
+    for kind in [0, 1, 5, 2, 3] {
         let mut times: Vec<Duration> = Vec::new();
         for (k, q) in &queries {
             if *k != kind {
@@ -162,12 +202,13 @@ async fn main() {
             times.push(t.elapsed());
         }
         times.sort();
-        let name = [
-            "summary, random range, all types",
-            "summary, random range, one type",
-            "metrics page of 100",
-            "summary, open-ended range",
-        ][kind as usize];
+        let name = match kind {
+            0 => "summary, random range, all types",
+            1 => "summary, random range, one type (first query per type included)",
+            5 => "summary, random range, one type (type seen before, new range)",
+            2 => "metrics page of 100",
+            _ => "summary, open-ended range",
+        };
         println!(
             "warm {name}: n={} p50 {:.3} ms p99 {:.3} ms",
             times.len(),
@@ -190,10 +231,18 @@ async fn main() {
 
     // Accuracy of unique_users against exact distinct counts.
     let mut errors = Vec::new();
-    for (a, b) in [(0, 0), (0, 6), (10, 40), (100, 190), (0, 364), (200, 364)] {
+    let last = days - 1;
+    for (a, b) in [
+        (0, 0),
+        (0, 6.min(last)),
+        (10.min(last), 40.min(last)),
+        (last / 4, last / 2),
+        (0, last),
+        (last / 2, last),
+    ] {
         let mut exact = HashSet::new();
         for d in a..=b {
-            for ty in 0..TYPES {
+            for ty in 0..types {
                 exact.extend(users(d, ty));
             }
         }

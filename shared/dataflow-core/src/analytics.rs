@@ -108,7 +108,36 @@ pub struct Snapshot {
     /// Per type (in `types` order): prefix sums of event counts over `dates`, `n + 1` long, so
     /// totals over any range cost O(types).
     prefix_counts: Vec<Vec<u64>>,
+    /// Per type, built at its first filtered query (so cold starts do not pay for it): the merged
+    /// sketch of each calendar month (`year * 12 + month0`) with data, so a filtered range costs
+    /// one union per whole month plus one per day at its two ends, not one per day.
+    type_months: HashMap<String, std::sync::OnceLock<BTreeMap<i32, UserSketch>>>,
     pub files: usize,
+}
+
+/// `year * 12 + month0` of a day number (days since 1970-01-01).
+fn month_of(day: i32) -> i32 {
+    use chrono::Datelike;
+    match chrono::NaiveDate::from_num_days_from_ce_opt(day + 719_163) {
+        Some(d) => d.year() * 12 + d.month0() as i32,
+        None => i32::MIN,
+    }
+}
+
+/// First and last day number of a month from [`month_of`].
+fn month_bounds(month: i32) -> Option<(i32, i32)> {
+    let (y, m0) = (month.div_euclid(12), month.rem_euclid(12) as u32);
+    let first = chrono::NaiveDate::from_ymd_opt(y, m0 + 1, 1)?;
+    let next = if m0 == 11 {
+        chrono::NaiveDate::from_ymd_opt(y + 1, 1, 1)?
+    } else {
+        chrono::NaiveDate::from_ymd_opt(y, m0 + 2, 1)?
+    };
+    use chrono::Datelike;
+    Some((
+        first.num_days_from_ce() - 719_163,
+        next.num_days_from_ce() - 719_163 - 1,
+    ))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -222,6 +251,10 @@ impl Snapshot {
                 per_day[i] += per_day[i - 1];
             }
         }
+        let type_months = types
+            .iter()
+            .map(|t| (t.clone(), std::sync::OnceLock::new()))
+            .collect();
         Snapshot {
             cells,
             types,
@@ -229,6 +262,7 @@ impl Snapshot {
             tree,
             day_unique,
             prefix_counts,
+            type_months,
             files: counted,
         }
     }
@@ -336,16 +370,58 @@ impl Snapshot {
             summary.unique_users_daily_sum = self.day_unique[lo..hi].iter().sum();
             summary.unique_users = self.range_users(lo, hi);
         } else {
-            let mut per_day: BTreeMap<i32, SketchMerger> = BTreeMap::new();
-            let mut all = SketchMerger::default();
-            for ((d, _), c) in self.in_range(f) {
-                per_day.entry(*d).or_default().add(&c.users);
-                all.add(&c.users);
-            }
-            summary.unique_users_daily_sum = per_day.values().map(|m| round(m.estimate())).sum();
-            summary.unique_users = round(all.estimate());
+            let (first, last) = (self.dates[lo], self.dates[hi - 1]);
+            summary.unique_users = self.types_users(&f.types, first, last);
+            summary.unique_users_daily_sum = if f.types.len() == 1 {
+                // One type: a day's distinct users are its cell's.
+                self.in_range(f).map(|(_, c)| c.unique_users).sum()
+            } else {
+                let mut per_day: BTreeMap<i32, SketchMerger> = BTreeMap::new();
+                for ((d, _), c) in self.in_range(f) {
+                    per_day.entry(*d).or_default().add(&c.users);
+                }
+                per_day.values().map(|m| round(m.estimate())).sum()
+            };
         }
         summary
+    }
+
+    /// Distinct users of `types` over days `first..=last`: for each type, the merged sketch of
+    /// every month wholly inside the range, and the day cells of the months at its two ends.
+    fn types_users(&self, types: &[String], first: i32, last: i32) -> u64 {
+        let mut all = SketchMerger::default();
+        let (m_first, m_last) = (month_of(first), month_of(last));
+        for t in types {
+            let Some(months) = self.type_months.get(t) else {
+                continue;
+            };
+            let months = months.get_or_init(|| self.months_of(t));
+            for (&m, sketch) in months.range(m_first..=m_last) {
+                let Some((start, end)) = month_bounds(m) else {
+                    continue;
+                };
+                let (a, b) = (start.max(first), end.min(last));
+                if (a, b) == (start, end) {
+                    all.add(sketch);
+                    continue;
+                }
+                for d in a..=b {
+                    if let Some(c) = self.cells.get(&(d, t.clone())) {
+                        all.add(&c.users);
+                    }
+                }
+            }
+        }
+        round(all.estimate())
+    }
+
+    /// One type's merged sketch per month.
+    fn months_of(&self, t: &str) -> BTreeMap<i32, UserSketch> {
+        let mut mergers: BTreeMap<i32, SketchMerger> = BTreeMap::new();
+        for ((d, _), c) in self.cells.iter().filter(|((_, ty), _)| ty == t) {
+            mergers.entry(month_of(*d)).or_default().add(&c.users);
+        }
+        mergers.into_iter().map(|(m, s)| (m, s.finish())).collect()
     }
 
     /// Distinct users (every type) over positions `[lo, hi)` of `dates`, from O(log days) tree
@@ -752,6 +828,51 @@ mod tests {
                 .unique_users,
             1
         );
+    }
+
+    /// Filtered distinct users from whole-month sketches plus edge days equal a merge of every
+    /// day's cell, for ranges that start and end anywhere in a month.
+    #[test]
+    fn filtered_ranges_from_month_sketches_match_direct_merges() {
+        let base = parse_date("2024-01-15").unwrap();
+        let files: Vec<AggregateFile> = (0..140)
+            .map(|d| {
+                let u = d as u32 * 11;
+                file(
+                    &format!("part-{d}"),
+                    &format_date(base + d),
+                    &[("t", 1, u..u + 30), ("u", 2, u + 5..u + 9)],
+                    &[],
+                )
+            })
+            .collect();
+        let s = snapshot(&files);
+        for (a, b) in [
+            (0, 139),
+            (3, 17),
+            (16, 47),
+            (17, 46),
+            (0, 0),
+            (45, 120),
+            (77, 78),
+        ] {
+            for types in [vec!["t"], vec!["u"], vec!["t", "u"]] {
+                let f = Filter {
+                    from: Some(base + a),
+                    to: Some(base + b),
+                    types: types.iter().map(|t| t.to_string()).collect(),
+                };
+                let mut direct = SketchMerger::default();
+                for (_, c) in s.in_range(&f) {
+                    direct.add(&c.users);
+                }
+                assert_eq!(
+                    s.summary(&f).unique_users,
+                    round(direct.estimate()),
+                    "days {a}..={b} {types:?}"
+                );
+            }
+        }
     }
 
     #[test]
