@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use dataflow_core::storage::{Body, ObjectStore, StoreError};
+use dataflow_core::storage::{Body, ObjectMeta, ObjectStore, StoreError};
 use serde::{Deserialize, Serialize};
 
 use crate::chunk::ChunkOptions;
@@ -128,7 +128,7 @@ pub async fn read_docs(
     Ok((docs, skipped, signature))
 }
 
-fn listing_signature(listing: &[dataflow_core::storage::ObjectMeta]) -> String {
+fn listing_signature(listing: &[ObjectMeta]) -> String {
     let mut parts: Vec<String> = listing
         .iter()
         .filter(|m| is_markdown(&m.key))
@@ -271,10 +271,14 @@ pub async fn publish(
             "application/json",
         )
         .await?;
-    // Pruning is housekeeping: a failure leaves extra objects, never a broken index.
+    // Pruning is housekeeping: a failure leaves extra objects, never a broken index. Another
+    // publisher may be between writing its object and its manifest (the CLI and the index
+    // builder can run at once): keep what the manifest names now, and anything recent.
+    let now = chrono::Utc::now().timestamp_millis();
+    let current = current_manifest(store, loc).await.ok().flatten();
     if let Ok(objects) = store.list(&loc.bucket, &loc.objects_prefix()).await {
         for o in objects {
-            if o.key != manifest.key && !manifest.previous.contains(&o.key) {
+            if prunable(&o, &[Some(&manifest), current.as_ref()], now) {
                 if let Err(e) = store.delete(&loc.bucket, &o.key).await {
                     tracing::warn!(key = %o.key, error = %e, "could not delete an old index object");
                 }
@@ -289,6 +293,23 @@ pub async fn publish(
         "index published"
     );
     Ok(manifest)
+}
+
+/// Index objects younger than this are never pruned: a concurrent publish takes seconds.
+const PRUNE_GRACE_MS: i64 = 15 * 60 * 1000;
+
+/// Whether an index object may be deleted: named by none of the manifests (as this publisher
+/// wrote it, and as it stands now), and not written within the grace period (stores that report
+/// no time, like the in-memory one, are taken at their word that it is old).
+fn prunable(o: &ObjectMeta, manifests: &[Option<&Manifest>], now_ms: i64) -> bool {
+    let named = manifests
+        .iter()
+        .flatten()
+        .any(|m| m.key == o.key || m.previous.contains(&o.key));
+    let recent = o
+        .last_modified_ms
+        .is_some_and(|t| now_ms - t < PRUNE_GRACE_MS);
+    !named && !recent
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -584,6 +605,56 @@ mod tests {
         assert_ne!(v2.manifest.key, v1.manifest.key);
         assert!(v2.index.search("kinesis", 1).unwrap().is_empty());
         assert_eq!(v2.manifest.previous, vec![v1.manifest.key.clone()]);
+    }
+
+    /// Two publishers at once (the CLI and the index builder): neither deletes the object the
+    /// other is about to name in the manifest.
+    #[test]
+    fn pruning_spares_what_a_manifest_names_and_what_is_recent() {
+        let m = |key: &str, previous: &[&str]| Manifest {
+            format_version: 1,
+            key: key.into(),
+            sha256: String::new(),
+            bytes: 0,
+            built_at: String::new(),
+            documents: 0,
+            passages: 0,
+            docs_fingerprint: String::new(),
+            previous: previous.iter().map(|s| s.to_string()).collect(),
+        };
+        let obj = |key: &str, t: Option<i64>| ObjectMeta {
+            key: key.into(),
+            size: 1,
+            etag: None,
+            last_modified_ms: t,
+        };
+        let now = 10_000_000_000;
+        let mine = m("a", &["o1", "o2"]);
+        let theirs = m("b", &["o1"]);
+        let hour_ago = Some(now - 3_600_000);
+        // Another publisher's object, written a moment ago, its manifest not yet out.
+        assert!(!prunable(
+            &obj("c", Some(now - 2_000)),
+            &[Some(&mine), None],
+            now
+        ));
+        // Named by the manifest as it stands now.
+        assert!(!prunable(
+            &obj("b", hour_ago),
+            &[Some(&mine), Some(&theirs)],
+            now
+        ));
+        assert!(!prunable(
+            &obj("o2", hour_ago),
+            &[Some(&mine), Some(&theirs)],
+            now
+        ));
+        assert!(prunable(
+            &obj("old", hour_ago),
+            &[Some(&mine), Some(&theirs)],
+            now
+        ));
+        assert!(prunable(&obj("old", None), &[Some(&mine)], now));
     }
 
     #[tokio::test]
