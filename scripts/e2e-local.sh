@@ -18,7 +18,7 @@ if [ "${1:-}" = --localstack ]; then
 fi
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
 export LOCAL_STATE="$(mktemp -d)"
-cleanup() { scripts/local down --all >/dev/null 2>&1 || true; rm -rf "$LOCAL_STATE"; }
+cleanup() { scripts/local down --all >/dev/null 2>&1 || true; [ -n "${KEEP_STATE:-}" ] || rm -rf "$LOCAL_STATE"; }
 trap cleanup EXIT
 scripts/local up "${mode[@]}" > "$LOCAL_STATE/up.log" 2>&1 || { cat "$LOCAL_STATE/up.log"; exit 1; }
 .venv/bin/python - <<'PY'
@@ -63,6 +63,11 @@ assert r["results"][0]["doc"] == "e2e/zeppelin.md", r
 print("e2e: docs/ index served; a dropped Markdown file became searchable")
 PY
 scripts/local doctor --api "$API_ADDR" > "$LOCAL_STATE/doctor.log" 2>&1 || { cat "$LOCAL_STATE/doctor.log"; exit 1; }
+# A restart appends to the logs (a crashed process's log survives the next start).
+scripts/local down > /dev/null
+scripts/local up "${mode[@]}" > "$LOCAL_STATE/up-again.log" 2>&1 || { cat "$LOCAL_STATE/up-again.log"; exit 1; }
+starts=$(grep -c '^=== .* start: ' "$LOCAL_STATE/dispatcher.log")
+[ "$starts" = 2 ] || { echo "dispatcher.log holds $starts start(s), want 2: it was truncated" >&2; exit 1; }
 label=""
 if [ "${#mode[@]}" -gt 0 ]; then
   st="$(scripts/local status)"
