@@ -286,8 +286,13 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
                 self.checkpoints
                     .abandon(claim, &completion.output_keys, &reason, now_ms())
                     .await?;
-                self.clean_replaced(&claim.id, &completion.output_keys)
-                    .await?;
+                // The record lists the outputs; if removing them fails, the sweep finishes it.
+                if let Err(e) = self
+                    .clean_replaced(&claim.id, &completion.output_keys)
+                    .await
+                {
+                    tracing::warn!(checkpoint = %claim.id, error = %e, "superseded outputs left to the sweep");
+                }
                 tracing::info!(bucket = %obj.bucket, key = %obj.key, "superseded before it counted");
                 return Ok(ObjectOutcome::Gone(reason));
             }
