@@ -16,9 +16,6 @@ impl S3Store {
     pub fn new(client: aws_sdk_s3::Client) -> Self {
         Self { client }
     }
-    pub fn client(&self) -> &aws_sdk_s3::Client {
-        &self.client
-    }
 }
 
 fn other(

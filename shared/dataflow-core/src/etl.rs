@@ -96,6 +96,8 @@ pub struct TriggerReport {
 
 impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
     pub fn new(store: Arc<S>, checkpoints: Arc<C>, cfg: &crate::config::Config) -> Self {
+        // At start: a killed attempt's scratch folder would otherwise stay for good.
+        clean_stale_work_dirs_once(&std::env::temp_dir());
         Self {
             store,
             checkpoints,
@@ -419,7 +421,6 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
             .store
             .open(&obj.bucket, &obj.key, obj.etag.as_deref())
             .await?;
-        clean_stale_work_dirs_once(&self.work_root);
         let work = tempfile::Builder::new()
             .prefix(&format!("{WORK_PREFIX}{}-", std::process::id()))
             .tempdir_in(&self.work_root)?;
@@ -518,8 +519,9 @@ const PARQUET: &str = "application/vnd.apache.parquet";
 /// made one is gone (killed mid-object, or a Lambda sandbox restarted after a timeout).
 const WORK_PREFIX: &str = "dataflow-etl-";
 
-/// Removes scratch folders left by dead processes, once per process: a folder whose pid no
-/// longer runs, or (where liveness cannot be told) one untouched for a day.
+/// Removes scratch folders left by dead processes, once per process (when its first ETL is
+/// built): a folder whose pid no longer runs, or (where liveness cannot be told) one untouched
+/// for a day.
 fn clean_stale_work_dirs_once(root: &std::path::Path) {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {

@@ -1,4 +1,4 @@
-//! The event contract: one JSON Lines line in, an accepted [`Event`] or a [`Rejection`] out.
+//! The event contract: one JSON Lines line in, an accepted [`Event`] or a [`Reason`] it was rejected for.
 //! See docs/event-contract.md. Parsing borrows from the line wherever the JSON has no escapes,
 //! and reads only the fields the product keeps.
 

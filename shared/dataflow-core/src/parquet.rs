@@ -23,17 +23,6 @@ pub enum ParquetError {
     Malformed(String),
 }
 
-/// Columns of a daily aggregate partial. `event_date` is not stored: it is the Hive partition
-/// column in the object key (`event_date=YYYY-MM-DD/`), which Athena, Spark, DuckDB and polars
-/// all surface as a column.
-pub const AGG_COLUMNS: [&str; 5] = [
-    "event_type",
-    "event_count",
-    "users_sketch",
-    "min_event_time",
-    "max_event_time",
-];
-
 fn utc_us(name: &str, values: Vec<i64>) -> Column {
     Int64Chunked::from_vec(name.into(), values)
         .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
