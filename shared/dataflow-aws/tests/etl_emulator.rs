@@ -541,3 +541,68 @@ async fn a_truncated_upload_then_the_full_upload_counts_once() {
     assert_eq!(report.compacted, 0);
     assert_like(&etl, &cfg, &reference).await;
 }
+
+/// The done step's conditions in DynamoDB: a stale view of the key's current version is
+/// refused as `KeyMoved` (read again), a lost claim as `Lost`, and the previous version leaves
+/// the totals in the same transaction.
+#[tokio::test]
+async fn the_done_step_refuses_a_stale_view_of_the_key() {
+    let (cfg, etl) = setup().await;
+    let version = |etag: &str| ObjectRef {
+        etag: Some(etag.to_owned()),
+        ..ObjectRef::new(&cfg.raw_bucket, "k.jsonl")
+    };
+    let (v1, v2) = (version("e1"), version("e2"));
+    let claim = |o: ObjectRef| {
+        let etl = &etl;
+        async move {
+            match etl.checkpoints.claim(&o, now_ms(), 60_000).await.unwrap() {
+                ClaimOutcome::Acquired(c) => c,
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    let (c1, c2) = (claim(v1.clone()).await, claim(v2.clone()).await);
+    let done = |accepted: u64| dataflow_core::checkpoint::Completion {
+        bucket: cfg.raw_bucket.clone(),
+        key: "k.jsonl".into(),
+        accepted,
+        ..Default::default()
+    };
+    let ck = &etl.checkpoints;
+    assert!(matches!(
+        ck.complete(&c1, &done(7), None, now_ms()).await.unwrap(),
+        CompleteOutcome::Done { replaced: None }
+    ));
+    // v2 read the key before v1 completed: refused, nothing changes.
+    assert_eq!(
+        ck.complete(&c2, &done(3), None, now_ms()).await.unwrap(),
+        CompleteOutcome::KeyMoved
+    );
+    assert_eq!(ck.pipeline().await.unwrap().events_accepted, 7);
+    let current = ck.current_version(&v1.key_id()).await.unwrap();
+    assert_eq!(current.as_deref(), Some(v1.checkpoint_id().as_str()));
+    let CompleteOutcome::Done {
+        replaced: Some(old),
+    } = ck
+        .complete(&c2, &done(3), current.as_deref(), now_ms())
+        .await
+        .unwrap()
+    else {
+        panic!("v2 should replace v1")
+    };
+    assert_eq!(old.id, v1.checkpoint_id());
+    let p = ck.pipeline().await.unwrap();
+    assert_eq!((p.files_processed, p.events_accepted), (1, 3));
+    assert_eq!(
+        ck.get(&v1.checkpoint_id()).await.unwrap().unwrap().state,
+        dataflow_core::checkpoint::State::Superseded
+    );
+    // A claim that is no longer held: lost, whatever the key says.
+    assert_eq!(
+        ck.complete(&c1, &done(7), Some(v2.checkpoint_id().as_str()), now_ms())
+            .await
+            .unwrap(),
+        CompleteOutcome::Lost
+    );
+}

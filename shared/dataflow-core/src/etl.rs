@@ -274,7 +274,8 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
         completion: Completion,
     ) -> Result<ObjectOutcome, EtlError> {
         let key_id = obj.key_id();
-        loop {
+        // Each retry means another version of the key completed meanwhile; a handful is plenty.
+        for _ in 0..KEY_RETRIES {
             // Read the key's record before looking at the bucket: a newer version that completes
             // after this read moves the record and fails the conditional step below.
             let expected = self.checkpoints.current_version(&key_id).await?;
@@ -326,6 +327,10 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
                 }
             }
         }
+        Err(EtlError::Internal(format!(
+            "{key_id}: its current version kept changing while {} completed; retried later",
+            claim.id
+        )))
     }
 
     /// Runs `work` while renewing the claim's lease every third of it, so a live attempt keeps
@@ -514,6 +519,9 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
 }
 
 const PARQUET: &str = "application/vnd.apache.parquet";
+
+/// How often the done step re-reads a key whose current version moved under it.
+const KEY_RETRIES: usize = 8;
 
 /// Scratch folders are `dataflow-etl-<pid>-<random>`: the pid tells whether the process that
 /// made one is gone (killed mid-object, or a Lambda sandbox restarted after a timeout).
