@@ -407,6 +407,24 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
                 }
             } else if rec.is_stuck(now) {
                 let Some(source) = rec.source else { continue };
+                if rec.attempts >= MAX_ATTEMPTS {
+                    // Every attempt died (an object too big for the function's memory or time
+                    // would otherwise be retried by every sweep, forever): record a failure that
+                    // doctor shows, and let the queue's receive limit dead-letter its message.
+                    let reason = format!(
+                        "gave up after {} attempts that never finished (killed, out of memory or timed out)",
+                        rec.attempts
+                    );
+                    if let Ok(ClaimOutcome::Acquired(c)) =
+                        self.checkpoints.claim(&source, now, self.lease_ms).await
+                    {
+                        match self.checkpoints.fail(&c, &reason, now).await {
+                            Ok(()) => report.errors.push(format!("{}: {reason}", rec.id)),
+                            Err(e) => report.errors.push(e.to_string()),
+                        }
+                    }
+                    continue;
+                }
                 tracing::warn!(checkpoint = %rec.id, attempts = rec.attempts, "taking over a dead attempt");
                 match self.process_object(source).await {
                     Ok(o) => {
@@ -519,6 +537,10 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
 }
 
 const PARQUET: &str = "application/vnd.apache.parquet";
+
+/// Attempts (claims) of one object version after which the sweep stops taking it over: the
+/// queue's receive limit in the template.
+const MAX_ATTEMPTS: u32 = 5;
 
 /// How often the done step re-reads a key whose current version moved under it.
 const KEY_RETRIES: usize = 8;
@@ -1002,6 +1024,52 @@ mod tests {
                 .await
                 .unwrap(),
             ClaimOutcome::Busy { .. }
+        ));
+    }
+
+    #[tokio::test]
+    async fn the_sweep_gives_up_on_an_object_every_attempt_dies_on() {
+        let e = etl();
+        e.store
+            .insert("dataflow-raw", "huge.jsonl", FILE.as_bytes().to_vec());
+        let obj = ObjectRef {
+            etag: e
+                .store
+                .head("dataflow-raw", "huge.jsonl")
+                .await
+                .unwrap()
+                .unwrap()
+                .etag,
+            ..ObjectRef::new("dataflow-raw", "huge.jsonl")
+        };
+        // Five attempts, each killed before it finished (leases that lapsed long ago).
+        let base = now_ms() - 10_000;
+        for i in 0..MAX_ATTEMPTS as i64 {
+            assert!(matches!(
+                e.checkpoints.claim(&obj, base + i * 100, 1).await.unwrap(),
+                ClaimOutcome::Acquired(_)
+            ));
+        }
+        let report = e.sweep().await;
+        assert_eq!((report.swept, report.outcomes.len()), (0, 0));
+        assert!(
+            report.errors[0].contains("gave up after 5 attempts"),
+            "{:?}",
+            report.errors
+        );
+        let rec = e
+            .checkpoints
+            .get(&obj.checkpoint_id())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(rec.state, State::Failed);
+        assert_eq!(e.checkpoints.pipeline().await.unwrap().files_processed, 0);
+        // Not swept again; a delivery (or `reprocess --key`) still retries it.
+        assert!(e.sweep().await.errors.is_empty());
+        assert!(matches!(
+            e.process_object(obj).await.unwrap(),
+            ObjectOutcome::Processed(_)
         ));
     }
 }
