@@ -371,11 +371,7 @@ impl CheckpointStore for DynamoCheckpoints {
             )
             .transact_items(TransactWriteItem::builder().update(built(totals)?).build());
         if let Some(old) = &replaced {
-            let outputs = old
-                .completion
-                .as_ref()
-                .map(|c| c.output_keys.clone())
-                .unwrap_or_default();
+            let outputs = old.outputs();
             let supersede = Update::builder()
                 .table_name(&self.table)
                 .set_key(Some(key(&old.id)))
@@ -420,12 +416,7 @@ impl CheckpointStore for DynamoCheckpoints {
         }
         let mut replaced = replaced;
         if let Some(old) = &mut replaced {
-            old.state = State::Superseded;
-            old.cleanup = old
-                .completion
-                .as_ref()
-                .map(|c| c.output_keys.clone())
-                .unwrap_or_default();
+            old.supersede(now_ms);
         }
         // The watermark is a max, so it can be raised outside the transaction: repeating it is
         // harmless.

@@ -113,6 +113,21 @@ pub struct ObjectCheckpoint {
 }
 
 impl ObjectCheckpoint {
+    /// The outputs a done version wrote.
+    pub fn outputs(&self) -> Vec<String> {
+        self.completion
+            .as_ref()
+            .map(|c| c.output_keys.clone())
+            .unwrap_or_default()
+    }
+
+    /// Replaced by a newer version: its outputs are now to be removed.
+    pub fn supersede(&mut self, now_ms: i64) {
+        self.state = State::Superseded;
+        self.updated_ms = now_ms;
+        self.cleanup = self.outputs();
+    }
+
     /// In progress, with a lease nobody renewed: the attempt died.
     pub fn is_stuck(&self, now_ms: i64) -> bool {
         self.state == State::InProgress && self.lease_expires_ms < now_ms
@@ -129,6 +144,18 @@ pub struct PipelineState {
     pub latest_event_time_us: Option<i64>,
     pub last_object: Option<String>,
     pub last_processed_ms: Option<i64>,
+}
+
+impl PipelineState {
+    /// The additive totals: (files, events accepted, events rejected, bytes).
+    pub fn counts(&self) -> (u64, u64, u64, u64) {
+        (
+            self.files_processed,
+            self.events_accepted,
+            self.events_rejected,
+            self.bytes_processed,
+        )
+    }
 }
 
 #[async_trait]
@@ -333,13 +360,7 @@ impl CheckpointStore for MemoryCheckpoints {
         let replaced = match previous.filter(|p| *p != claim.id) {
             Some(p) => match g.objects.get_mut(&p) {
                 Some(old) if old.state == State::Done => {
-                    old.state = State::Superseded;
-                    old.updated_ms = now_ms;
-                    old.cleanup = old
-                        .completion
-                        .as_ref()
-                        .map(|c| c.output_keys.clone())
-                        .unwrap_or_default();
+                    old.supersede(now_ms);
                     Some(old.clone())
                 }
                 _ => None,

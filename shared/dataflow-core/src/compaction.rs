@@ -343,12 +343,24 @@ mod tests {
     use crate::source::ObjectRef;
     use crate::storage::MemoryStore;
 
-    #[tokio::test]
-    async fn compaction_keeps_answers_identical() {
+    type Fixture = (
+        Config,
+        Arc<MemoryStore>,
+        Arc<MemoryCheckpoints>,
+        Etl<MemoryStore, MemoryCheckpoints>,
+    );
+
+    fn fixture() -> Fixture {
         let cfg = Config::from_lookup(|_| None).unwrap();
         let store = Arc::new(MemoryStore::default());
         let ckpt = Arc::new(MemoryCheckpoints::default());
         let etl = Etl::new(store.clone(), ckpt.clone(), &cfg);
+        (cfg, store, ckpt, etl)
+    }
+
+    #[tokio::test]
+    async fn compaction_keeps_answers_identical() {
+        let (cfg, store, ckpt, etl) = fixture();
         for i in 0..5 {
             let lines: String = (0..20)
                 .map(|j| format!("{{\"user_id\":\"u{}\",\"event_type\":\"t{}\",\"timestamp\":\"2024-01-0{}T00:00:00Z\"}}\n", i * 7 + j, j % 3, 1 + j % 2))
@@ -425,10 +437,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_compaction_stopped_before_its_clean_up_counts_once_and_is_finished() {
-        let cfg = Config::from_lookup(|_| None).unwrap();
-        let store = Arc::new(MemoryStore::default());
-        let ckpt = Arc::new(MemoryCheckpoints::default());
-        let etl = Etl::new(store.clone(), ckpt.clone(), &cfg);
+        let (cfg, store, ckpt, etl) = fixture();
         for i in 0..3 {
             let line = format!(
                 "{{\"user_id\":\"u{i}\",\"event_type\":\"t\",\"timestamp\":\"2024-01-01T00:00:00Z\"}}\n"
