@@ -115,11 +115,24 @@ pub async fn compact() -> Result<()> {
     let report = etl.handle(Trigger::Compact).await;
     println!(
         "{}",
-        json!({"compacted_dates": report.compacted, "swept": report.swept, "errors": report.errors})
+        json!({"compacted_dates": report.compacted, "swept": report.swept, "rollup": report.rollup, "errors": report.errors})
     );
     if !report.errors.is_empty() {
         bail!("compaction failed");
     }
+    Ok(())
+}
+
+/// Brings the monthly rollups up to date with the daily files (also done after every scheduled
+/// compaction); safe to run at any time and again.
+pub async fn rollup() -> Result<()> {
+    let (_, etl) = aws_etl().await?;
+    let t = std::time::Instant::now();
+    let report = etl.refresh_rollups().await?;
+    println!(
+        "{}",
+        json!({"rollup": report, "seconds": t.elapsed().as_secs_f64()})
+    );
     Ok(())
 }
 

@@ -84,8 +84,11 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:3000")]
         api: String,
     },
-    /// Sweep, then merge each date's aggregate files into one (what the hourly schedule does).
+    /// Sweep, merge each date's aggregate files into one, then refresh the monthly rollups (what
+    /// the hourly schedule does).
     Compact,
+    /// Rebuild the monthly rollups of months whose daily aggregate files changed.
+    Rollup,
     /// Build, publish and query the document search index.
     Index {
         #[command(subcommand)]
@@ -113,6 +116,7 @@ async fn main() -> Result<()> {
         Command::Checkpoints => etl_cmd::checkpoints().await,
         Command::Sweep => etl_cmd::sweep().await,
         Command::Compact => etl_cmd::compact().await,
+        Command::Rollup => etl_cmd::rollup().await,
         Command::Redrive => stack::redrive().await,
         Command::Serve { addr } => stack::serve(&addr).await,
         Command::Index { command } => index_cmd::index(command).await,

@@ -117,7 +117,9 @@ async fn a_killed_attempt_is_taken_over_with_exact_totals() {
         .await
         .unwrap()
         .0
-        .summary(&Filter::default());
+        .summary(&Filter::default())
+        .await
+        .unwrap();
     assert_eq!(summary.total_events, LINES);
     let dlq = dataflow_aws::resources::queue_url(&clients.sqs, &format!("{queue}-dlq"))
         .await

@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use dataflow_core::analytics::{Filter, LakeError, LakeReader, Snapshot};
+use dataflow_core::analytics::{Filter, LakeError, LakeReader, View};
 use dataflow_core::checkpoint::{CheckpointStore, PipelineState};
 use dataflow_core::event::parse_date;
 use dataflow_core::storage::ObjectStore;
@@ -194,7 +194,7 @@ fn date(p: &Params, name: &str) -> Result<Option<i32>, ApiError> {
     }
 }
 
-fn filter(p: &Params, snap: &Snapshot) -> Result<Filter, ApiError> {
+fn filter(p: &Params, snap: &View) -> Result<Filter, ApiError> {
     let (from, to) = (date(p, "from")?, date(p, "to")?);
     if let (Some(f), Some(t)) = (from, to) {
         if f > t {
@@ -243,7 +243,7 @@ fn unknown_type(t: &str, known: &std::collections::BTreeSet<String>) -> ApiError
 }
 
 /// The snapshot, or 503 "analytics not ready" before the ETL has produced anything.
-async fn ready(st: &AppState) -> Result<(Arc<Snapshot>, u64), ApiError> {
+async fn ready(st: &AppState) -> Result<(Arc<View>, u64), ApiError> {
     let (snap, generation) = st.lake.snapshot().await.map_err(lake_error)?;
     if snap.is_empty() {
         return Err(ApiError::unavailable(
@@ -293,7 +293,10 @@ async fn metrics(
             Some(decode_cursor(c).ok_or_else(|| ApiError::bad_param("cursor", "invalid cursor"))?)
         }
     };
-    let (rows, next) = snap.metrics(&f, limit, after.as_ref());
+    let (rows, next) = snap
+        .metrics(&f, limit, after.as_ref())
+        .await
+        .map_err(lake_error)?;
     let v = json!({"metrics": rows, "count": rows.len(), "next_cursor": next.map(|k| encode_cursor(&k))});
     remember(&st, generation, key, &v).await;
     Ok(Json(v))
@@ -311,7 +314,7 @@ async fn summary(
         Some(v) => v,
         None => {
             let f = filter(&p, &snap)?;
-            let s = snap.summary(&f);
+            let s = snap.summary(&f).await.map_err(lake_error)?;
             let v = json!({
                 "total_events": s.total_events,
                 "events_by_type": s.events_by_type,

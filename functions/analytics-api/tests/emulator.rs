@@ -109,10 +109,16 @@ async fn etl_then_api_then_compaction_then_new_data() {
         report.compacted, 1,
         "only 2024-05-02 had more than one file"
     );
-    let aggs = store
+    // ... and then the month's rollup, which the API reads from now on.
+    let rollup = report.rollup.clone().expect("a rollup report");
+    assert_eq!((rollup.months_rebuilt, rollup.months_unchanged), (1, 0));
+    let aggs: Vec<_> = store
         .list(&cfg.lake_bucket, &cfg.layout.aggregates_prefix)
         .await
-        .unwrap();
+        .unwrap()
+        .into_iter()
+        .filter(|m| !m.key.starts_with(&cfg.layout.rollup_prefix()))
+        .collect();
     let compacted: Vec<_> = aggs
         .iter()
         .filter(|m| m.key.contains("/compacted-"))
@@ -143,4 +149,22 @@ async fn etl_then_api_then_compaction_then_new_data() {
     assert_eq!(v["total_events"], 410);
     assert_eq!(v["unique_users"], 160);
     assert_eq!(v["files_processed"], 4);
+
+    // The next scheduled run rolls May up again; a cold API reading only the rollup agrees.
+    let report = etl.handle(Trigger::Compact).await;
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!(report.rollup.map(|r| r.months_rebuilt), Some(1));
+    let cold = analytics_api::router(Arc::new(analytics_api::AppState::new(
+        store.clone(),
+        ckpt.clone(),
+        &cfg,
+        refresh,
+    )));
+    let (_, w) = get(&cold, "/analytics/summary").await;
+    assert_eq!(w, v);
+    let (_, m) = get(&cold, "/analytics/metrics?event_type=buy").await;
+    assert_eq!(
+        m["metrics"],
+        json!([{"event_date": "2024-05-03", "event_type": "buy", "event_count": 10, "unique_users": 10}])
+    );
 }

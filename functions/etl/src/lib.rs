@@ -71,7 +71,9 @@ pub async fn handle<S: ObjectStore, C: CheckpointStore>(
             errors: report.errors.join("; "),
         });
     }
-    Ok(
-        serde_json::json!({ "processed": report.outcomes.len(), "compacted_dates": report.compacted, "swept": report.swept }),
-    )
+    let mut out = serde_json::json!({ "processed": report.outcomes.len(), "compacted_dates": report.compacted, "swept": report.swept });
+    if let Some(r) = report.rollup {
+        out["rollup"] = serde_json::json!(r);
+    }
+    Ok(out)
 }

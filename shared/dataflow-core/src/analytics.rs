@@ -1,6 +1,7 @@
-//! The analytics read model: daily aggregate partials from the lake, merged into per
-//! (event_date, event_type) cells, with a segment tree of per-day merged sketches so that the
-//! distinct users of any date range cost O(log days) sketch unions.
+//! The analytics read model. Daily aggregate files are merged into per (event_date, event_type)
+//! cells month by month ([`crate::rollup`]); a request loads only the months its range touches,
+//! from their rollups when those are current and from the daily files otherwise. Distinct users
+//! over any range cost one union per whole month plus one per day at its two ends.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -10,6 +11,9 @@ use tokio::sync::Mutex;
 
 use crate::event::{format_date, parse_date};
 use crate::parquet::{aggregate_covers, decode_aggregate_rows, AggregateRow, ParquetError};
+use crate::rollup::{
+    month_label, month_of, Catalog, FileCache, MonthBuild, MonthDays, MonthHead, Patch, TypeMonth,
+};
 use crate::sketch::{SketchMerger, UserSketch};
 use crate::source::Layout;
 use crate::storage::{ObjectMeta, ObjectStore, StoreError};
@@ -24,6 +28,8 @@ pub enum LakeError {
         #[source]
         source: ParquetError,
     },
+    #[error("rollup: {0}")]
+    Rollup(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -85,61 +91,6 @@ pub fn effective_files<'a>(files: &[&'a AggregateFile]) -> Vec<&'a AggregateFile
         .collect()
 }
 
-#[derive(Debug, Clone)]
-pub struct Cell {
-    pub event_count: u64,
-    pub users: UserSketch,
-    pub unique_users: u64,
-}
-
-/// An immutable view of the lake at one point in time. Every per-day structure is indexed by the
-/// days that hold data, never by the calendar span between the first and the last: one event in
-/// year 9999 adds one day, not three million.
-#[derive(Debug, Default)]
-pub struct Snapshot {
-    cells: BTreeMap<(i32, String), Cell>,
-    types: BTreeSet<String>,
-    /// Days with data, ascending; position `i` in every per-day vector below is `dates[i]`.
-    dates: Vec<i32>,
-    /// Segment tree over `dates` (leaves at `n..2*n`): merged sketch of all types.
-    tree: Vec<Option<UserSketch>>,
-    /// Distinct users of each day (all types), precomputed.
-    day_unique: Vec<u64>,
-    /// Per type (in `types` order): prefix sums of event counts over `dates`, `n + 1` long, so
-    /// totals over any range cost O(types).
-    prefix_counts: Vec<Vec<u64>>,
-    /// Per type, built at its first filtered query (so cold starts do not pay for it): the merged
-    /// sketch of each calendar month (`year * 12 + month0`) with data, so a filtered range costs
-    /// one union per whole month plus one per day at its two ends, not one per day.
-    type_months: HashMap<String, std::sync::OnceLock<BTreeMap<i32, UserSketch>>>,
-    pub files: usize,
-}
-
-/// `year * 12 + month0` of a day number (days since 1970-01-01).
-fn month_of(day: i32) -> i32 {
-    use chrono::Datelike;
-    match chrono::NaiveDate::from_num_days_from_ce_opt(day + 719_163) {
-        Some(d) => d.year() * 12 + d.month0() as i32,
-        None => i32::MIN,
-    }
-}
-
-/// First and last day number of a month from [`month_of`].
-fn month_bounds(month: i32) -> Option<(i32, i32)> {
-    let (y, m0) = (month.div_euclid(12), month.rem_euclid(12) as u32);
-    let first = chrono::NaiveDate::from_ymd_opt(y, m0 + 1, 1)?;
-    let next = if m0 == 11 {
-        chrono::NaiveDate::from_ymd_opt(y + 1, 1, 1)?
-    } else {
-        chrono::NaiveDate::from_ymd_opt(y, m0 + 2, 1)?
-    };
-    use chrono::Datelike;
-    Some((
-        first.num_days_from_ce() - 719_163,
-        next.num_days_from_ce() - 719_163 - 1,
-    ))
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Filter {
     /// Inclusive day numbers.
@@ -171,123 +122,147 @@ fn round(x: f64) -> u64 {
     x.round().max(0.0) as u64
 }
 
-impl Snapshot {
-    pub fn build(files: &[&AggregateFile]) -> Self {
-        let mut by_date: BTreeMap<i32, Vec<&AggregateFile>> = BTreeMap::new();
-        for f in files {
-            by_date.entry(f.date).or_default().push(f);
+/// Where a month's details come from.
+#[derive(Clone)]
+enum Source {
+    /// A current rollup version (its prefix) and the daily files it stands for, which are read
+    /// instead should one of its objects be gone or unreadable.
+    Rollup {
+        prefix: String,
+        listed: Arc<Vec<ObjectMeta>>,
+        /// Dates whose files changed since the rollup, built fresh.
+        patch: Option<Arc<Patch>>,
+    },
+    /// Built from the daily files: no rollup yet, or the files changed since it was written.
+    Built(Arc<MonthBuild>),
+}
+
+#[derive(Clone)]
+struct MonthEntry {
+    head: Arc<MonthHead>,
+    source: Source,
+    /// Changes whenever the month's data does: the rollup prefix or the daily files' ETags.
+    signature: String,
+}
+
+#[derive(Clone)]
+enum Detail {
+    Days(Arc<MonthDays>),
+    Type(Arc<TypeMonth>),
+    Users(Arc<UserSketch>),
+    Build(Arc<MonthBuild>),
+}
+
+type Lru = lru::LruCache<String, (usize, Detail)>;
+
+/// Month details loaded on demand, least recently used first out once over a byte budget, so a
+/// warm function's memory stays bounded whatever the history.
+struct DetailCache {
+    /// Entries with their byte sizes, and the sum of those.
+    inner: std::sync::Mutex<(Lru, usize)>,
+    budget: usize,
+}
+
+impl DetailCache {
+    fn new(budget: usize) -> Self {
+        Self {
+            inner: std::sync::Mutex::new((lru::LruCache::unbounded(), 0)),
+            budget,
         }
-        let mut merging: BTreeMap<(i32, String), (u64, SketchMerger)> = BTreeMap::new();
-        let mut counted = 0;
-        for (date, fs) in &by_date {
-            for f in effective_files(fs) {
-                counted += 1;
-                for row in &f.rows {
-                    let e = merging.entry((*date, row.event_type.clone())).or_default();
-                    e.0 += row.event_count;
-                    e.1.add(&row.users);
-                }
+    }
+
+    fn get(&self, key: &str) -> Option<Detail> {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        g.0.get(key).map(|(_, d)| d.clone())
+    }
+
+    fn put(&self, key: String, bytes: usize, d: Detail) {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((old, _)) = g.0.put(key, (bytes, d)) {
+            g.1 -= old;
+        }
+        g.1 += bytes;
+        while g.1 > self.budget && g.0.len() > 1 {
+            match g.0.pop_lru() {
+                Some((_, (b, _))) => g.1 -= b,
+                None => break,
             }
         }
-        let cells: BTreeMap<(i32, String), Cell> = merging
+    }
+
+    fn bytes(&self) -> usize {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).1
+    }
+}
+
+struct Loader {
+    store: Arc<dyn ObjectStore>,
+    bucket: String,
+    layout: Layout,
+    cache: DetailCache,
+}
+
+/// Default budget for month details held by a warm reader: a year of 50 types fits whole (~60 MB),
+/// and five years of 500 types keep the API under 200 MB resident (docs/benchmarks.md).
+pub const DETAIL_CACHE_BYTES: usize = 80 << 20;
+
+/// The lake at one point in time: every month's head, and where to load its details from.
+/// Every per-day structure is indexed by the days that hold data, never by the calendar span
+/// between the first and the last: one event in year 9999 adds one day, not three million.
+pub struct View {
+    months: BTreeMap<i32, MonthEntry>,
+    types: BTreeSet<String>,
+    /// Per month: the position in `types` of each of its types, so totals over many months and
+    /// types add into one array.
+    type_ids: BTreeMap<i32, Vec<usize>>,
+    loader: Option<Arc<Loader>>,
+}
+
+impl View {
+    /// A view of files in memory (tests, tools): every month built at once.
+    pub fn from_files(files: &[&AggregateFile]) -> Self {
+        let mut by_month: BTreeMap<i32, Vec<&AggregateFile>> = BTreeMap::new();
+        for f in files {
+            by_month.entry(month_of(f.date)).or_default().push(f);
+        }
+        let months = by_month
             .into_iter()
-            .map(|(k, (n, m))| {
-                let users = m.finish();
-                let unique_users = round(users.estimate());
-                (
-                    k,
-                    Cell {
-                        event_count: n,
-                        users,
-                        unique_users,
-                    },
-                )
+            .map(|(m, fs)| {
+                let b = Arc::new(MonthBuild::from_files(m, &fs));
+                (m, built_entry(b, String::new()))
             })
             .collect();
-        let types: BTreeSet<String> = cells.keys().map(|(_, t)| t.clone()).collect();
-        let mut dates: Vec<i32> = cells.keys().map(|(d, _)| *d).collect();
-        dates.dedup();
-        let days = dates.len();
-        let pos = |d: i32| dates.partition_point(|x| *x < d);
-        let mut tree: Vec<Option<UserSketch>> = vec![None; 2 * days];
-        let mut day_mergers: Vec<Option<SketchMerger>> = (0..days).map(|_| None).collect();
-        for ((d, _), c) in &cells {
-            day_mergers[pos(*d)]
-                .get_or_insert_with(SketchMerger::default)
-                .add(&c.users);
-        }
-        for (i, m) in day_mergers.into_iter().enumerate() {
-            tree[days + i] = m.map(SketchMerger::finish);
-        }
-        for i in (1..days).rev() {
-            tree[i] = match (&tree[2 * i], &tree[2 * i + 1]) {
-                (Some(a), Some(b)) => {
-                    let mut m = SketchMerger::default();
-                    m.add(a);
-                    m.add(b);
-                    Some(m.finish())
-                }
-                (Some(a), None) | (None, Some(a)) => Some(a.clone()),
-                (None, None) => None,
-            };
-        }
-        let day_unique = (0..days)
-            .map(|i| tree[days + i].as_ref().map_or(0, |s| round(s.estimate())))
+        Self::new(months, None)
+    }
+
+    fn new(months: BTreeMap<i32, MonthEntry>, loader: Option<Arc<Loader>>) -> Self {
+        let types: BTreeSet<String> = months
+            .values()
+            .flat_map(|e| e.head.types.iter().cloned())
             .collect();
-        // One pass over the cells, then prefix sums per type.
-        let type_index: HashMap<&str, usize> = types
+        let sorted: Vec<&String> = types.iter().collect();
+        let type_ids = months
             .iter()
-            .enumerate()
-            .map(|(i, t)| (t.as_str(), i))
+            .map(|(m, e)| {
+                let ids = e
+                    .head
+                    .types
+                    .iter()
+                    .map(|t| sorted.partition_point(|x| *x < t))
+                    .collect();
+                (*m, ids)
+            })
             .collect();
-        let mut prefix_counts = vec![vec![0u64; days + 1]; types.len()];
-        for ((d, t), c) in &cells {
-            if let Some(&ti) = type_index.get(t.as_str()) {
-                prefix_counts[ti][pos(*d) + 1] += c.event_count;
-            }
-        }
-        for per_day in &mut prefix_counts {
-            for i in 1..=days {
-                per_day[i] += per_day[i - 1];
-            }
-        }
-        let type_months = types
-            .iter()
-            .map(|t| (t.clone(), std::sync::OnceLock::new()))
-            .collect();
-        Snapshot {
-            cells,
+        Self {
+            months,
             types,
-            dates,
-            tree,
-            day_unique,
-            prefix_counts,
-            type_months,
-            files: counted,
+            type_ids,
+            loader,
         }
-    }
-
-    /// Positions `[lo, hi)` in `dates` of the days within the filter's range, if any.
-    fn day_span(&self, f: &Filter) -> Option<(usize, usize)> {
-        let lo = f.from.map_or(0, |d| self.dates.partition_point(|x| *x < d));
-        let hi = f.to.map_or(self.dates.len(), |d| {
-            self.dates.partition_point(|x| *x <= d)
-        });
-        (lo < hi).then_some((lo, hi))
-    }
-
-    /// Approximate heap bytes held: what the read model costs a warm function.
-    pub fn heap_bytes(&self) -> usize {
-        const SKETCH: usize = (1 << crate::sketch::LG_K) + 64;
-        let cells: usize = self.cells.keys().map(|(_, t)| t.len() + 64 + SKETCH).sum();
-        let tree = self.tree.iter().flatten().count() * SKETCH
-            + self.tree.capacity() * std::mem::size_of::<Option<UserSketch>>();
-        let prefix: usize = self.prefix_counts.iter().map(|v| v.capacity() * 8).sum();
-        cells + tree + prefix + self.dates.capacity() * 4 + self.day_unique.capacity() * 8
     }
 
     pub fn is_empty(&self) -> bool {
-        self.cells.is_empty()
+        self.months.is_empty()
     }
 
     pub fn event_types(&self) -> &BTreeSet<String> {
@@ -296,51 +271,244 @@ impl Snapshot {
 
     /// First and last day with data.
     pub fn bounds(&self) -> Option<(i32, i32)> {
-        Some((*self.dates.first()?, *self.dates.last()?))
+        let first = self.months.values().next()?.head.dates.first()?;
+        let last = self.months.values().next_back()?.head.dates.last()?;
+        Some((*first, *last))
     }
 
-    fn in_range<'a>(
-        &'a self,
-        f: &'a Filter,
-    ) -> impl Iterator<Item = (&'a (i32, String), &'a Cell)> + 'a {
-        let lo = (f.from.unwrap_or(i32::MIN), String::new());
-        self.cells
-            .range(lo..)
-            .take_while(move |((d, _), _)| f.to.is_none_or(|to| *d <= to))
-            .filter(move |((_, t), _)| f.types.is_empty() || f.types.iter().any(|x| x == t))
+    /// Approximate heap bytes held: the resident heads, months built from daily files, and the
+    /// month details loaded so far.
+    pub fn heap_bytes(&self) -> usize {
+        let resident: usize = self
+            .months
+            .values()
+            .map(|e| match &e.source {
+                Source::Built(b) => b.heap_bytes(),
+                Source::Rollup { patch, .. } => {
+                    e.head.heap_bytes() + patch.as_ref().map_or(0, |p| p.heap_bytes())
+                }
+            })
+            .sum();
+        resident + self.loader.as_ref().map_or(0, |l| l.cache.bytes())
+    }
+
+    /// Months read from a rollup with some dates built fresh from their daily files.
+    pub fn months_patched(&self) -> usize {
+        self.months
+            .values()
+            .filter(|e| matches!(e.source, Source::Rollup { patch: Some(_), .. }))
+            .count()
+    }
+
+    /// Months built from daily files rather than read from a rollup.
+    pub fn months_from_daily_files(&self) -> usize {
+        self.months
+            .values()
+            .filter(|e| matches!(e.source, Source::Built(_)))
+            .count()
+    }
+
+    async fn build(&self, e: &MonthEntry) -> Result<Arc<MonthBuild>, LakeError> {
+        let (prefix, listed) = match &e.source {
+            Source::Built(b) => return Ok(b.clone()),
+            Source::Rollup { prefix, listed, .. } => (prefix, listed),
+        };
+        let loader = self.loader()?;
+        let key = format!("{prefix}#build");
+        if let Some(Detail::Build(b)) = loader.cache.get(&key) {
+            return Ok(b);
+        }
+        let (b, _) = crate::rollup::build_month(
+            &loader.store,
+            &loader.bucket,
+            &loader.layout,
+            e.head.month,
+            listed,
+            &HashMap::new(),
+        )
+        .await?;
+        let b = Arc::new(b);
+        loader
+            .cache
+            .put(key, b.heap_bytes(), Detail::Build(b.clone()));
+        Ok(b)
+    }
+
+    fn loader(&self) -> Result<&Arc<Loader>, LakeError> {
+        self.loader
+            .as_ref()
+            .ok_or_else(|| LakeError::Internal("no store to load a month from".into()))
+    }
+
+    /// A rollup object, or `None` when it is gone or unreadable (the caller then builds the
+    /// month from its daily files).
+    async fn rollup_object<T>(
+        &self,
+        key: &str,
+        decode: impl FnOnce(&[u8]) -> Result<T, LakeError>,
+    ) -> Result<Option<T>, LakeError> {
+        let loader = self.loader()?;
+        let Some(bytes) = loader.store.get(&loader.bucket, key).await? else {
+            tracing::warn!(
+                key,
+                "rollup object missing; reading the month's daily files"
+            );
+            return Ok(None);
+        };
+        match decode(&bytes) {
+            Ok(v) => Ok(Some(v)),
+            Err(e) => {
+                tracing::warn!(key, error = %e, "rollup object unreadable; reading the month's daily files");
+                Ok(None)
+            }
+        }
+    }
+
+    async fn days(&self, e: &MonthEntry) -> Result<Arc<MonthDays>, LakeError> {
+        let prefix = match &e.source {
+            Source::Built(b) => return Ok(b.days.clone()),
+            Source::Rollup { patch: Some(p), .. } => return Ok(p.days.clone()),
+            Source::Rollup { prefix, .. } => prefix,
+        };
+        let key = crate::rollup::days_key(prefix);
+        let loader = self.loader()?;
+        if let Some(Detail::Days(d)) = loader.cache.get(&key) {
+            return Ok(d);
+        }
+        let days = match self.rollup_object(&key, crate::rollup::decode_days).await? {
+            Some(d) if d.day_users.len() == e.head.dates.len() => Arc::new(d),
+            _ => self.build(e).await?.days.clone(),
+        };
+        loader
+            .cache
+            .put(key, days.heap_bytes(), Detail::Days(days.clone()));
+        Ok(days)
+    }
+
+    async fn type_month(&self, e: &MonthEntry, ti: usize) -> Result<Arc<TypeMonth>, LakeError> {
+        let (prefix, patch) = match &e.source {
+            Source::Built(_) => return self.built_type(e, ti).await,
+            Source::Rollup { prefix, patch, .. } => (prefix, patch),
+        };
+        let key = match patch {
+            None => crate::rollup::type_key(prefix, ti),
+            Some(_) => format!("{}#t{ti}", e.signature),
+        };
+        let loader = self.loader()?;
+        if let Some(Detail::Type(t)) = loader.cache.get(&key) {
+            return Ok(t);
+        }
+        let t = match patch {
+            None => match self.rollup_object(&key, crate::rollup::decode_type).await? {
+                Some(t) => Arc::new(t),
+                None => self.built_type(e, ti).await?,
+            },
+            Some(p) => {
+                let t = e.head.types.get(ti).ok_or_else(|| {
+                    LakeError::Rollup(format!("month {} has no type {ti}", e.head.month))
+                })?;
+                // The rollup's object of this type, if the rollup had it.
+                let rollup = match p.rollup_types.binary_search(t) {
+                    Ok(ri) => {
+                        let rk = crate::rollup::type_key(prefix, ri);
+                        match self.rollup_object(&rk, crate::rollup::decode_type).await? {
+                            Some(r) => Some(r),
+                            None => return self.built_type(e, ti).await,
+                        }
+                    }
+                    Err(_) => None,
+                };
+                Arc::new(p.type_month(rollup.as_ref(), t)?)
+            }
+        };
+        loader
+            .cache
+            .put(key, t.heap_bytes(), Detail::Type(t.clone()));
+        Ok(t)
+    }
+
+    /// A type's sketch over a whole month.
+    async fn type_users(&self, e: &MonthEntry, ti: usize) -> Result<Arc<UserSketch>, LakeError> {
+        let key = match &e.source {
+            Source::Rollup { .. } => format!("{}#users{ti}", e.signature),
+            Source::Built(_) => return Ok(self.type_month(e, ti).await?.users.clone()),
+        };
+        let loader = self.loader()?;
+        if let Some(Detail::Users(u)) = loader.cache.get(&key) {
+            return Ok(u);
+        }
+        let u = self.type_month(e, ti).await?.users.clone();
+        loader
+            .cache
+            .put(key, crate::rollup::SKETCH_BYTES, Detail::Users(u.clone()));
+        Ok(u)
+    }
+
+    async fn built_type(&self, e: &MonthEntry, ti: usize) -> Result<Arc<TypeMonth>, LakeError> {
+        self.build(e)
+            .await?
+            .types
+            .get(ti)
+            .cloned()
+            .ok_or_else(|| LakeError::Rollup(format!("month {} has no type {ti}", e.head.month)))
     }
 
     /// Rows sorted by date then type, strictly after `after`, at most `limit`; plus the key to
     /// continue from when more rows remain.
-    pub fn metrics(
+    pub async fn metrics(
         &self,
         f: &Filter,
         limit: usize,
         after: Option<&(i32, String)>,
-    ) -> (Vec<MetricRow>, Option<(i32, String)>) {
+    ) -> Result<(Vec<MetricRow>, Option<(i32, String)>), LakeError> {
+        let (from, to) = (f.from.unwrap_or(i32::MIN), f.to.unwrap_or(i32::MAX));
+        let first_month = match (f.from, after) {
+            (_, Some((d, _))) => month_of(from.max(*d)),
+            (Some(d), None) => month_of(d),
+            (None, None) => i32::MIN,
+        };
         let mut rows = Vec::with_capacity(limit.min(1024));
-        let mut iter = self
-            .in_range(f)
-            .filter(|(k, _)| after.is_none_or(|a| *k > a))
-            .peekable();
-        let mut last = None;
-        while rows.len() < limit {
-            let Some(((d, t), c)) = iter.next() else {
+        let mut last: Option<(i32, String)> = None;
+        for e in self.months.range(first_month..).map(|(_, e)| e) {
+            let h = &e.head;
+            if h.dates.first().is_some_and(|d| *d > to) {
                 break;
-            };
-            rows.push(MetricRow {
-                event_date: format_date(*d),
-                event_type: t.clone(),
-                event_count: c.event_count,
-                unique_users: c.unique_users,
-            });
-            last = Some((*d, t.clone()));
+            }
+            let wanted: Vec<bool> = h
+                .types
+                .iter()
+                .map(|t| f.types.is_empty() || f.types.contains(t))
+                .collect();
+            if !wanted.contains(&true) || h.dates.last().is_none_or(|d| *d < from) {
+                continue;
+            }
+            let days = self.days(e).await?;
+            for c in &days.cells {
+                if c.date < from || c.date > to || !wanted[c.ty as usize] {
+                    continue;
+                }
+                let t = &h.types[c.ty as usize];
+                if let Some((ad, at)) = after {
+                    if (c.date, t.as_str()) <= (*ad, at.as_str()) {
+                        continue;
+                    }
+                }
+                if rows.len() == limit {
+                    return Ok((rows, last));
+                }
+                rows.push(MetricRow {
+                    event_date: format_date(c.date),
+                    event_type: t.clone(),
+                    event_count: c.count,
+                    unique_users: c.unique,
+                });
+                last = Some((c.date, t.clone()));
+            }
         }
-        let next = if iter.peek().is_some() { last } else { None };
-        (rows, next)
+        Ok((rows, None))
     }
 
-    pub fn summary(&self, f: &Filter) -> Summary {
+    pub async fn summary(&self, f: &Filter) -> Result<Summary, LakeError> {
         let (start, end) = match (f.from, f.to, self.bounds()) {
             (from, to, Some((lo, hi))) => (Some(from.unwrap_or(lo)), Some(to.unwrap_or(hi))),
             (from, to, None) => (from, to),
@@ -353,117 +521,138 @@ impl Snapshot {
             unique_users_daily_sum: 0,
             unique_users: 0,
         };
-        let Some((lo, hi)) = self.day_span(f) else {
-            return summary;
-        };
-        for (t, prefix) in self.types.iter().zip(&self.prefix_counts) {
-            if !f.types.is_empty() && !f.types.iter().any(|x| x == t) {
-                continue;
-            }
-            let n = prefix[hi] - prefix[lo];
-            if n > 0 {
-                summary.total_events += n;
-                summary.events_by_type.insert(t.clone(), n);
-            }
+        let (from, to) = (f.from.unwrap_or(i32::MIN), f.to.unwrap_or(i32::MAX));
+        if from > to {
+            return Ok(summary);
         }
-        if f.types.is_empty() {
-            summary.unique_users_daily_sum = self.day_unique[lo..hi].iter().sum();
-            summary.unique_users = self.range_users(lo, hi);
-        } else {
-            let (first, last) = (self.dates[lo], self.dates[hi - 1]);
-            summary.unique_users = self.types_users(&f.types, first, last);
-            summary.unique_users_daily_sum = if f.types.len() == 1 {
-                // One type: a day's distinct users are its cell's.
-                self.in_range(f).map(|(_, c)| c.unique_users).sum()
+        let mut types: Vec<&str> = f.types.iter().map(String::as_str).collect();
+        types.sort_unstable();
+        types.dedup();
+        let mut users = SketchMerger::default();
+        let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
+        let mut all_counts = vec![
+            0u64;
+            if types.is_empty() {
+                self.types.len()
             } else {
-                let mut per_day: BTreeMap<i32, SketchMerger> = BTreeMap::new();
-                for ((d, _), c) in self.in_range(f) {
-                    per_day.entry(*d).or_default().add(&c.users);
-                }
-                per_day.values().map(|m| round(m.estimate())).sum()
-            };
-        }
-        summary
-    }
-
-    /// Distinct users of `types` over days `first..=last`: for each type, the merged sketch of
-    /// every month wholly inside the range, and the day cells of the months at its two ends.
-    fn types_users(&self, types: &[String], first: i32, last: i32) -> u64 {
-        let mut all = SketchMerger::default();
-        let (m_first, m_last) = (month_of(first), month_of(last));
-        for t in types {
-            let Some(months) = self.type_months.get(t) else {
+                0
+            }
+        ];
+        let (m_lo, m_hi) = (
+            f.from.map_or(i32::MIN, month_of),
+            f.to.map_or(i32::MAX, month_of),
+        );
+        for e in self.months.range(m_lo..=m_hi).map(|(_, e)| e) {
+            let h = &e.head;
+            let lo = h.dates.partition_point(|d| *d < from);
+            let hi = h.dates.partition_point(|d| *d <= to);
+            if lo >= hi {
                 continue;
-            };
-            let months = months.get_or_init(|| self.months_of(t));
-            for (&m, sketch) in months.range(m_first..=m_last) {
-                let Some((start, end)) = month_bounds(m) else {
+            }
+            let whole = lo == 0 && hi == h.dates.len();
+            if types.is_empty() {
+                summary.unique_users_daily_sum += h.day_unique[lo..hi].iter().sum::<u64>();
+                let ids = self.type_ids.get(&h.month).map_or(&[][..], Vec::as_slice);
+                if whole {
+                    for (i, n) in ids.iter().zip(&h.type_counts) {
+                        all_counts[*i] += n;
+                    }
+                    users.add(&h.users);
+                } else {
+                    let days = self.days(e).await?;
+                    let first = days.cells.partition_point(|c| c.date < from);
+                    for c in days.cells[first..].iter().take_while(|c| c.date <= to) {
+                        if let Some(i) = ids.get(c.ty as usize) {
+                            all_counts[*i] += c.count;
+                        }
+                    }
+                    for s in &days.day_users[lo..hi] {
+                        users.add(s);
+                    }
+                }
+                continue;
+            }
+            // Per-day unions across several types, for their daily distinct users.
+            let mut per_day: BTreeMap<i32, SketchMerger> = BTreeMap::new();
+            for &t in &types {
+                let Ok(ti) = h.types.binary_search_by(|x| x.as_str().cmp(t)) else {
                     continue;
                 };
-                let (a, b) = (start.max(first), end.min(last));
-                if (a, b) == (start, end) {
-                    all.add(sketch);
-                    continue;
+                // A month covered whole needs the type's month sketch only, unless several
+                // types need its days for their per-day unions.
+                let tm = if whole && types.len() == 1 {
+                    None
+                } else {
+                    Some(self.type_month(e, ti).await?)
+                };
+                let in_range = tm
+                    .iter()
+                    .flat_map(|tm| tm.days.iter())
+                    .filter(|d| d.date >= from && d.date <= to);
+                if whole {
+                    *counts.entry(t).or_default() += h.type_counts[ti];
+                    users.add(&*self.type_users(e, ti).await?);
+                    if types.len() == 1 {
+                        summary.unique_users_daily_sum += h.type_unique_sum[ti];
+                    }
+                } else {
+                    for d in in_range.clone() {
+                        *counts.entry(t).or_default() += d.count;
+                        users
+                            .add_bytes(&d.sketch)
+                            .map_err(|e| LakeError::Rollup(e.to_string()))?;
+                        if types.len() == 1 {
+                            summary.unique_users_daily_sum += d.unique;
+                        }
+                    }
                 }
-                for d in a..=b {
-                    if let Some(c) = self.cells.get(&(d, t.clone())) {
-                        all.add(&c.users);
+                if types.len() > 1 {
+                    for d in in_range {
+                        per_day
+                            .entry(d.date)
+                            .or_default()
+                            .add_bytes(&d.sketch)
+                            .map_err(|e| LakeError::Rollup(e.to_string()))?;
                     }
                 }
             }
+            summary.unique_users_daily_sum +=
+                per_day.values().map(|m| round(m.estimate())).sum::<u64>();
         }
-        round(all.estimate())
-    }
-
-    /// One type's merged sketch per month.
-    fn months_of(&self, t: &str) -> BTreeMap<i32, UserSketch> {
-        let mut mergers: BTreeMap<i32, SketchMerger> = BTreeMap::new();
-        for ((d, _), c) in self.cells.iter().filter(|((_, ty), _)| ty == t) {
-            mergers.entry(month_of(*d)).or_default().add(&c.users);
-        }
-        mergers.into_iter().map(|(m, s)| (m, s.finish())).collect()
-    }
-
-    /// Distinct users (every type) over positions `[lo, hi)` of `dates`, from O(log days) tree
-    /// nodes.
-    fn range_users(&self, lo: usize, hi: usize) -> u64 {
-        let mut merger = SketchMerger::default();
-        let n = self.dates.len();
-        let (mut l, mut r) = (lo + n, hi + n);
-        while l < r {
-            if l & 1 == 1 {
-                if let Some(s) = &self.tree[l] {
-                    merger.add(s);
-                }
-                l += 1;
+        let everything = self.types.iter().map(String::as_str).zip(all_counts);
+        for (t, n) in counts.into_iter().chain(everything) {
+            if n > 0 {
+                summary.total_events += n;
+                summary.events_by_type.insert(t.to_owned(), n);
             }
-            if r & 1 == 1 {
-                r -= 1;
-                if let Some(s) = &self.tree[r] {
-                    merger.add(s);
-                }
-            }
-            l >>= 1;
-            r >>= 1;
         }
-        round(merger.estimate())
+        summary.unique_users = round(users.estimate());
+        Ok(summary)
+    }
+}
+
+fn built_entry(b: Arc<MonthBuild>, signature: String) -> MonthEntry {
+    MonthEntry {
+        head: Arc::new(b.head.clone()),
+        source: Source::Built(b),
+        signature,
     }
 }
 
 struct Loaded {
-    snapshot: Arc<Snapshot>,
-    files: HashMap<String, (Option<String>, Arc<AggregateFile>)>,
+    view: Arc<View>,
+    /// Decoded daily files of the months built from them.
+    files: FileCache,
+    catalog: Option<(Option<String>, Arc<Catalog>)>,
     checked: Instant,
     generation: u64,
 }
 
-/// Reads the lake through an [`ObjectStore`], keeping decoded files and the snapshot across warm
-/// invocations. After `refresh` it lists the prefix again and fetches only new or changed
-/// objects, so new data shows up within `refresh`.
+/// Reads the lake through an [`ObjectStore`], keeping the view across warm invocations. After
+/// `refresh` it lists the daily files and checks the rollup catalog again, and reloads only the
+/// months that changed, so new data shows up within `refresh`.
 pub struct LakeReader {
-    store: Arc<dyn ObjectStore>,
-    bucket: String,
-    layout: Layout,
+    loader: Arc<Loader>,
     refresh: Duration,
     state: Mutex<Option<Loaded>>,
 }
@@ -475,121 +664,225 @@ impl LakeReader {
         layout: Layout,
         refresh: Duration,
     ) -> Self {
+        Self::with_cache_budget(store, bucket, layout, refresh, DETAIL_CACHE_BYTES)
+    }
+
+    pub fn with_cache_budget(
+        store: Arc<dyn ObjectStore>,
+        bucket: String,
+        layout: Layout,
+        refresh: Duration,
+        budget: usize,
+    ) -> Self {
         Self {
-            store,
-            bucket,
-            layout,
+            loader: Arc::new(Loader {
+                store,
+                bucket,
+                layout,
+                cache: DetailCache::new(budget),
+            }),
             refresh,
             state: Mutex::new(None),
         }
     }
 
-    /// The current snapshot and its generation (changes whenever the data does).
-    pub async fn snapshot(&self) -> Result<(Arc<Snapshot>, u64), LakeError> {
-        // One refresher at a time; readers of a fresh snapshot pass straight through.
+    /// The current view and its generation (changes whenever the data does).
+    pub async fn snapshot(&self) -> Result<(Arc<View>, u64), LakeError> {
+        // One refresher at a time; readers of a fresh view pass straight through.
         let mut state = self.state.lock().await;
         if let Some(l) = state.as_ref() {
             if l.checked.elapsed() < self.refresh {
-                return Ok((l.snapshot.clone(), l.generation));
+                return Ok((l.view.clone(), l.generation));
             }
         }
-        let listed = self
-            .store
-            .list(&self.bucket, &self.layout.partitions_prefix())
-            .await?;
-        let mut old = state.take();
-        let mut files: HashMap<String, (Option<String>, Arc<AggregateFile>)> = HashMap::new();
-        let mut to_fetch = Vec::new();
-        for meta in listed.into_iter().filter(|m| m.key.ends_with(".parquet")) {
-            match old.as_mut().and_then(|o| o.files.remove(&meta.key)) {
-                Some((etag, f)) if etag == meta.etag && etag.is_some() => {
-                    files.insert(meta.key, (etag, f));
+        let ld = &self.loader;
+        let (store, bucket, layout) = (&ld.store, ld.bucket.as_str(), &ld.layout);
+        let catalog_key = crate::rollup::catalog_key(layout);
+        let partitions = layout.partitions_prefix();
+        let (listed, catalog_meta) = tokio::join!(
+            store.list(bucket, &partitions),
+            store.head(bucket, &catalog_key)
+        );
+        let (listed, catalog_meta) = (listed?, catalog_meta?);
+        let old = state.take();
+        let catalog: Option<(Option<String>, Arc<Catalog>)> = match catalog_meta {
+            None => None,
+            Some(meta) => match old.as_ref().and_then(|o| o.catalog.clone()) {
+                Some((etag, c)) if etag.is_some() && etag == meta.etag => Some((etag, c)),
+                _ => crate::rollup::read_catalog(store.as_ref(), bucket, layout)
+                    .await?
+                    .map(|c| (meta.etag, Arc::new(c))),
+            },
+        };
+        let empty = FileCache::new();
+        let old_files = old.as_ref().map_or(&empty, |o| &o.files);
+        let mut files = FileCache::new();
+        let mut months = BTreeMap::new();
+        let mut changed = old.is_none();
+        for (month, metas) in crate::rollup::by_month(layout, listed) {
+            let previous = old.as_ref().and_then(|o| o.view.months.get(&month));
+            let rollup = catalog.as_ref().and_then(|(_, c)| {
+                let cm = c.months.get(&month_label(month))?;
+                Some((cm, cm.changed_dates(&metas, layout)?))
+            });
+            let from_rollup = match rollup {
+                Some((cm, dates)) => {
+                    let changed_metas: Vec<ObjectMeta> = metas
+                        .iter()
+                        .filter(|m| {
+                            layout
+                                .date_of_aggregate_key(&m.key)
+                                .and_then(parse_date)
+                                .is_some_and(|d| dates.contains(&d))
+                        })
+                        .cloned()
+                        .collect();
+                    let signature = if dates.is_empty() {
+                        cm.prefix.clone()
+                    } else {
+                        format!("{}+{}", cm.prefix, files_signature(&changed_metas))
+                    };
+                    match previous.filter(|p| p.signature == signature) {
+                        Some(p) => Some(p.clone()),
+                        None => {
+                            self.rollup_entry(cm, &metas, (dates, changed_metas), signature)
+                                .await?
+                        }
+                    }
                 }
-                _ => to_fetch.push(meta),
-            }
+                None => None,
+            };
+            let entry = match from_rollup {
+                Some(e) => e,
+                None => {
+                    let signature = files_signature(&metas);
+                    match previous.filter(|p| p.signature == signature) {
+                        Some(p) => {
+                            keep_files(&metas, old_files, &mut files);
+                            p.clone()
+                        }
+                        None => {
+                            let (b, used) = crate::rollup::build_month(
+                                store, bucket, layout, month, &metas, old_files,
+                            )
+                            .await?;
+                            for (m, f) in used {
+                                files.insert(m.key, (m.etag, f));
+                            }
+                            built_entry(Arc::new(b), signature)
+                        }
+                    }
+                }
+            };
+            changed |= previous.is_none_or(|p| p.signature != entry.signature);
+            months.insert(month, entry);
         }
-        // Files gone since the last look (or no look yet) change the answer; so does any fetch.
-        let mut changed = old.as_ref().is_none_or(|o| !o.files.is_empty());
-        // Compacted files first: the partials they cover are never fetched.
-        let (compacted, partials): (Vec<_>, Vec<_>) = to_fetch
-            .into_iter()
-            .partition(|m| name_of(&m.key).starts_with("compacted-"));
-        for (key, etag, f) in self.fetch(compacted).await? {
-            changed = true;
-            files.insert(key, (etag, Arc::new(f)));
+        if let Some(o) = &old {
+            changed |= o.view.months.keys().any(|m| !months.contains_key(m));
         }
-        let covered: BTreeSet<(i32, String)> = files
-            .values()
-            .flat_map(|(_, f)| f.covers.iter().map(|c| (f.date, c.clone())))
-            .collect();
-        let partials: Vec<ObjectMeta> = partials
-            .into_iter()
-            .filter(|m| {
-                let date = self
-                    .layout
-                    .date_of_aggregate_key(&m.key)
-                    .and_then(parse_date);
-                date.is_none_or(|d| !covered.contains(&(d, name_of(&m.key).to_owned())))
-            })
-            .collect();
-        for (key, etag, f) in self.fetch(partials).await? {
-            changed = true;
-            files.insert(key, (etag, Arc::new(f)));
-        }
-        let (snapshot, generation) = match old {
-            Some(o) if !changed => (o.snapshot, o.generation),
-            o => {
-                let all: Vec<Arc<AggregateFile>> = files.values().map(|(_, f)| f.clone()).collect();
-                let snap = tokio::task::spawn_blocking(move || {
-                    let refs: Vec<&AggregateFile> = all.iter().map(|f| f.as_ref()).collect();
-                    Snapshot::build(&refs)
-                })
-                .await
-                .map_err(|e| LakeError::Internal(e.to_string()))?;
-                (Arc::new(snap), o.map_or(1, |o| o.generation + 1))
-            }
+        let generation = match &old {
+            Some(o) if !changed => o.generation,
+            Some(o) => o.generation + 1,
+            None => 1,
+        };
+        let view = match old {
+            Some(o) if !changed => o.view,
+            _ => Arc::new(View::new(months, Some(self.loader.clone()))),
         };
         *state = Some(Loaded {
-            snapshot: snapshot.clone(),
+            view: view.clone(),
             files,
+            catalog,
             checked: Instant::now(),
             generation,
         });
-        Ok((snapshot, generation))
+        Ok((view, generation))
+    }
+}
+
+/// Carries decoded daily files over to the next look.
+fn keep_files(metas: &[ObjectMeta], old: &FileCache, into: &mut FileCache) {
+    for m in metas {
+        if let Some(f) = old.get(&m.key) {
+            into.insert(m.key.clone(), f.clone());
+        }
     }
 }
 
 impl LakeReader {
-    /// Fetches and decodes aggregate files, 16 at a time.
-    async fn fetch(
+    /// A month served from its rollup, with the dates whose files changed since built fresh;
+    /// `None` when the rollup cannot be read (the caller builds the month from its files).
+    /// The changed dates' decoded files are not kept: fetching a few files again on the next
+    /// change costs less than holding every row's sketch decoded.
+    async fn rollup_entry(
         &self,
-        metas: Vec<ObjectMeta>,
-    ) -> Result<Vec<(String, Option<String>, AggregateFile)>, LakeError> {
-        let mut out = Vec::with_capacity(metas.len());
-        let mut set = tokio::task::JoinSet::new();
-        let mut pending = metas.into_iter();
-        loop {
-            while set.len() < 16 {
-                let Some(meta) = pending.next() else { break };
-                let (store, bucket, layout) =
-                    (self.store.clone(), self.bucket.clone(), self.layout.clone());
-                set.spawn(async move {
-                    let Some(bytes) = store.get(&bucket, &meta.key).await? else {
-                        return Ok::<_, LakeError>(None);
-                    };
-                    let file = AggregateFile::decode(&layout, &meta.key, &bytes)?;
-                    Ok(file.map(|f| (meta.key, meta.etag, f)))
-                });
+        cm: &crate::rollup::CatalogMonth,
+        metas: &[ObjectMeta],
+        (dates, changed_metas): (BTreeSet<i32>, Vec<ObjectMeta>),
+        signature: String,
+    ) -> Result<Option<MonthEntry>, LakeError> {
+        let head = match cm.head() {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(error = %e, prefix = cm.prefix, "rollup head unreadable; reading the month's daily files");
+                return Ok(None);
             }
-            let Some(done) = set.join_next().await else {
-                break;
-            };
-            if let Some(found) = done.map_err(|e| LakeError::Internal(e.to_string()))?? {
-                out.push(found);
-            }
+        };
+        let source = |patch| Source::Rollup {
+            prefix: cm.prefix.clone(),
+            listed: Arc::new(metas.to_vec()),
+            patch,
+        };
+        if dates.is_empty() {
+            return Ok(Some(MonthEntry {
+                head: Arc::new(head),
+                source: source(None),
+                signature,
+            }));
         }
-        Ok(out)
+        let ld = &self.loader;
+        let key = crate::rollup::days_key(&cm.prefix);
+        let rollup_days = match ld.store.get(&ld.bucket, &key).await? {
+            Some(bytes) => match crate::rollup::decode_days(&bytes) {
+                Ok(d) if d.day_users.len() == head.dates.len() => d,
+                _ => return Ok(None),
+            },
+            None => return Ok(None),
+        };
+        let (fresh, _) = crate::rollup::build_month(
+            &ld.store,
+            &ld.bucket,
+            &ld.layout,
+            head.month,
+            &changed_metas,
+            &FileCache::new(),
+        )
+        .await?;
+        let (head, patch) = Patch::new(&head, &rollup_days, fresh, dates);
+        Ok(Some(MonthEntry {
+            head: Arc::new(head),
+            source: source(Some(Arc::new(patch))),
+            signature,
+        }))
     }
+}
+
+/// The identity of a month's daily files: keys and ETags.
+fn files_signature(metas: &[ObjectMeta]) -> String {
+    use sha2::Digest;
+    let mut keys: Vec<(&str, Option<&str>)> = metas
+        .iter()
+        .map(|m| (m.key.as_str(), m.etag.as_deref()))
+        .collect();
+    keys.sort_unstable();
+    let mut h = sha2::Sha256::new();
+    for (k, e) in keys {
+        h.update(k.as_bytes());
+        h.update([0]);
+        h.update(e.unwrap_or("-").as_bytes());
+        h.update([0]);
+    }
+    format!("files:{}", hex::encode(h.finalize()))
 }
 
 /// File name without `.parquet`: what compacted files list in their coverage.
@@ -633,8 +926,41 @@ mod tests {
         }
     }
 
-    fn snapshot(files: &[AggregateFile]) -> Snapshot {
-        Snapshot::build(&files.iter().collect::<Vec<_>>())
+    fn snapshot(files: &[AggregateFile]) -> View {
+        View::from_files(&files.iter().collect::<Vec<_>>())
+    }
+
+    /// Answers of a view, synchronously (tests only).
+    trait Sync_ {
+        fn sum(&self, f: &Filter) -> Summary;
+        fn rows(
+            &self,
+            f: &Filter,
+            limit: usize,
+            after: Option<&(i32, String)>,
+        ) -> (Vec<MetricRow>, Option<(i32, String)>);
+    }
+
+    impl Sync_ for View {
+        fn sum(&self, f: &Filter) -> Summary {
+            block_on(self.summary(f)).unwrap()
+        }
+        fn rows(
+            &self,
+            f: &Filter,
+            limit: usize,
+            after: Option<&(i32, String)>,
+        ) -> (Vec<MetricRow>, Option<(i32, String)>) {
+            block_on(self.metrics(f, limit, after)).unwrap()
+        }
+    }
+
+    fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f)
     }
 
     #[test]
@@ -649,7 +975,7 @@ mod tests {
             file("part-b", "2024-01-01", &[("click", 5, 3..8)], &[]),
             file("part-c", "2024-01-03", &[("click", 7, 100..110)], &[]),
         ]);
-        let all = s.summary(&Filter::default());
+        let all = s.sum(&Filter::default());
         assert_eq!(all.total_events, 25);
         assert_eq!(
             all.events_by_type,
@@ -661,12 +987,12 @@ mod tests {
             (all.start.as_deref(), all.end.as_deref()),
             (Some("2024-01-01"), Some("2024-01-03"))
         );
-        let view = s.summary(&Filter {
+        let view = s.sum(&Filter {
             types: vec!["view".into()],
             ..Default::default()
         });
         assert_eq!((view.total_events, view.unique_users), (3, 3));
-        let (rows, next) = s.metrics(&Filter::default(), 2, None);
+        let (rows, next) = s.rows(&Filter::default(), 2, None);
         assert_eq!(rows.len(), 2);
         assert_eq!(
             (
@@ -676,7 +1002,7 @@ mod tests {
             ),
             ("click", 15, 8)
         );
-        let (rest, none) = s.metrics(&Filter::default(), 10, next.as_ref());
+        let (rest, none) = s.rows(&Filter::default(), 10, next.as_ref());
         assert_eq!(rest.len(), 1);
         assert_eq!(rest[0].event_date, "2024-01-03");
         assert!(none.is_none());
@@ -685,7 +1011,7 @@ mod tests {
             to: parse_date("2024-01-03"),
             types: vec![],
         };
-        assert_eq!(s.summary(&jan3).unique_users, 10);
+        assert_eq!(s.sum(&jan3).unique_users, 10);
     }
 
     #[test]
@@ -709,9 +1035,9 @@ mod tests {
                 to: Some(base + b),
                 types: vec![],
             };
-            let via_tree = s.summary(&f).unique_users;
+            let via_tree = s.sum(&f).unique_users;
             let direct = s
-                .summary(&Filter {
+                .sum(&Filter {
                     types: vec!["t".into()],
                     ..f
                 })
@@ -743,7 +1069,7 @@ mod tests {
         ]);
         let after = snapshot(&[compacted.clone(), late.clone()]);
         for s in [&during, &after] {
-            let sum = s.summary(&Filter::default());
+            let sum = s.sum(&Filter::default());
             assert_eq!((sum.total_events, sum.unique_users), (16, 9));
         }
         // A second compaction covers the first one and the late partial.
@@ -754,7 +1080,7 @@ mod tests {
             &["part-a", "part-b", "compacted-1", "part-c"],
         );
         let s = snapshot(&[compacted, late, second]);
-        assert_eq!(s.summary(&Filter::default()).total_events, 16);
+        assert_eq!(s.sum(&Filter::default()).total_events, 16);
     }
 
     /// A year of data plus one event at year 1000 and one at 9999: the read model grows by two
@@ -796,7 +1122,7 @@ mod tests {
             t_hostile < t_year * 3 + Duration::from_millis(20),
             "build {t_hostile:?} with the extreme days vs {t_year:?} without"
         );
-        let all = s_hostile.summary(&Filter::default());
+        let all = s_hostile.sum(&Filter::default());
         assert_eq!(all.total_events, 365 * 7 + 2);
         assert_eq!(
             (all.start.as_deref(), all.end.as_deref()),
@@ -808,24 +1134,18 @@ mod tests {
             to: parse_date(b),
             types: vec![],
         };
-        let mid = s_hostile.summary(&f("2024-02-01", "2024-02-10"));
+        let mid = s_hostile.sum(&f("2024-02-01", "2024-02-10"));
         assert_eq!((mid.total_events, mid.unique_users), (70, 60));
         assert_eq!(
-            s_hostile
-                .summary(&f("2030-01-01", "2030-12-31"))
-                .total_events,
+            s_hostile.sum(&f("2030-01-01", "2030-12-31")).total_events,
             0
         );
         assert_eq!(
-            s_hostile
-                .summary(&f("9000-01-01", "9999-12-31"))
-                .total_events,
+            s_hostile.sum(&f("9000-01-01", "9999-12-31")).total_events,
             1
         );
         assert_eq!(
-            s_hostile
-                .summary(&f("0999-01-01", "1999-01-01"))
-                .unique_users,
+            s_hostile.sum(&f("0999-01-01", "1999-01-01")).unique_users,
             1
         );
     }
@@ -863,11 +1183,20 @@ mod tests {
                     types: types.iter().map(|t| t.to_string()).collect(),
                 };
                 let mut direct = SketchMerger::default();
-                for (_, c) in s.in_range(&f) {
-                    direct.add(&c.users);
+                for file in &files {
+                    if file.date < base + a || file.date > base + b {
+                        continue;
+                    }
+                    for row in file
+                        .rows
+                        .iter()
+                        .filter(|r| types.contains(&r.event_type.as_str()))
+                    {
+                        direct.add(&row.users);
+                    }
                 }
                 assert_eq!(
-                    s.summary(&f).unique_users,
+                    s.sum(&f).unique_users,
                     round(direct.estimate()),
                     "days {a}..={b} {types:?}"
                 );
@@ -875,10 +1204,433 @@ mod tests {
         }
     }
 
+    /// Writes `f` into a store as a daily aggregate file.
+    fn put_file(store: &crate::storage::MemoryStore, f: &AggregateFile) {
+        let bytes =
+            crate::parquet::encode_aggregate_file(&f.rows, &f.covers, f.generation).unwrap();
+        store.insert("lake", &f.key, bytes);
+    }
+
+    /// Four months, three types, a date with two partials, a date compacted with its covered
+    /// partials still listed, and a type that appears in one month only.
+    fn lake_files() -> Vec<AggregateFile> {
+        let base = parse_date("2024-01-20").unwrap();
+        let mut files = Vec::new();
+        for d in 0..100 {
+            let date = format_date(base + d);
+            let u = d as u32 * 13;
+            let mut rows = vec![
+                ("click", 10 + d as u64, u..u + 40),
+                ("view", 3, u + 20..u + 30),
+            ];
+            if (30..40).contains(&d) {
+                rows.push(("buy", 1, u..u + 2));
+            }
+            files.push(file(&format!("part-a{d}"), &date, &rows, &[]));
+            if d % 9 == 0 {
+                files.push(file(
+                    &format!("part-b{d}"),
+                    &date,
+                    &[("click", 2, 5000..5010)],
+                    &[],
+                ));
+            }
+        }
+        let date = format_date(base + 50);
+        let covered = [
+            file("part-x", &date, &[("view", 4, 0..9)], &[]),
+            file("part-y", &date, &[("view", 6, 5..20)], &[]),
+        ];
+        files.push(file(
+            "compacted-7",
+            &date,
+            &[("view", 10, 0..20)],
+            &["part-x", "part-y"],
+        ));
+        files.extend(covered);
+        files
+    }
+
+    /// The same questions to two views: summaries over many ranges and filters, and every
+    /// metrics page.
+    async fn answers(v: &View) -> Vec<String> {
+        let base = parse_date("2024-01-20").unwrap();
+        let mut out = Vec::new();
+        let ranges = [
+            (None, None),
+            (Some(0), Some(99)),
+            (Some(5), Some(17)),
+            (Some(11), Some(12)),
+            (Some(12), Some(70)),
+            (Some(40), None),
+            (None, Some(41)),
+            (Some(-50), Some(500)),
+        ];
+        for (a, b) in ranges {
+            for types in [vec![], vec!["click"], vec!["buy"], vec!["view", "buy"]] {
+                let f = Filter {
+                    from: a.map(|a| base + a),
+                    to: b.map(|b| base + b),
+                    types: types.iter().map(|t| t.to_string()).collect(),
+                };
+                out.push(format!("{f:?} {:?}", v.summary(&f).await.unwrap()));
+                let mut after = None;
+                loop {
+                    let (rows, next) = v.metrics(&f, 37, after.as_ref()).await.unwrap();
+                    out.push(format!("{f:?} {after:?} {rows:?}"));
+                    match next {
+                        Some(n) => after = Some(n),
+                        None => break,
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn reader(store: &Arc<crate::storage::MemoryStore>) -> LakeReader {
+        LakeReader::new(
+            store.clone(),
+            "lake".into(),
+            Layout::default(),
+            Duration::ZERO,
+        )
+    }
+
+    #[tokio::test]
+    async fn rollups_answer_like_the_daily_files_before_during_and_after() {
+        let store = Arc::new(crate::storage::MemoryStore::default());
+        let dyn_store: Arc<dyn ObjectStore> = store.clone();
+        let mut files = lake_files();
+        for f in &files {
+            put_file(&store, f);
+        }
+        let expected = answers(&snapshot(&files)).await;
+        let layout = Layout::default();
+
+        // Before any rollup: every month from its daily files.
+        let before = reader(&store);
+        let (v, g1) = before.snapshot().await.unwrap();
+        assert_eq!(v.months_from_daily_files(), 4);
+        assert_eq!(answers(&v).await, expected);
+
+        let r = crate::rollup::refresh(&dyn_store, "lake", &layout, 1_000, 0)
+            .await
+            .unwrap();
+        assert_eq!((r.months_rebuilt, r.months_unchanged), (4, 0));
+        // The reader that saw the files switches to the rollups: a new generation, same answers.
+        let (v, g2) = before.snapshot().await.unwrap();
+        assert_eq!(v.months_from_daily_files(), 0);
+        assert!(g2 > g1);
+        assert_eq!(answers(&v).await, expected);
+        // A cold reader reads the rollups alone.
+        let (v, _) = reader(&store).snapshot().await.unwrap();
+        assert_eq!(v.months_from_daily_files(), 0);
+        assert_eq!(answers(&v).await, expected);
+
+        // Nothing changed: a second run writes nothing.
+        let again = crate::rollup::refresh(&dyn_store, "lake", &layout, 2_000, 0)
+            .await
+            .unwrap();
+        assert_eq!((again.months_rebuilt, again.objects_written), (0, 0));
+
+        // A late partial: its date (only) is built from the daily files until the next run.
+        let late = file(
+            "part-late",
+            "2024-02-03",
+            &[("click", 5, 9000..9100), ("new", 1, 1..2)],
+            &[],
+        );
+        put_file(&store, &late);
+        files.push(late);
+        let expected = answers(&snapshot(&files)).await;
+        let (v, _) = reader(&store).snapshot().await.unwrap();
+        assert_eq!((v.months_from_daily_files(), v.months_patched()), (0, 1));
+        assert!(v.event_types().contains("new"));
+        assert_eq!(answers(&v).await, expected);
+        let r = crate::rollup::refresh(&dyn_store, "lake", &layout, 3_000, 0)
+            .await
+            .unwrap();
+        assert_eq!((r.months_rebuilt, r.months_unchanged), (1, 3));
+        // The superseded version of February is pruned (grace 0); three months kept theirs.
+        let versions: BTreeSet<String> = store
+            .keys("lake")
+            .into_iter()
+            .filter(|k| k.contains("/_rollup/month="))
+            .filter_map(|k| k.rsplit_once('/').map(|(v, _)| v.to_owned()))
+            .collect();
+        assert_eq!(versions.len(), 4, "{versions:?}");
+        // February's old version: days.json and its click, view and buy objects.
+        assert_eq!(r.objects_pruned, 4);
+        let (v, _) = reader(&store).snapshot().await.unwrap();
+        assert_eq!(v.months_from_daily_files(), 0);
+        assert_eq!(answers(&v).await, expected);
+
+        // Compaction archiving covered partials keeps the rollup current.
+        store
+            .delete("lake", &files[files.len() - 2].key)
+            .await
+            .unwrap();
+        let (v, _) = reader(&store).snapshot().await.unwrap();
+        assert_eq!(v.months_from_daily_files(), 0);
+
+        // A rollup object gone (or garbage) mid-flight: the month is read from its daily files.
+        let march: Vec<String> = store
+            .keys("lake")
+            .into_iter()
+            .filter(|k| k.contains("month=2024-03/"))
+            .collect();
+        for k in &march {
+            if k.ends_with("days.json") {
+                store.delete("lake", k).await.unwrap();
+            } else {
+                store.insert("lake", k, b"garbage".to_vec());
+            }
+        }
+        let (v, _) = reader(&store).snapshot().await.unwrap();
+        assert_eq!(answers(&v).await, expected);
+    }
+
+    /// Changes after a rollup — a partial removed, a date compacted, a date emptied, a late
+    /// partial — patch the dates they touch; answers equal a build of the files at every step.
+    #[tokio::test]
+    async fn changed_dates_patch_the_rollup() {
+        let store = Arc::new(crate::storage::MemoryStore::default());
+        let dyn_store: Arc<dyn ObjectStore> = store.clone();
+        let mut files = lake_files();
+        for f in &files {
+            put_file(&store, f);
+        }
+        crate::rollup::refresh(&dyn_store, "lake", &Layout::default(), 1_000, 0)
+            .await
+            .unwrap();
+        let remove = |files: &mut Vec<AggregateFile>, name: &str, date: &str| {
+            let i = files
+                .iter()
+                .position(|f| f.name == name && format_date(f.date) == date)
+                .unwrap();
+            files.remove(i).key
+        };
+        let check = |files: Vec<AggregateFile>, patched: usize| {
+            let store = store.clone();
+            async move {
+                let (v, _) = reader(&store).snapshot().await.unwrap();
+                assert_eq!(
+                    (v.months_from_daily_files(), v.months_patched()),
+                    (0, patched)
+                );
+                assert_eq!(answers(&v).await, answers(&snapshot(&files)).await);
+            }
+        };
+        // A partial removed (reprocessing took its object's outputs away).
+        let key = remove(&mut files, "part-b9", "2024-01-29");
+        store.delete("lake", &key).await.unwrap();
+        check(files.clone(), 1).await;
+        // A date compacted after the rollup: the compacted file in, its partials archived.
+        let date = "2024-01-20";
+        let compacted = file(
+            "compacted-9",
+            date,
+            &[("click", 12, 0..40), ("view", 3, 20..30)],
+            &["part-a0", "part-b0"],
+        );
+        for name in ["part-a0", "part-b0"] {
+            let key = remove(&mut files, name, date);
+            store.delete("lake", &key).await.unwrap();
+        }
+        put_file(&store, &compacted);
+        files.push(compacted);
+        check(files.clone(), 1).await;
+        // Every file of a date gone, in another month.
+        let key = remove(&mut files, "part-a21", "2024-02-10");
+        store.delete("lake", &key).await.unwrap();
+        check(files.clone(), 2).await;
+        // A late partial with a type the month did not have, on a date the rollup holds.
+        let late = file("part-late", "2024-03-02", &[("zzz", 4, 1..5)], &[]);
+        put_file(&store, &late);
+        files.push(late);
+        check(files.clone(), 3).await;
+        // The rollup's days of a patched month gone: that month is built from its files.
+        let days: Vec<String> = store
+            .keys("lake")
+            .into_iter()
+            .filter(|k| k.contains("month=2024-03/") && k.ends_with("days.json"))
+            .collect();
+        store.delete("lake", &days[0]).await.unwrap();
+        let (v, _) = reader(&store).snapshot().await.unwrap();
+        assert_eq!((v.months_from_daily_files(), v.months_patched()), (1, 2));
+        assert_eq!(answers(&v).await, answers(&snapshot(&files)).await);
+        // The next run folds every change in.
+        let r = crate::rollup::refresh(&dyn_store, "lake", &Layout::default(), 2_000, 0)
+            .await
+            .unwrap();
+        assert_eq!((r.months_rebuilt, r.months_unchanged), (3, 1));
+        check(files, 0).await;
+    }
+
+    #[tokio::test]
+    async fn months_removed_from_the_lake_leave_the_catalog() {
+        let store = Arc::new(crate::storage::MemoryStore::default());
+        let dyn_store: Arc<dyn ObjectStore> = store.clone();
+        let files = lake_files();
+        for f in &files {
+            put_file(&store, f);
+        }
+        let layout = Layout::default();
+        crate::rollup::refresh(&dyn_store, "lake", &layout, 1_000, 0)
+            .await
+            .unwrap();
+        // Reprocessing removed every output of January.
+        for f in files.iter().filter(|f| f.key.contains("2024-01-")) {
+            store.delete("lake", &f.key).await.unwrap();
+        }
+        let rest: Vec<AggregateFile> = files
+            .iter()
+            .filter(|f| !f.key.contains("2024-01-"))
+            .cloned()
+            .collect();
+        let (v, _) = reader(&store).snapshot().await.unwrap();
+        assert_eq!(answers(&v).await, answers(&snapshot(&rest)).await);
+        let r = crate::rollup::refresh(&dyn_store, "lake", &layout, 2_000, 0)
+            .await
+            .unwrap();
+        assert_eq!((r.months_dropped, r.months_unchanged), (1, 3));
+        assert!(store
+            .keys("lake")
+            .iter()
+            .all(|k| !k.contains("month=2024-01")));
+    }
+
+    /// However much history is queried, the details a warm reader keeps stay within its budget.
+    #[tokio::test]
+    async fn month_details_stay_within_the_cache_budget() {
+        let store = Arc::new(crate::storage::MemoryStore::default());
+        let dyn_store: Arc<dyn ObjectStore> = store.clone();
+        let files = lake_files();
+        for f in &files {
+            put_file(&store, f);
+        }
+        crate::rollup::refresh(&dyn_store, "lake", &Layout::default(), 1_000, 0)
+            .await
+            .unwrap();
+        // About two months' days (each holds ~30 decoded day sketches); the questions touch four.
+        let budget = 1_000_000;
+        let r = LakeReader::with_cache_budget(
+            store.clone(),
+            "lake".into(),
+            Layout::default(),
+            Duration::ZERO,
+            budget,
+        );
+        let (v, _) = r.snapshot().await.unwrap();
+        let heads = v.heap_bytes();
+        let expected = answers(&snapshot(&files)).await;
+        assert_eq!(answers(&v).await, expected);
+        let held = v.heap_bytes() - heads;
+        assert!(held > budget / 2 && held <= budget, "held {held}");
+    }
+
+    /// A store that records the keys read.
+    #[derive(Default)]
+    struct Counting {
+        inner: crate::storage::MemoryStore,
+        gets: std::sync::Mutex<Vec<String>>,
+    }
+
+    #[async_trait::async_trait]
+    impl ObjectStore for Counting {
+        async fn head(&self, b: &str, k: &str) -> Result<Option<ObjectMeta>, StoreError> {
+            self.inner.head(b, k).await
+        }
+        async fn open(
+            &self,
+            b: &str,
+            k: &str,
+            e: Option<&str>,
+        ) -> Result<crate::storage::ObjectReader, StoreError> {
+            self.inner.open(b, k, e).await
+        }
+        async fn get(&self, b: &str, k: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            self.gets.lock().unwrap().push(k.to_owned());
+            self.inner.get(b, k).await
+        }
+        async fn put(
+            &self,
+            b: &str,
+            k: &str,
+            body: crate::storage::Body,
+            ct: &str,
+        ) -> Result<(), StoreError> {
+            self.inner.put(b, k, body, ct).await
+        }
+        async fn delete(&self, b: &str, k: &str) -> Result<(), StoreError> {
+            self.inner.delete(b, k).await
+        }
+        async fn list(&self, b: &str, p: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+            self.inner.list(b, p).await
+        }
+    }
+
+    impl Counting {
+        fn take(&self) -> Vec<String> {
+            std::mem::take(&mut *self.gets.lock().unwrap())
+        }
+    }
+
+    /// A cold reader over a rolled-up lake reads the catalog and nothing else for the whole
+    /// history's summary, and only the months a range or a type touches after that.
+    #[tokio::test]
+    async fn a_cold_start_reads_the_catalog_only() {
+        let store = Arc::new(Counting::default());
+        let dyn_store: Arc<dyn ObjectStore> = store.clone();
+        for f in &lake_files() {
+            let bytes =
+                crate::parquet::encode_aggregate_file(&f.rows, &f.covers, f.generation).unwrap();
+            store.inner.insert("lake", &f.key, bytes);
+        }
+        crate::rollup::refresh(&dyn_store, "lake", &Layout::default(), 1_000, 0)
+            .await
+            .unwrap();
+        store.take();
+        let r = LakeReader::new(dyn_store, "lake".into(), Layout::default(), Duration::ZERO);
+        let (v, _) = r.snapshot().await.unwrap();
+        let all = v.summary(&Filter::default()).await.unwrap();
+        // click 10+d over 100 days, view 3 a day, buy 10, 12 extra partials of 2, compacted 10.
+        assert_eq!(all.total_events, 5_950 + 300 + 10 + 24 + 10);
+        assert_eq!(store.take(), vec!["aggregates/daily/_rollup/catalog.json"]);
+
+        // A range cutting February and March: those months' days, nothing else.
+        let f = Filter {
+            from: parse_date("2024-02-10"),
+            to: parse_date("2024-03-05"),
+            types: vec![],
+        };
+        v.summary(&f).await.unwrap();
+        let mut got = store.take();
+        got.sort();
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(got[0].contains("month=2024-02/") && got[0].ends_with("/days.json"));
+        assert!(got[1].contains("month=2024-03/") && got[1].ends_with("/days.json"));
+        // Asked again: served from memory.
+        v.summary(&f).await.unwrap();
+        assert!(store.take().is_empty());
+
+        // One type over the whole history: that type's object of each month it appears in.
+        let buy = Filter {
+            types: vec!["buy".into()],
+            ..Filter::default()
+        };
+        assert_eq!(v.summary(&buy).await.unwrap().total_events, 10);
+        let got = store.take();
+        // buy is on 2024-02-19 ..= 2024-02-28 only: February's object for it, first of its types.
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].contains("month=2024-02/") && got[0].ends_with("/t0.json"));
+    }
+
     #[test]
     fn empty_lake() {
         let s = snapshot(&[]);
         assert!(s.is_empty());
-        assert_eq!(s.summary(&Filter::default()).total_events, 0);
+        assert_eq!(s.sum(&Filter::default()).total_events, 0);
     }
 }

@@ -383,7 +383,9 @@ mod tests {
             .await
             .unwrap()
             .0
-            .summary(&Filter::default());
+            .summary(&Filter::default())
+            .await
+            .unwrap();
         assert_eq!(before.total_events, 100);
         let out = compact_all(store.as_ref(), ckpt.as_ref(), "dataflow-lake", &cfg.layout)
             .await
@@ -397,7 +399,9 @@ mod tests {
             .await
             .unwrap()
             .0
-            .summary(&Filter::default());
+            .summary(&Filter::default())
+            .await
+            .unwrap();
         assert_eq!(before, after);
         let aggs: Vec<String> = store
             .keys("dataflow-lake")
@@ -430,7 +434,9 @@ mod tests {
             .await
             .unwrap()
             .0
-            .summary(&Filter::default());
+            .summary(&Filter::default())
+            .await
+            .unwrap();
         assert_eq!(last.total_events, 101);
         assert_eq!(last.unique_users, before.unique_users + 1);
     }
@@ -477,7 +483,9 @@ mod tests {
             .await
             .unwrap()
             .0
-            .summary(&Filter::default());
+            .summary(&Filter::default())
+            .await
+            .unwrap();
         assert_eq!((s.total_events, s.unique_users), (3, 3));
         let again = compact_all(store.as_ref(), ckpt.as_ref(), "dataflow-lake", &cfg.layout)
             .await
@@ -494,7 +502,9 @@ mod tests {
             .await
             .unwrap()
             .0
-            .summary(&Filter::default());
+            .summary(&Filter::default())
+            .await
+            .unwrap();
         assert_eq!((s.total_events, s.unique_users), (3, 3));
     }
 }

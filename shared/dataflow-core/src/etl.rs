@@ -92,6 +92,8 @@ pub struct TriggerReport {
     pub compacted: usize,
     /// Dead attempts taken over and replaced versions cleaned by the sweep.
     pub swept: usize,
+    /// What a scheduled run did to the monthly rollups (after compacting).
+    pub rollup: Option<crate::rollup::RollupReport>,
 }
 
 impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
@@ -126,6 +128,11 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
                 .await;
                 match r {
                     Ok(done) => report.compacted = done.len(),
+                    Err(e) => report.errors.push(e.to_string()),
+                }
+                // After compaction, so the rollups name the compacted files.
+                match self.refresh_rollups().await {
+                    Ok(r) => report.rollup = Some(r),
                     Err(e) => report.errors.push(e.to_string()),
                 }
             }
@@ -181,6 +188,21 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
             }
         }
         report
+    }
+
+    /// Rebuilds the monthly rollups of months whose daily files changed.
+    pub async fn refresh_rollups(
+        &self,
+    ) -> Result<crate::rollup::RollupReport, crate::analytics::LakeError> {
+        let store: Arc<dyn ObjectStore> = self.store.clone();
+        crate::rollup::refresh(
+            &store,
+            &self.lake_bucket,
+            &self.layout,
+            now_ms(),
+            crate::rollup::PRUNE_GRACE_MS,
+        )
+        .await
     }
 
     pub async fn process_object(&self, mut obj: ObjectRef) -> Result<ObjectOutcome, EtlError> {
@@ -748,6 +770,8 @@ mod tests {
         .unwrap()
         .0
         .summary(&crate::analytics::Filter::default())
+        .await
+        .unwrap()
     }
 
     async fn compact(

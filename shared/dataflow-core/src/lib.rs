@@ -12,6 +12,7 @@ pub mod etl;
 pub mod event;
 pub mod parquet;
 pub mod process;
+pub mod rollup;
 pub mod sketch;
 pub mod source;
 pub mod storage;

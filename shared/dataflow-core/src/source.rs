@@ -111,6 +111,11 @@ impl Layout {
     pub fn partitions_prefix(&self) -> String {
         format!("{}event_date=", self.aggregates_prefix)
     }
+    /// Where the monthly rollups and their catalog live (`crate::rollup`): `_`-prefixed like the
+    /// archive, so Hive-style readers of the aggregates skip it.
+    pub fn rollup_prefix(&self) -> String {
+        format!("{}_rollup/", self.aggregates_prefix)
+    }
     /// Where compaction keeps the partials a compacted file covers: under an `_`-prefixed folder,
     /// which Hive-style readers (Athena's projection, Spark, DuckDB globs) skip.
     pub fn archived_aggregate_key(&self, date: &str, name: &str) -> String {

@@ -63,7 +63,9 @@ pub trait ObjectStore: Send + Sync + 'static {
     }
 }
 
-type Objects = BTreeMap<(String, String), Vec<u8>>;
+/// Bytes and ETag (computed once, at write: listings return ETags without reading bodies, as
+/// S3's do).
+type Objects = BTreeMap<(String, String), (Vec<u8>, String)>;
 
 /// In-memory store for unit tests.
 #[derive(Debug, Default)]
@@ -74,7 +76,8 @@ pub struct MemoryStore {
 impl MemoryStore {
     pub fn insert(&self, bucket: &str, key: &str, bytes: Vec<u8>) {
         if let Ok(mut m) = self.objects.lock() {
-            m.insert((bucket.into(), key.into()), bytes);
+            let etag = Self::etag_of(&bytes);
+            m.insert((bucket.into(), key.into()), (bytes, etag));
         }
     }
     pub fn keys(&self, bucket: &str) -> Vec<String> {
@@ -105,10 +108,10 @@ impl ObjectStore for MemoryStore {
         Ok(self
             .lock()?
             .get(&(bucket.into(), key.into()))
-            .map(|b| ObjectMeta {
+            .map(|(b, etag)| ObjectMeta {
                 key: key.into(),
                 size: b.len() as u64,
-                etag: Some(Self::etag_of(b)),
+                etag: Some(etag.clone()),
                 last_modified_ms: None,
             }))
     }
@@ -134,14 +137,19 @@ impl ObjectStore for MemoryStore {
         Ok(Box::new(std::io::Cursor::new(bytes)))
     }
     async fn get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.lock()?.get(&(bucket.into(), key.into())).cloned())
+        Ok(self
+            .lock()?
+            .get(&(bucket.into(), key.into()))
+            .map(|(b, _)| b.clone()))
     }
     async fn put(&self, bucket: &str, key: &str, body: Body, _: &str) -> Result<(), StoreError> {
         let bytes = match body {
             Body::Bytes(b) => b,
             Body::File(p) => std::fs::read(&p).map_err(|e| StoreError::Other(e.to_string()))?,
         };
-        self.lock()?.insert((bucket.into(), key.into()), bytes);
+        let etag = Self::etag_of(&bytes);
+        self.lock()?
+            .insert((bucket.into(), key.into()), (bytes, etag));
         Ok(())
     }
     async fn delete(&self, bucket: &str, key: &str) -> Result<(), StoreError> {
@@ -153,10 +161,10 @@ impl ObjectStore for MemoryStore {
             .lock()?
             .iter()
             .filter(|((b, k), _)| b == bucket && k.starts_with(prefix))
-            .map(|((_, k), v)| ObjectMeta {
+            .map(|((_, k), (v, etag))| ObjectMeta {
                 key: k.clone(),
                 size: v.len() as u64,
-                etag: Some(Self::etag_of(v)),
+                etag: Some(etag.clone()),
                 last_modified_ms: None,
             })
             .collect())
