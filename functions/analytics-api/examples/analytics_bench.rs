@@ -10,8 +10,8 @@
 //!
 //! Stores: in memory (default; generate and measure in one process), a folder (`BENCH_DIR`), or
 //! the emulator's S3 (`--emulator`, bucket `BENCH_BUCKET` or `bench-lake-<days>x<types>`).
-//! `generate` writes the daily files and runs the rollup; `measure` starts from nothing, so its
-//! peak RSS is the API's own. `BENCH_NO_ROLLUP=1` leaves the rollups out (every month is then
+//! `generate` writes the daily files and runs the rollup; `rollup` runs the rollup alone (as the
+//! scheduled run does); `measure` starts from nothing, so its peak RSS is the API's own. `BENCH_NO_ROLLUP=1` leaves the rollups out (every month is then
 //! read from its daily files, as before the first rollup); `BENCH_DIRTY=1` adds a partial to the
 //! last month for the measurement (read from its daily files, as between two scheduled runs; the
 //! accuracy figures then include its extra users).
@@ -156,6 +156,10 @@ async fn generate(store: &Arc<dyn ObjectStore>, cfg: &Config, days: i32, types: 
         println!("rollup: skipped (BENCH_NO_ROLLUP)");
         return;
     }
+    rollup(store, cfg).await;
+}
+
+async fn rollup(store: &Arc<dyn ObjectStore>, cfg: &Config) {
     let t = Instant::now();
     let r = dataflow_core::rollup::refresh(
         store,
@@ -167,9 +171,12 @@ async fn generate(store: &Arc<dyn ObjectStore>, cfg: &Config, days: i32, types: 
     .await
     .expect("rollup");
     println!(
-        "rollup: {} months, {} objects written in {:.1} s",
+        "rollup: {} months and {} years rebuilt ({} unchanged), {} objects written, {} pruned, in {:.1} s",
         r.months_rebuilt,
+        r.years_rebuilt,
+        r.months_unchanged,
         r.objects_written,
+        r.objects_pruned,
         t.elapsed().as_secs_f64()
     );
 }
@@ -395,6 +402,10 @@ async fn main() {
     } else {
         (Arc::new(MemoryStore::default()), "memory")
     };
+    if phase == "rollup" {
+        rollup(&store, &cfg).await;
+        return;
+    }
     if phase != "measure" {
         generate(&store, &cfg, days, types).await;
     }

@@ -12,7 +12,8 @@ use tokio::sync::Mutex;
 use crate::event::{format_date, parse_date};
 use crate::parquet::{aggregate_covers, decode_aggregate_rows, AggregateRow, ParquetError};
 use crate::rollup::{
-    month_label, month_of, Catalog, FileCache, MonthBuild, MonthDays, MonthHead, Patch, TypeMonth,
+    month_label, month_of, Catalog, CatalogYear, FileCache, MonthBuild, MonthDays, MonthHead,
+    Patch, TypeMonth,
 };
 use crate::sketch::{SketchMerger, UserSketch};
 use crate::source::Layout;
@@ -150,6 +151,7 @@ enum Detail {
     Days(Arc<MonthDays>),
     Type(Arc<TypeMonth>),
     Users(Arc<UserSketch>),
+    Year(Arc<Vec<(i32, Arc<UserSketch>)>>),
     Build(Arc<MonthBuild>),
 }
 
@@ -215,6 +217,8 @@ pub struct View {
     /// Per month: the position in `types` of each of its types, so totals over many months and
     /// types add into one array.
     type_ids: BTreeMap<i32, Vec<usize>>,
+    /// Per-type year objects by year, from the catalog.
+    years: BTreeMap<i32, Arc<CatalogYear>>,
     loader: Option<Arc<Loader>>,
 }
 
@@ -232,10 +236,14 @@ impl View {
                 (m, built_entry(b, String::new()))
             })
             .collect();
-        Self::new(months, None)
+        Self::new(months, BTreeMap::new(), None)
     }
 
-    fn new(months: BTreeMap<i32, MonthEntry>, loader: Option<Arc<Loader>>) -> Self {
+    fn new(
+        months: BTreeMap<i32, MonthEntry>,
+        years: BTreeMap<i32, Arc<CatalogYear>>,
+        loader: Option<Arc<Loader>>,
+    ) -> Self {
         let types: BTreeSet<String> = months
             .values()
             .flat_map(|e| e.head.types.iter().cloned())
@@ -257,6 +265,7 @@ impl View {
             months,
             types,
             type_ids,
+            years,
             loader,
         }
     }
@@ -437,11 +446,64 @@ impl View {
         if let Some(Detail::Users(u)) = loader.cache.get(&key) {
             return Ok(u);
         }
+        if let Some(u) = self.year_users(e, ti).await? {
+            return Ok(u);
+        }
         let u = self.type_month(e, ti).await?.users.clone();
         loader
             .cache
             .put(key, crate::rollup::SKETCH_BYTES, Detail::Users(u.clone()));
         Ok(u)
+    }
+
+    /// A type's month sketch from its year object, when the catalog has one built from the
+    /// month version this view serves.
+    async fn year_users(
+        &self,
+        e: &MonthEntry,
+        ti: usize,
+    ) -> Result<Option<Arc<UserSketch>>, LakeError> {
+        let Source::Rollup {
+            prefix,
+            patch: None,
+            ..
+        } = &e.source
+        else {
+            return Ok(None);
+        };
+        let Some(y) = self.years.get(&e.head.month.div_euclid(12)) else {
+            return Ok(None);
+        };
+        let (Some(t), Some(from)) = (
+            e.head.types.get(ti),
+            y.months.get(&month_label(e.head.month)),
+        ) else {
+            return Ok(None);
+        };
+        let Ok(yi) = y.types.binary_search(t) else {
+            return Ok(None);
+        };
+        if from != prefix {
+            return Ok(None);
+        }
+        let key = crate::rollup::year_key(&y.prefix, yi);
+        let loader = self.loader()?;
+        let months = match loader.cache.get(&key) {
+            Some(Detail::Year(m)) => m,
+            _ => match self.rollup_object(&key, crate::rollup::decode_year).await? {
+                Some(m) => {
+                    let m = Arc::new(m);
+                    let bytes = m.len() * crate::rollup::SKETCH_BYTES;
+                    loader.cache.put(key, bytes, Detail::Year(m.clone()));
+                    m
+                }
+                None => return Ok(None),
+            },
+        };
+        Ok(months
+            .iter()
+            .find(|(m, _)| *m == e.head.month)
+            .map(|(_, u)| u.clone()))
     }
 
     async fn built_type(&self, e: &MonthEntry, ti: usize) -> Result<Arc<TypeMonth>, LakeError> {
@@ -787,7 +849,18 @@ impl LakeReader {
         };
         let view = match old {
             Some(o) if !changed => o.view,
-            _ => Arc::new(View::new(months, Some(self.loader.clone()))),
+            _ => {
+                let years = catalog
+                    .as_ref()
+                    .map(|(_, c)| {
+                        c.years
+                            .iter()
+                            .filter_map(|(y, e)| Some((y.parse().ok()?, Arc::new(e.clone()))))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                Arc::new(View::new(months, years, Some(self.loader.clone())))
+            }
         };
         *state = Some(Loaded {
             view: view.clone(),
@@ -1360,8 +1433,9 @@ mod tests {
             .filter_map(|k| k.rsplit_once('/').map(|(v, _)| v.to_owned()))
             .collect();
         assert_eq!(versions.len(), 4, "{versions:?}");
-        // February's old version: days.json and its click, view and buy objects.
-        assert_eq!(r.objects_pruned, 4);
+        // February's old version (days.json and its click, view and buy objects) and 2024's old
+        // year objects (buy, click, view).
+        assert_eq!(r.objects_pruned, 4 + 3);
         let (v, _) = reader(&store).snapshot().await.unwrap();
         assert_eq!(v.months_from_daily_files(), 0);
         assert_eq!(answers(&v).await, expected);
@@ -1615,16 +1689,28 @@ mod tests {
         v.summary(&f).await.unwrap();
         assert!(store.take().is_empty());
 
-        // One type over the whole history: that type's object of each month it appears in.
-        let buy = Filter {
-            types: vec!["buy".into()],
+        // One type over the whole history: its year object, one read for four months.
+        let click = Filter {
+            types: vec!["click".into()],
             ..Filter::default()
         };
-        assert_eq!(v.summary(&buy).await.unwrap().total_events, 10);
+        assert_eq!(v.summary(&click).await.unwrap().total_events, 5_950 + 24);
         let got = store.take();
-        // buy is on 2024-02-19 ..= 2024-02-28 only: February's object for it, first of its types.
         assert_eq!(got.len(), 1, "{got:?}");
-        assert!(got[0].contains("month=2024-02/") && got[0].ends_with("/t0.json"));
+        assert!(got[0].contains("/_rollup/year=2024/") && got[0].ends_with("/y1.json"));
+        // A range cutting two months: the year object (cached) and the two months' objects of
+        // the type for their days.
+        let cut = Filter {
+            from: parse_date("2024-02-10"),
+            to: parse_date("2024-04-05"),
+            types: vec!["click".into()],
+        };
+        v.summary(&cut).await.unwrap();
+        let mut got = store.take();
+        got.sort();
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(got[0].contains("month=2024-02/") && got[0].ends_with("/t1.json"));
+        assert!(got[1].contains("month=2024-04/") && got[1].ends_with("/t0.json"));
     }
 
     #[test]

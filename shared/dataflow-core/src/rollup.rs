@@ -547,6 +547,50 @@ pub struct Catalog {
     pub written_ms: i64,
     /// By `YYYY-MM`.
     pub months: BTreeMap<String, CatalogMonth>,
+    /// By `YYYY`: each type's month sketches of the year in one object, so a summary filtered by
+    /// type over years reads one object per year, not one per month.
+    #[serde(default)]
+    pub years: BTreeMap<String, CatalogYear>,
+}
+
+/// One year's per-type objects (`y{i}.json`, `i` the type's position in `types`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CatalogYear {
+    pub prefix: String,
+    pub types: Vec<String>,
+    /// The month versions (`YYYY-MM` -> rollup prefix) the sketches were taken from: a reader
+    /// uses a month's sketch only while that month is still served from that version.
+    pub months: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct YearWire {
+    months: Vec<YearMonth>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct YearMonth {
+    month: String,
+    #[serde(with = "b64")]
+    users: Vec<u8>,
+}
+
+pub fn year_key(prefix: &str, index: usize) -> String {
+    format!("{prefix}y{index}.json")
+}
+
+/// A type's month sketches over one year, by [`month_of`] number.
+pub fn decode_year(bytes: &[u8]) -> Result<Vec<(i32, Arc<UserSketch>)>, LakeError> {
+    let w: YearWire =
+        serde_json::from_slice(bytes).map_err(|e| LakeError::Rollup(format!("year: {e}")))?;
+    w.months
+        .iter()
+        .map(|m| {
+            let month = parse_month(&m.month)
+                .ok_or_else(|| LakeError::Rollup(format!("bad month '{}'", m.month)))?;
+            Ok((month, Arc::new(sketch_of(&m.users, &m.month)?)))
+        })
+        .collect()
 }
 
 /// `YYYY-MM-DD/name` of a daily aggregate key.
@@ -735,6 +779,7 @@ fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, LakeError> {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct RollupReport {
+    pub years_rebuilt: usize,
     pub months_rebuilt: usize,
     pub months_unchanged: usize,
     pub months_dropped: usize,
@@ -770,7 +815,10 @@ pub async fn refresh(
         format: FORMAT,
         written_ms: now_ms,
         months: BTreeMap::new(),
+        years: BTreeMap::new(),
     };
+    // Month label -> type -> serialized month sketch, for the months rebuilt now.
+    let mut fresh: BTreeMap<String, BTreeMap<String, Vec<u8>>> = BTreeMap::new();
     for (month, metas) in &listed {
         let label = month_label(*month);
         if let Some(entry) = old.months.get(&label).filter(|e| e.matches(metas, layout)) {
@@ -816,12 +864,14 @@ pub async fn refresh(
             day_users: build.days.day_users.iter().map(|s| s.to_bytes()).collect(),
         };
         let mut puts: Vec<(String, Vec<u8>)> = vec![(days_key(&prefix), encode(&days)?)];
+        let sketches = fresh.entry(label.clone()).or_default();
         for (i, t) in build.types.iter().enumerate() {
             let wire = TypeWire {
                 users: t.users.to_bytes(),
                 days: t.days.clone(),
             };
             puts.push((type_key(&prefix, i), encode(&wire)?));
+            sketches.insert(build.head.types[i].clone(), wire.users);
         }
         report.objects_written += puts.len();
         put_all(store, bucket, puts).await?;
@@ -841,7 +891,24 @@ pub async fn refresh(
         .keys()
         .filter(|k| !catalog.months.contains_key(*k))
         .count();
-    if report.months_rebuilt > 0 || report.months_dropped > 0 || old.format != FORMAT {
+    let years_before = old.years.len();
+    write_years(
+        store,
+        bucket,
+        layout,
+        &old,
+        &mut catalog,
+        fresh,
+        now_ms,
+        &mut report,
+    )
+    .await?;
+    if report.months_rebuilt > 0
+        || report.months_dropped > 0
+        || old.format != FORMAT
+        || report.years_rebuilt > 0
+        || catalog.years.len() != years_before
+    {
         store
             .put(
                 bucket,
@@ -862,6 +929,125 @@ pub async fn refresh(
         "rollups refreshed"
     );
     Ok(report)
+}
+
+/// Writes the per-type year objects of every year whose months changed (or that has none yet).
+/// Sketches come from this run's builds, else from the previous year object when it was built
+/// from the same month version, else from the month's own type object.
+#[allow(clippy::too_many_arguments)]
+async fn write_years(
+    store: &Arc<dyn ObjectStore>,
+    bucket: &str,
+    layout: &Layout,
+    old: &Catalog,
+    catalog: &mut Catalog,
+    fresh: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
+    now_ms: i64,
+    report: &mut RollupReport,
+) -> Result<(), LakeError> {
+    let mut by_year: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for (label, m) in &catalog.months {
+        let year = label.split('-').next().unwrap_or_default().to_owned();
+        by_year
+            .entry(year)
+            .or_default()
+            .insert(label.clone(), m.prefix.clone());
+    }
+    for (year, months) in by_year {
+        if let Some(y) = old.years.get(&year).filter(|y| y.months == months) {
+            catalog.years.insert(year, y.clone());
+            continue;
+        }
+        let previous = old.years.get(&year);
+        let mut types: BTreeSet<&str> = BTreeSet::new();
+        for label in months.keys() {
+            if let Some(m) = catalog.months.get(label) {
+                types.extend(m.head.types.iter().map(String::as_str));
+            }
+        }
+        let types: Vec<String> = types.into_iter().map(str::to_owned).collect();
+        let prefix = format!(
+            "{}year={year}/{now_ms}-{}/",
+            layout.rollup_prefix(),
+            uuid::Uuid::new_v4().simple()
+        );
+        let mut puts = Vec::with_capacity(types.len());
+        for (i, t) in types.iter().enumerate() {
+            // The previous object of this type, read only if a month needs it.
+            let mut before: Option<BTreeMap<String, Vec<u8>>> = None;
+            let mut wire = YearWire { months: Vec::new() };
+            for (label, month_prefix) in &months {
+                let Some(m) = catalog.months.get(label) else {
+                    continue;
+                };
+                let Ok(ti) = m.head.types.binary_search(t) else {
+                    continue;
+                };
+                let users = match fresh.get(label).and_then(|f| f.get(t)) {
+                    Some(b) => Some(b.clone()),
+                    None => {
+                        if before.is_none() {
+                            before = Some(
+                                previous_year_type(store, bucket, previous, t)
+                                    .await?
+                                    .unwrap_or_default(),
+                            );
+                        }
+                        let reuse =
+                            previous.is_some_and(|p| p.months.get(label) == Some(month_prefix));
+                        match before.as_ref().and_then(|b| b.get(label)).filter(|_| reuse) {
+                            Some(b) => Some(b.clone()),
+                            None => store
+                                .get(bucket, &type_key(month_prefix, ti))
+                                .await?
+                                .and_then(|bytes| serde_json::from_slice::<TypeWire>(&bytes).ok())
+                                .map(|w| w.users),
+                        }
+                    }
+                };
+                if let Some(users) = users {
+                    wire.months.push(YearMonth {
+                        month: label.clone(),
+                        users,
+                    });
+                }
+            }
+            puts.push((year_key(&prefix, i), encode(&wire)?));
+        }
+        report.objects_written += puts.len();
+        put_all(store, bucket, puts).await?;
+        report.years_rebuilt += 1;
+        catalog.years.insert(
+            year,
+            CatalogYear {
+                prefix,
+                types,
+                months,
+            },
+        );
+    }
+    Ok(())
+}
+
+/// A type's month sketches from the previous version of its year object, by month label.
+async fn previous_year_type(
+    store: &Arc<dyn ObjectStore>,
+    bucket: &str,
+    previous: Option<&CatalogYear>,
+    t: &str,
+) -> Result<Option<BTreeMap<String, Vec<u8>>>, LakeError> {
+    let Some(p) = previous else {
+        return Ok(None);
+    };
+    let Ok(i) = p.types.binary_search_by(|x| x.as_str().cmp(t)) else {
+        return Ok(None);
+    };
+    let Some(bytes) = store.get(bucket, &year_key(&p.prefix, i)).await? else {
+        return Ok(None);
+    };
+    Ok(serde_json::from_slice::<YearWire>(&bytes)
+        .ok()
+        .map(|w| w.months.into_iter().map(|m| (m.month, m.users)).collect()))
 }
 
 async fn put_all(
@@ -897,10 +1083,22 @@ async fn prune(
     now_ms: i64,
     grace_ms: i64,
 ) -> Result<usize, LakeError> {
-    let live: BTreeSet<&str> = catalog.months.values().map(|m| m.prefix.as_str()).collect();
-    let root = format!("{}month=", layout.rollup_prefix());
+    let live: BTreeSet<&str> = catalog
+        .months
+        .values()
+        .map(|m| m.prefix.as_str())
+        .chain(catalog.years.values().map(|y| y.prefix.as_str()))
+        .collect();
+    let mut listed = store
+        .list(bucket, &format!("{}month=", layout.rollup_prefix()))
+        .await?;
+    listed.extend(
+        store
+            .list(bucket, &format!("{}year=", layout.rollup_prefix()))
+            .await?,
+    );
     let mut pruned = 0;
-    for m in store.list(bucket, &root).await? {
+    for m in listed {
         // `<root><label>/<ms>-<id>/<file>`
         let Some((version, _)) = m.key.rsplit_once('/') else {
             continue;
