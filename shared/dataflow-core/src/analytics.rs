@@ -119,7 +119,8 @@ pub struct Summary {
     pub unique_users: u64,
 }
 
-fn round(x: f64) -> u64 {
+/// A sketch estimate as a count.
+pub(crate) fn round(x: f64) -> u64 {
     x.round().max(0.0) as u64
 }
 
@@ -1361,6 +1362,20 @@ mod tests {
         out
     }
 
+    /// [`lake_files`] in a store, typed twice: for inspection and as the reader's port.
+    fn stored_lake() -> (
+        Arc<crate::storage::MemoryStore>,
+        Arc<dyn ObjectStore>,
+        Vec<AggregateFile>,
+    ) {
+        let store = Arc::new(crate::storage::MemoryStore::default());
+        let files = lake_files();
+        for f in &files {
+            put_file(&store, f);
+        }
+        (store.clone(), store, files)
+    }
+
     fn reader(store: &Arc<crate::storage::MemoryStore>) -> LakeReader {
         LakeReader::new(
             store.clone(),
@@ -1372,12 +1387,7 @@ mod tests {
 
     #[tokio::test]
     async fn rollups_answer_like_the_daily_files_before_during_and_after() {
-        let store = Arc::new(crate::storage::MemoryStore::default());
-        let dyn_store: Arc<dyn ObjectStore> = store.clone();
-        let mut files = lake_files();
-        for f in &files {
-            put_file(&store, f);
-        }
+        let (store, dyn_store, mut files) = stored_lake();
         let expected = answers(&snapshot(&files)).await;
         let layout = Layout::default();
 
@@ -1469,12 +1479,7 @@ mod tests {
     /// partial — patch the dates they touch; answers equal a build of the files at every step.
     #[tokio::test]
     async fn changed_dates_patch_the_rollup() {
-        let store = Arc::new(crate::storage::MemoryStore::default());
-        let dyn_store: Arc<dyn ObjectStore> = store.clone();
-        let mut files = lake_files();
-        for f in &files {
-            put_file(&store, f);
-        }
+        let (store, dyn_store, mut files) = stored_lake();
         crate::rollup::refresh(&dyn_store, "lake", &Layout::default(), 1_000, 0)
             .await
             .unwrap();
@@ -1544,12 +1549,7 @@ mod tests {
 
     #[tokio::test]
     async fn months_removed_from_the_lake_leave_the_catalog() {
-        let store = Arc::new(crate::storage::MemoryStore::default());
-        let dyn_store: Arc<dyn ObjectStore> = store.clone();
-        let files = lake_files();
-        for f in &files {
-            put_file(&store, f);
-        }
+        let (store, dyn_store, files) = stored_lake();
         let layout = Layout::default();
         crate::rollup::refresh(&dyn_store, "lake", &layout, 1_000, 0)
             .await
@@ -1578,12 +1578,7 @@ mod tests {
     /// However much history is queried, the details a warm reader keeps stay within its budget.
     #[tokio::test]
     async fn month_details_stay_within_the_cache_budget() {
-        let store = Arc::new(crate::storage::MemoryStore::default());
-        let dyn_store: Arc<dyn ObjectStore> = store.clone();
-        let files = lake_files();
-        for f in &files {
-            put_file(&store, f);
-        }
+        let (store, dyn_store, files) = stored_lake();
         crate::rollup::refresh(&dyn_store, "lake", &Layout::default(), 1_000, 0)
             .await
             .unwrap();

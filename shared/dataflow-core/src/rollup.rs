@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::analytics::{effective_files, name_of, AggregateFile, LakeError};
+use crate::analytics::{effective_files, name_of, round, AggregateFile, LakeError};
 use crate::event::format_date;
 use crate::sketch::{SketchMerger, UserSketch};
 use crate::source::Layout;
@@ -52,10 +52,6 @@ fn parse_month(label: &str) -> Option<i32> {
     let (y, m) = label.split_once('-')?;
     let (y, m): (i32, i32) = (y.parse().ok()?, m.parse().ok()?);
     (1..=12).contains(&m).then_some(y * 12 + m - 1)
-}
-
-fn round(x: f64) -> u64 {
-    x.round().max(0.0) as u64
 }
 
 /// What stays resident for every month.
@@ -1118,22 +1114,6 @@ async fn prune(
         }
     }
     Ok(pruned)
-}
-
-/// Every (day, type) row of a month, for comparisons in tests.
-pub fn month_cells(b: &MonthBuild) -> Vec<(String, String, u64, u64)> {
-    b.days
-        .cells
-        .iter()
-        .map(|c| {
-            (
-                format_date(c.date),
-                b.head.types[c.ty as usize].clone(),
-                c.count,
-                c.unique,
-            )
-        })
-        .collect()
 }
 
 #[cfg(test)]
