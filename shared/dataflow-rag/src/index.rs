@@ -35,6 +35,8 @@ use crate::chunk::{chunk_markdown, ChunkOptions, Passage};
 
 pub const MAGIC: &[u8; 8] = b"DFSEARCH";
 pub const FORMAT_VERSION: u32 = 1;
+/// Version of the text passages are made of (2: CommonMark-parsed clean text).
+const PASSAGES_VERSION: &[u8] = b"passages 2\0";
 /// Queries longer than this (characters) are refused: nobody types them, and they cost.
 pub const MAX_QUERY_CHARS: usize = 512;
 pub const MAX_K: usize = 50;
@@ -195,6 +197,9 @@ pub fn fingerprint(docs: &[SourceDoc]) -> String {
     let mut sorted: Vec<&SourceDoc> = docs.iter().collect();
     sorted.sort_by(|a, b| a.path.cmp(&b.path));
     let mut h = Sha256::new();
+    // How documents become passages: a change makes every published index out of date, so the
+    // index builder's next run rebuilds it (the old object stays readable meanwhile).
+    h.update(PASSAGES_VERSION);
     for d in sorted {
         h.update(d.path.as_bytes());
         h.update([0]);
@@ -775,20 +780,73 @@ mod tests {
     fn snippets_are_escaped_and_fall_back_to_the_lead() {
         let docs = vec![SourceDoc {
             path: "x.md".into(),
-            text: "# Retry policy\n\nUse <b>exponential</b> backoff & jitter for every retry of a throttled call.\n".into(),
+            text: "# Retry policy\n\nUse `Vec<u8>` buffers, <b>exponential</b> backoff & jitter for every retry of a throttled call.\n".into(),
         }];
         let idx =
             SearchIndex::open(&build(&docs, ChunkOptions::default(), now()).unwrap()).unwrap();
         let h = &idx.search("jitter", 1).unwrap()[0];
+        // Code keeps its text, escaped; HTML in the Markdown is markup and dropped.
         assert!(
-            h.snippet.contains("&lt;b&gt;exponential&lt;/b&gt;"),
+            h.snippet
+                .contains("Vec&lt;u8&gt; buffers, exponential backoff &amp; <mark>jitter</mark>"),
             "{}",
             h.snippet
         );
-        assert!(h.snippet.contains("<mark>jitter</mark>"));
         // "policy" is only in the heading: the snippet is the passage's start.
         let h = &idx.search("policy", 1).unwrap()[0];
-        assert!(h.snippet.starts_with("Use &lt;b&gt;"), "{}", h.snippet);
+        assert!(h.snippet.starts_with("Use Vec&lt;u8&gt;"), "{}", h.snippet);
+    }
+
+    /// The whole shared Lambda guide: an operator's question finds the page and section that
+    /// answer it, and what the hit shows is clean text with the page's own anchor.
+    #[test]
+    fn the_lambda_guide_answers_with_clean_hits() {
+        let root = std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../shared/corpora/aws-lambda-guide"
+        ));
+        let (docs, skipped) = crate::store::read_local_docs(root).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (the shared corpus sits beside the repository)",
+                root.display()
+            )
+        });
+        assert!(
+            docs.len() >= 377 && skipped.is_empty(),
+            "{} {skipped:?}",
+            docs.len()
+        );
+        let idx =
+            SearchIndex::open(&build(&docs, ChunkOptions::default(), now()).unwrap()).unwrap();
+        let hits = idx
+            .search(
+                "how many times does lambda retry a failed asynchronous invocation",
+                5,
+            )
+            .unwrap();
+        let top = &hits[0];
+        assert_eq!(
+            (top.doc.as_str(), top.anchor.as_str(), top.title.as_str()),
+            (
+                "invocation-async.md",
+                "invocation-async-errors",
+                "Asynchronous invocation"
+            ),
+            "{hits:#?}"
+        );
+        assert_eq!(
+            top.heading,
+            "Asynchronous invocation › Configuring error handling for asynchronous invocation"
+        );
+        for h in &hits {
+            for markup in ["**", "\\.", "<a name", "](", "&lt;a"] {
+                assert!(
+                    !h.snippet.contains(markup) && !h.title.contains(markup),
+                    "{markup:?} in {h:#?}"
+                );
+            }
+        }
+        assert!(top.snippet.contains("<mark>"), "{}", top.snippet);
     }
 
     #[test]
