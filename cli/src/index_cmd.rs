@@ -55,13 +55,14 @@ pub async fn index(command: IndexCommand) -> Result<()> {
             if out.is_none() && !upload {
                 bail!("say where the index goes: --upload (publish to the index bucket) and/or --out FILE");
             }
-            let (sources, skipped) = store::read_local_docs(&docs)?;
+            let files = store::read_local_files(&docs)?;
+            let (sources, skipped) = store::convert(files.clone());
             for s in &skipped {
                 eprintln!("skipped {}: {}", s.path, s.reason);
             }
             if sources.is_empty() {
                 bail!(
-                    "no Markdown files (.md, .markdown) under {}",
+                    "no readable documents (.md, .markdown, .txt, .html, .htm, .pdf) under {}",
                     docs.display()
                 );
             }
@@ -86,7 +87,7 @@ pub async fn index(command: IndexCommand) -> Result<()> {
             }
             if upload {
                 let (s3, loc) = aws().await?;
-                let sync = store::sync_docs(&s3, &loc, &sources).await?;
+                let sync = store::sync_docs(&s3, &loc, &files).await?;
                 eprintln!(
                     "s3://{}/{}: {} uploaded, {} deleted, {} unchanged",
                     loc.bucket,

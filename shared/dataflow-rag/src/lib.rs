@@ -1,4 +1,4 @@
-//! Document search core (no AWS types): Markdown chunking, a BM25 index (tantivy) packed into
+//! Document search core (no AWS types): documents (Markdown, text, HTML, PDF) into passages, a BM25 index (tantivy) packed into
 //! one object, atomic publishing and revalidating loads over the [`ObjectStore`] port, and the
 //! index builder's trigger.
 //!
@@ -6,6 +6,7 @@
 
 pub mod analysis;
 pub mod chunk;
+pub mod formats;
 pub mod index;
 pub mod snippet;
 pub mod store;

@@ -88,10 +88,40 @@ pub struct Manifest {
     pub previous: Vec<String>,
 }
 
-/// Whether a key names a Markdown document.
-pub fn is_markdown(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    k.ends_with(".md") || k.ends_with(".markdown")
+pub use crate::formats::is_document;
+
+/// A document file as stored (what `sync_docs` uploads).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalFile {
+    pub path: String,
+    pub bytes: Vec<u8>,
+}
+
+/// Files converted to the chunker's Markdown; those that cannot be read are reported, never
+/// fatal: one bad file must not stop the others from being searchable.
+pub fn convert(files: Vec<LocalFile>) -> (Vec<SourceDoc>, Vec<Skipped>) {
+    let mut docs = Vec::new();
+    let mut skipped = Vec::new();
+    for f in files {
+        match crate::formats::to_markdown(&f.path, f.bytes) {
+            Ok(text) => docs.push(SourceDoc { path: f.path, text }),
+            Err(reason) => skipped.push(Skipped {
+                path: f.path,
+                reason,
+            }),
+        }
+    }
+    (docs, skipped)
+}
+
+fn content_type(path: &str) -> &'static str {
+    use crate::formats::Format;
+    match crate::formats::format_of(path) {
+        Some(Format::Text) => "text/plain; charset=utf-8",
+        Some(Format::Html) => "text/html; charset=utf-8",
+        Some(Format::Pdf) => "application/pdf",
+        _ => "text/markdown; charset=utf-8",
+    }
 }
 
 /// A file left out of the corpus, and why.
@@ -101,37 +131,31 @@ pub struct Skipped {
     pub reason: String,
 }
 
-/// Reads every Markdown file under the docs prefix. Files that are not UTF-8 are skipped and
-/// reported, never fatal: one bad file must not stop the others from being searchable.
+/// Reads every document under the docs prefix (Markdown, text, HTML, PDF). Files that cannot be
+/// read are skipped and reported.
 pub async fn read_docs(
     store: &dyn ObjectStore,
     loc: &IndexLocation,
 ) -> Result<(Vec<SourceDoc>, Vec<Skipped>, String), RagError> {
     let listing = store.list(&loc.bucket, &loc.docs_prefix).await?;
     let signature = listing_signature(&listing);
-    let mut docs = Vec::new();
-    let mut skipped = Vec::new();
-    for meta in listing.iter().filter(|m| is_markdown(&m.key)) {
+    let mut files = Vec::new();
+    for meta in listing.iter().filter(|m| is_document(&m.key)) {
         let path = meta.key[loc.docs_prefix.len()..].to_owned();
         // Deleted between list and get: it is gone from the corpus, as it should be.
         let Some(bytes) = store.get(&loc.bucket, &meta.key).await? else {
             continue;
         };
-        match String::from_utf8(bytes) {
-            Ok(text) => docs.push(SourceDoc { path, text }),
-            Err(_) => skipped.push(Skipped {
-                path,
-                reason: "not UTF-8 text".into(),
-            }),
-        }
+        files.push(LocalFile { path, bytes });
     }
+    let (docs, skipped) = convert(files);
     Ok((docs, skipped, signature))
 }
 
 fn listing_signature(listing: &[ObjectMeta]) -> String {
     let mut parts: Vec<String> = listing
         .iter()
-        .filter(|m| is_markdown(&m.key))
+        .filter(|m| is_document(&m.key))
         .map(|m| {
             format!(
                 "{}\u{0}{}\u{0}{}",
@@ -145,15 +169,15 @@ fn listing_signature(listing: &[ObjectMeta]) -> String {
     parts.join("\n")
 }
 
-/// Reads every Markdown file under a local folder (recursively); paths are relative to it with
-/// `/` separators.
+/// Reads and converts every document under a local folder (recursively); paths are relative to
+/// it with `/` separators.
 pub fn read_local_docs(root: &Path) -> Result<(Vec<SourceDoc>, Vec<Skipped>), RagError> {
-    fn walk(
-        root: &Path,
-        dir: &Path,
-        docs: &mut Vec<SourceDoc>,
-        skipped: &mut Vec<Skipped>,
-    ) -> Result<(), RagError> {
+    Ok(convert(read_local_files(root)?))
+}
+
+/// Every document file under a local folder (recursively), as stored.
+pub fn read_local_files(root: &Path) -> Result<Vec<LocalFile>, RagError> {
+    fn walk(root: &Path, dir: &Path, files: &mut Vec<LocalFile>) -> Result<(), RagError> {
         let local = |e: std::io::Error| RagError::Local {
             path: dir.display().to_string(),
             message: e.to_string(),
@@ -167,7 +191,7 @@ pub fn read_local_docs(root: &Path) -> Result<(Vec<SourceDoc>, Vec<Skipped>), Ra
             let p = e.path();
             let ft = e.file_type().map_err(local)?;
             if ft.is_dir() {
-                walk(root, &p, docs, skipped)?;
+                walk(root, &p, files)?;
                 continue;
             }
             let rel = p
@@ -177,27 +201,20 @@ pub fn read_local_docs(root: &Path) -> Result<(Vec<SourceDoc>, Vec<Skipped>), Ra
                 .map(|c| c.as_os_str().to_string_lossy())
                 .collect::<Vec<_>>()
                 .join("/");
-            if !ft.is_file() || !is_markdown(&rel) {
+            if !ft.is_file() || !is_document(&rel) {
                 continue;
             }
             let bytes = std::fs::read(&p).map_err(|e| RagError::Local {
                 path: p.display().to_string(),
                 message: e.to_string(),
             })?;
-            match String::from_utf8(bytes) {
-                Ok(text) => docs.push(SourceDoc { path: rel, text }),
-                Err(_) => skipped.push(Skipped {
-                    path: rel,
-                    reason: "not UTF-8 text".into(),
-                }),
-            }
+            files.push(LocalFile { path: rel, bytes });
         }
         Ok(())
     }
-    let mut docs = Vec::new();
-    let mut skipped = Vec::new();
-    walk(root, root, &mut docs, &mut skipped)?;
-    Ok((docs, skipped))
+    let mut files = Vec::new();
+    walk(root, root, &mut files)?;
+    Ok(files)
 }
 
 /// The current manifest, or `None` when no index was ever published.
@@ -373,12 +390,12 @@ pub struct SyncReport {
     pub unchanged: usize,
 }
 
-/// Makes the docs prefix hold exactly `docs`: uploads new and changed files, deletes Markdown
-/// files that are no longer there. Unchanged files are not rewritten (no spurious rebuilds).
+/// Makes the docs prefix hold exactly `docs`: uploads new and changed files, deletes documents
+/// that are no longer there. Unchanged files are not rewritten (no spurious rebuilds).
 pub async fn sync_docs(
     store: &dyn ObjectStore,
     loc: &IndexLocation,
-    docs: &[SourceDoc],
+    docs: &[LocalFile],
 ) -> Result<SyncReport, RagError> {
     let existing = store.list(&loc.bucket, &loc.docs_prefix).await?;
     let mut report = SyncReport::default();
@@ -386,7 +403,7 @@ pub async fn sync_docs(
         let key = format!("{}{}", loc.docs_prefix, d.path);
         if existing.iter().any(|m| m.key == key) {
             if let Some(old) = store.get(&loc.bucket, &key).await? {
-                if old == d.text.as_bytes() {
+                if old == d.bytes {
                     report.unchanged += 1;
                     continue;
                 }
@@ -396,13 +413,13 @@ pub async fn sync_docs(
             .put(
                 &loc.bucket,
                 &key,
-                Body::Bytes(d.text.clone().into_bytes()),
-                "text/markdown; charset=utf-8",
+                Body::Bytes(d.bytes.clone()),
+                content_type(&d.path),
             )
             .await?;
         report.uploaded.push(d.path.clone());
     }
-    for m in existing.iter().filter(|m| is_markdown(&m.key)) {
+    for m in existing.iter().filter(|m| is_document(&m.key)) {
         let path = &m.key[loc.docs_prefix.len()..];
         if !docs.iter().any(|d| d.path == path) {
             store.delete(&loc.bucket, &m.key).await?;
@@ -725,26 +742,21 @@ mod tests {
         put_doc(&store, "keep.md", "same");
         put_doc(&store, "edit.md", "old");
         put_doc(&store, "gone.md", "bye");
-        store.insert("idx", "docs/notes.txt", b"not markdown".to_vec());
+        store.insert("idx", "docs/diagram.png", b"not a document".to_vec());
+        let file = |path: &str, text: &str| LocalFile {
+            path: path.into(),
+            bytes: text.as_bytes().to_vec(),
+        };
         let docs = vec![
-            SourceDoc {
-                path: "keep.md".into(),
-                text: "same".into(),
-            },
-            SourceDoc {
-                path: "edit.md".into(),
-                text: "new".into(),
-            },
-            SourceDoc {
-                path: "new/x.md".into(),
-                text: "x".into(),
-            },
+            file("keep.md", "same"),
+            file("edit.md", "new"),
+            file("new/x.md", "x"),
         ];
         let r = sync_docs(&store, &l, &docs).await.unwrap();
         assert_eq!(r.uploaded, vec!["edit.md", "new/x.md"]);
         assert_eq!(r.deleted, vec!["gone.md"]);
         assert_eq!(r.unchanged, 1);
-        assert!(store.keys("idx").contains(&"docs/notes.txt".to_string()));
+        assert!(store.keys("idx").contains(&"docs/diagram.png".to_string()));
     }
 
     #[test]
@@ -755,9 +767,25 @@ mod tests {
         std::fs::write(dir.path().join("ops/run.md"), "# Run\n\ny\n").unwrap();
         std::fs::write(dir.path().join("ops/data.json"), "{}").unwrap();
         std::fs::write(dir.path().join("ops/bin.md"), [0xffu8, 0xfe]).unwrap();
+        std::fs::write(dir.path().join("ops/notes.txt"), "plain notes").unwrap();
+        std::fs::write(dir.path().join("ops/page.html"), "<h1>Page</h1><p>text</p>").unwrap();
+        std::fs::write(dir.path().join("ops/broken.pdf"), "%PDF-1.5 cut").unwrap();
         let (docs, skipped) = read_local_docs(dir.path()).unwrap();
         let paths: Vec<&str> = docs.iter().map(|d| d.path.as_str()).collect();
-        assert_eq!(paths, vec!["README.md", "ops/run.md"]);
-        assert_eq!(skipped[0].path, "ops/bin.md");
+        assert_eq!(
+            paths,
+            vec!["README.md", "ops/notes.txt", "ops/page.html", "ops/run.md"]
+        );
+        let skipped: Vec<(&str, &str)> = skipped
+            .iter()
+            .map(|s| (s.path.as_str(), s.reason.as_str()))
+            .collect();
+        assert_eq!(skipped.len(), 2, "{skipped:?}");
+        assert_eq!(skipped[0], ("ops/bin.md", "not UTF-8 text"));
+        assert_eq!(skipped[1].0, "ops/broken.pdf");
+        assert!(
+            skipped[1].1.starts_with("not a readable PDF"),
+            "{skipped:?}"
+        );
     }
 }

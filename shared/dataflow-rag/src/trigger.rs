@@ -4,7 +4,7 @@
 use dataflow_core::trigger::decode_key;
 use serde_json::Value;
 
-use crate::store::is_markdown;
+use crate::store::is_document;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RebuildRequest {
@@ -121,7 +121,7 @@ fn collect_record(r: &Value, prefix: &str, out: &mut Vec<String>) {
 
 fn push_key(raw: &str, prefix: &str, out: &mut Vec<String>) {
     let Ok(key) = decode_key(raw) else { return };
-    if key.starts_with(prefix) && is_markdown(&key) && !out.contains(&key) {
+    if key.starts_with(prefix) && is_document(&key) && !out.contains(&key) {
         out.push(key);
     }
 }
