@@ -100,9 +100,19 @@ async fn docs(
 ) -> Result<Json<Value>, ApiError> {
     Params::parse(q.as_deref(), &[])?;
     let l = st.loaded().await?;
+    // Every document under the docs prefix with its indexing state: indexed, or failed and why.
+    let mut documents: Vec<Value> = Vec::new();
+    for d in &l.index.header.documents {
+        let mut v = json!(d);
+        v["state"] = json!("indexed");
+        documents.push(v);
+    }
+    for s in &l.manifest.skipped {
+        documents.push(json!({"path": s.path, "state": "failed", "reason": s.reason}));
+    }
     Ok(Json(json!({
         "index": index_info(&l),
-        "documents": l.index.header.documents,
+        "documents": documents,
     })))
 }
 

@@ -69,7 +69,70 @@ async fn docs_lists_documents_and_the_index_version() {
     let docs = v["documents"].as_array().unwrap();
     assert_eq!(docs[0]["path"], "contract.md");
     assert_eq!(docs[0]["title"], "Event contract");
+    assert_eq!(docs[0]["state"], "indexed");
     assert_eq!(docs[1]["passages"], 2);
+    assert_eq!(docs.len(), 2);
+}
+
+/// Files that cannot be indexed are listed with the reason; the index is republished when one
+/// turns unreadable or is fixed, even though the readable documents did not change.
+#[tokio::test]
+async fn docs_shows_each_documents_indexing_state() {
+    let store = published().await;
+    store.insert("dataflow-index", "docs/scan.pdf", b"%PDF-1.4 cut".to_vec());
+    store.insert("dataflow-index", "docs/latin1.md", vec![0xe9, 0x74, 0xe9]);
+    let r = rebuild(&*store, &loc(), ChunkOptions::default(), false)
+        .await
+        .unwrap();
+    assert!(
+        matches!(r, dataflow_rag::store::RebuildOutcome::Published { .. }),
+        "{r:?}"
+    );
+    let app = app(store.clone(), Duration::ZERO);
+    let (s, v) = call(&app, "GET", "/docs").await;
+    assert_eq!(s, StatusCode::OK);
+    let states: Vec<(&str, &str, &str)> = v["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["path"].as_str().unwrap(),
+                d["state"].as_str().unwrap(),
+                d["reason"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(states.len(), 4, "{states:?}");
+    assert_eq!(
+        &states[..2],
+        &[
+            ("contract.md", "indexed", ""),
+            ("operations.md", "indexed", "")
+        ]
+    );
+    assert_eq!(states[2], ("latin1.md", "failed", "not UTF-8 text"));
+    assert_eq!(states[3].0, "scan.pdf");
+    assert!(states[3].2.starts_with("not a readable PDF"), "{states:?}");
+    // Fixed: gone from the list after the next build.
+    use dataflow_core::storage::ObjectStore;
+    store
+        .delete("dataflow-index", "docs/scan.pdf")
+        .await
+        .unwrap();
+    store
+        .delete("dataflow-index", "docs/latin1.md")
+        .await
+        .unwrap();
+    let r = rebuild(&*store, &loc(), ChunkOptions::default(), false)
+        .await
+        .unwrap();
+    assert!(
+        matches!(r, dataflow_rag::store::RebuildOutcome::Published { .. }),
+        "{r:?}"
+    );
+    let (_, v) = call(&app, "GET", "/docs").await;
+    assert_eq!(v["documents"].as_array().unwrap().len(), 2);
 }
 
 #[tokio::test]

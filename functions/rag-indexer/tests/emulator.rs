@@ -73,8 +73,8 @@ async fn docs_changes_rebuild_and_republish_the_index() {
     put(
         &clients.s3,
         &cfg.index_bucket,
-        "docs/notes.txt",
-        "not markdown",
+        "docs/diagram.png",
+        "not a document",
     )
     .await;
     assert!(drain().await >= 1);

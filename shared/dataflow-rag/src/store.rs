@@ -86,6 +86,9 @@ pub struct Manifest {
     /// Objects of earlier publishes still kept, newest first.
     #[serde(default)]
     pub previous: Vec<String>,
+    /// Documents under the docs prefix that could not be read when this index was built.
+    #[serde(default)]
+    pub skipped: Vec<Skipped>,
 }
 
 pub use crate::formats::is_document;
@@ -125,7 +128,7 @@ fn content_type(path: &str) -> &'static str {
 }
 
 /// A file left out of the corpus, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Skipped {
     pub path: String,
     pub reason: String,
@@ -241,6 +244,7 @@ pub async fn publish(
     store: &dyn ObjectStore,
     loc: &IndexLocation,
     bytes: Vec<u8>,
+    skipped: Vec<Skipped>,
 ) -> Result<Manifest, RagError> {
     let (header, _) = index::read_header(&bytes)?;
     let sha256 = index::content_id(&bytes);
@@ -274,6 +278,7 @@ pub async fn publish(
         passages: header.passages,
         docs_fingerprint: header.docs_fingerprint.clone(),
         previous,
+        skipped,
     };
     let json = serde_json::to_vec_pretty(&manifest).map_err(|e| RagError::BadManifest {
         bucket: loc.bucket.clone(),
@@ -357,7 +362,11 @@ pub async fn rebuild(
         let fingerprint = index::fingerprint(&docs);
         if !force {
             if let Some(m) = current_manifest(store, loc).await? {
-                if m.docs_fingerprint == fingerprint && m.format_version == index::FORMAT_VERSION {
+                // A file that turned unreadable (or readable) changes what /docs reports.
+                if m.docs_fingerprint == fingerprint
+                    && m.format_version == index::FORMAT_VERSION
+                    && m.skipped == skipped
+                {
                     tracing::info!(documents = docs.len(), "index is up to date");
                     return Ok(RebuildOutcome::UpToDate { manifest: m });
                 }
@@ -374,7 +383,7 @@ pub async fn rebuild(
             tracing::info!(attempt, "docs changed during the build; building again");
             continue;
         }
-        let manifest = publish(store, loc, bytes).await?;
+        let manifest = publish(store, loc, bytes, skipped.clone()).await?;
         return Ok(RebuildOutcome::Published {
             manifest,
             skipped,
@@ -638,6 +647,7 @@ mod tests {
             passages: 0,
             docs_fingerprint: String::new(),
             previous: previous.iter().map(|s| s.to_string()).collect(),
+            skipped: Vec::new(),
         };
         let obj = |key: &str, t: Option<i64>| ObjectMeta {
             key: key.into(),
