@@ -61,6 +61,21 @@ else:
     raise SystemExit("a Markdown file dropped in the docs prefix never became searchable")
 assert r["results"][0]["doc"] == "e2e/zeppelin.md", r
 print("e2e: docs/ index served; a dropped Markdown file became searchable")
+# An upload through the API, as a user would with curl: stored, rebuilt, searchable.
+req = urllib.request.Request(api + "/docs/e2e/blimp.html", method="PUT",
+    data=b"<html><head><title>Blimp runbook</title></head><body><h1>Blimp</h1><p>Moor the blimp at dusk.</p></body></html>")
+up = json.load(urllib.request.urlopen(req, timeout=5))
+assert up["status"] == "stored", up
+deadline = time.time() + 60
+while time.time() < deadline:
+    r = get("/docs/search?q=moor+blimp&k=1")
+    if r["results"]:
+        break
+    time.sleep(0.5)
+else:
+    raise SystemExit("a document uploaded with PUT /docs/{path} never became searchable")
+assert r["results"][0]["doc"] == "e2e/blimp.html" and r["results"][0]["title"] == "Blimp runbook", r
+print("e2e: a document uploaded with PUT /docs/{path} became searchable")
 PY
 # The hourly run by hand: compaction, then the monthly rollups, which the API reads from then on
 # with the same answers.

@@ -1,16 +1,19 @@
-//! The search API router: `/docs` and `/docs/search`. The same router serves API Gateway
-//! (through `lambda_http`), `cargo lambda watch`, `dataflow serve` and in-process tests.
+//! The search API router: `/docs`, `/docs/search`, and `PUT`/`DELETE /docs/{path}` for
+//! documents. The same router serves API Gateway (through `lambda_http`), `cargo lambda watch`,
+//! `dataflow serve` and in-process tests.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{RawQuery, State};
-use axum::routing::get;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::routing::{get, put};
 use axum::{Json, Router};
-use dataflow_core::storage::ObjectStore;
+use dataflow_core::storage::{Body, ObjectStore};
 use dataflow_http::{method_not_allowed, not_found, ApiError, Params};
 use dataflow_rag::index::{QueryError, SearchError, MAX_K};
 use dataflow_rag::store::{IndexHolder, IndexLocation, LoadedIndex};
+use dataflow_rag::upload::{check_content, check_path, UploadError, MAX_UPLOAD_BYTES};
 use serde_json::{json, Value};
 
 pub const DEFAULT_K: usize = 5;
@@ -19,12 +22,17 @@ pub const BUILD_COMMAND: &str = "dataflow index build --docs docs/ --upload";
 
 pub struct AppState {
     pub index: IndexHolder,
+    /// Where uploads go (the docs prefix of the index bucket).
+    store: Arc<dyn ObjectStore>,
+    refresh: Duration,
 }
 
 impl AppState {
     pub fn new(store: Arc<dyn ObjectStore>, loc: IndexLocation, refresh: Duration) -> Self {
         Self {
-            index: IndexHolder::new(store, loc, refresh),
+            index: IndexHolder::new(store.clone(), loc, refresh),
+            store,
+            refresh,
         }
     }
 
@@ -71,6 +79,7 @@ pub fn routes(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/docs", get(docs))
         .route("/docs/search", get(search))
+        .route("/docs/{*path}", put(put_doc).delete(delete_doc))
         .with_state(state)
 }
 
@@ -156,6 +165,109 @@ async fn search(
         "index": {"key": l.manifest.key, "built_at": l.manifest.built_at},
         "results": hits,
     })))
+}
+
+fn upload_error(e: UploadError) -> ApiError {
+    let status = match e {
+        UploadError::BadPath(_) | UploadError::Empty => StatusCode::BAD_REQUEST,
+        UploadError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        UploadError::UnsupportedFormat(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        UploadError::Unreadable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+    };
+    let code = match e {
+        UploadError::BadPath(_) => "bad_path",
+        UploadError::Empty => "empty_document",
+        UploadError::TooLarge(_) => "payload_too_large",
+        UploadError::UnsupportedFormat(_) => "unsupported_format",
+        UploadError::Unreadable(_) => "unreadable_document",
+    };
+    ApiError::new(status, code, e.to_string())
+}
+
+fn store_error(e: dataflow_core::storage::StoreError) -> ApiError {
+    tracing::error!(error = %e, "docs bucket write failed");
+    ApiError::unavailable(
+        "docs_unavailable",
+        format!("cannot write the docs bucket: {e}"),
+    )
+}
+
+/// When an accepted change shows in search: the index builder's rebuild (seconds after the
+/// bucket's notification) plus the API's revalidation delay.
+fn expected_seconds(st: &AppState) -> u64 {
+    st.refresh.as_secs() + 30
+}
+
+/// Stores a document under the docs prefix; the index builder rebuilds on the bucket's
+/// notification, as for any other write there.
+async fn put_doc(
+    State(st): State<Arc<AppState>>,
+    Path(path): Path<String>,
+    body: axum::body::Body,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let format = check_path(&path).map_err(upload_error)?;
+    let bytes = axum::body::to_bytes(body, MAX_UPLOAD_BYTES + 1)
+        .await
+        .map_err(|_| upload_error(UploadError::TooLarge(MAX_UPLOAD_BYTES + 1)))?;
+    check_content(&path, format, &bytes).map_err(upload_error)?;
+    let loc = st.index.location();
+    let key = format!("{}{path}", loc.docs_prefix);
+    let size = bytes.len();
+    st.store
+        .put(
+            &loc.bucket,
+            &key,
+            Body::Bytes(bytes.to_vec()),
+            dataflow_rag::store::content_type(&path),
+        )
+        .await
+        .map_err(store_error)?;
+    tracing::info!(path = %path, bytes = size, "document stored");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "path": path,
+            "location": format!("s3://{}/{key}", loc.bucket),
+            "bytes": size,
+            "status": "stored",
+            "searchable_within_seconds": expected_seconds(&st),
+        })),
+    ))
+}
+
+async fn delete_doc(
+    State(st): State<Arc<AppState>>,
+    Path(path): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    check_path(&path).map_err(upload_error)?;
+    let loc = st.index.location();
+    let key = format!("{}{path}", loc.docs_prefix);
+    if st
+        .store
+        .head(&loc.bucket, &key)
+        .await
+        .map_err(store_error)?
+        .is_none()
+    {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no document at s3://{}/{key}", loc.bucket),
+        ));
+    }
+    st.store
+        .delete(&loc.bucket, &key)
+        .await
+        .map_err(store_error)?;
+    tracing::info!(path = %path, "document deleted");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "path": path,
+            "status": "deleted",
+            "gone_from_search_within_seconds": expected_seconds(&st),
+        })),
+    ))
 }
 
 fn query_error(e: QueryError) -> ApiError {

@@ -183,9 +183,185 @@ async fn bad_requests_get_400_with_the_stable_shape() {
     let (s, v) = call(&app, "POST", "/docs/search?q=x").await;
     assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(v["error"], "method_not_allowed");
-    let (s, v) = call(&app, "GET", "/docs/nope").await;
+    // Documents are written with PUT and removed with DELETE; there is no GET of one.
+    let (s, v) = call(&app, "GET", "/docs/nope.md").await;
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(v["error"], "method_not_allowed");
+    let (s, v) = call(&app, "GET", "/nope").await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert_eq!(v["error"], "not_found");
+}
+
+async fn send(app: &axum::Router, method: &str, uri: &str, body: Vec<u8>) -> (StatusCode, Value) {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(Body::from(body))
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// PUT stores a document under the docs prefix with its content type, the next build makes it
+/// searchable, DELETE removes it.
+#[tokio::test]
+async fn uploaded_documents_become_searchable_and_deletes_remove_them() {
+    use dataflow_core::storage::ObjectStore;
+    let store = published().await;
+    let app = app(store.clone(), Duration::ZERO);
+    let (s, v) = send(
+        &app,
+        "PUT",
+        "/docs/runbooks/zeppelin.md",
+        b"# Zeppelin\n\nInflate the zeppelin before the demo.\n".to_vec(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    assert_eq!(v["path"], "runbooks/zeppelin.md");
+    assert_eq!(
+        v["location"],
+        "s3://dataflow-index/docs/runbooks/zeppelin.md"
+    );
+    assert_eq!(v["bytes"], 50);
+    assert_eq!(v["searchable_within_seconds"], 30);
+    let meta = store
+        .head("dataflow-index", "docs/runbooks/zeppelin.md")
+        .await
+        .unwrap()
+        .expect("stored");
+    assert_eq!(meta.size, 50);
+    let (s, _) = send(
+        &app,
+        "PUT",
+        "/docs/notes/blimp.txt",
+        b"Blimps float.".to_vec(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    rebuild(&*store, &loc(), ChunkOptions::default(), false)
+        .await
+        .unwrap();
+    let (_, v) = call(&app, "GET", "/docs/search?q=zeppelin&k=1").await;
+    assert_eq!(v["results"][0]["doc"], "runbooks/zeppelin.md", "{v}");
+    let (_, v) = call(&app, "GET", "/docs/search?q=blimps&k=1").await;
+    assert_eq!(v["results"][0]["doc"], "notes/blimp.txt", "{v}");
+
+    let (s, v) = send(&app, "DELETE", "/docs/runbooks/zeppelin.md", vec![]).await;
+    assert_eq!(
+        (s, v["status"].as_str()),
+        (StatusCode::ACCEPTED, Some("deleted"))
+    );
+    assert!(store
+        .head("dataflow-index", "docs/runbooks/zeppelin.md")
+        .await
+        .unwrap()
+        .is_none());
+    let (s, v) = send(&app, "DELETE", "/docs/runbooks/zeppelin.md", vec![]).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+    rebuild(&*store, &loc(), ChunkOptions::default(), false)
+        .await
+        .unwrap();
+    let (_, v) = call(&app, "GET", "/docs/search?q=zeppelin&k=1").await;
+    assert_eq!(v["results"], serde_json::json!([]), "{v}");
+}
+
+/// Every way an upload can be refused: the exact status and error code, and nothing stored.
+#[tokio::test]
+async fn upload_rejections() {
+    let store = published().await;
+    let before = store.keys("dataflow-index");
+    let app = app(store.clone(), Duration::ZERO);
+    let cases: Vec<(&str, Vec<u8>, StatusCode, &str)> = vec![
+        (
+            "/docs/a/../x.md",
+            b"# x".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "bad_path",
+        ),
+        (
+            "/docs//etc/x.md",
+            b"# x".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "bad_path",
+        ),
+        (
+            "/docs/a%01b.md",
+            b"# x".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "bad_path",
+        ),
+        (
+            "/docs/a%5Cb.md",
+            b"# x".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "bad_path",
+        ),
+        (
+            "/docs/x.md",
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "empty_document",
+        ),
+        (
+            "/docs/tool.exe",
+            b"MZ".to_vec(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_format",
+        ),
+        (
+            "/docs/x.md",
+            vec![0xff, 0xfe, 0x00],
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_format",
+        ),
+        (
+            "/docs/x.pdf",
+            b"# not a pdf".to_vec(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_format",
+        ),
+        (
+            "/docs/x.html",
+            b"plain words".to_vec(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_format",
+        ),
+        (
+            "/docs/x.pdf",
+            b"%PDF-1.7 cut short".to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unreadable_document",
+        ),
+        (
+            "/docs/big.txt",
+            vec![b'a'; dataflow_rag::upload::MAX_UPLOAD_BYTES + 1],
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        ),
+    ];
+    for (uri, body, status, code) in cases {
+        let (s, v) = send(&app, "PUT", uri, body).await;
+        assert_eq!((s, v["error"].as_str()), (status, Some(code)), "{uri}: {v}");
+        assert!(
+            v["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{uri}"
+        );
+    }
+    let (s, v) = send(&app, "DELETE", "/docs/../operations.md", vec![]).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("bad_path")),
+        "{v}"
+    );
+    assert_eq!(store.keys("dataflow-index"), before);
 }
 
 #[tokio::test]

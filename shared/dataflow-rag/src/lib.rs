@@ -11,3 +11,4 @@ pub mod index;
 pub mod snippet;
 pub mod store;
 pub mod trigger;
+pub mod upload;

@@ -117,7 +117,8 @@ pub fn convert(files: Vec<LocalFile>) -> (Vec<SourceDoc>, Vec<Skipped>) {
     (docs, skipped)
 }
 
-fn content_type(path: &str) -> &'static str {
+/// The Content-Type a document is stored with.
+pub fn content_type(path: &str) -> &'static str {
     use crate::formats::Format;
     match crate::formats::format_of(path) {
         Some(Format::Text) => "text/plain; charset=utf-8",
