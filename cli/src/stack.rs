@@ -67,15 +67,12 @@ pub async fn serve(addr: &str) -> Result<()> {
         &cfg, &clients,
     )));
     let search = rag_api::routes(Arc::new(rag_api::AppState::from_clients(&cfg, &clients)));
-    let app = analytics
-        .merge(search)
-        .fallback(dataflow_http::not_found)
-        .method_not_allowed_fallback(dataflow_http::method_not_allowed);
+    let app = dataflow_http::finish(analytics.merge(search));
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {addr}"))?;
     eprintln!(
-        "serving on http://{addr}: /health /analytics/metrics /analytics/summary /docs /docs/search /openapi.json"
+        "serving on http://{addr}: /health /analytics/metrics /analytics/summary /docs /docs/search /docs/{{path}} (PUT, DELETE) /openapi.json"
     );
     axum::serve(dataflow_http::wire::JsonErrorListener(listener), app).await?;
     Ok(())

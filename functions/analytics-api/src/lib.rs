@@ -14,12 +14,11 @@ use dataflow_core::analytics::{Filter, LakeError, LakeReader, View};
 use dataflow_core::checkpoint::{CheckpointStore, PipelineState};
 use dataflow_core::event::parse_date;
 use dataflow_core::storage::ObjectStore;
-use dataflow_http::{method_not_allowed, not_found, ApiError, Params};
+use dataflow_http::{ApiError, Params};
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-const OPENAPI: &str = include_str!("../openapi.json");
 pub const MAX_LIMIT: usize = 1000;
 const DEFAULT_LIMIT: usize = 100;
 
@@ -110,22 +109,11 @@ pub fn routes(state: Arc<AppState>) -> Router {
         .route("/health", get(health))
         .route("/analytics/metrics", get(metrics))
         .route("/analytics/summary", get(summary))
-        .route("/openapi.json", get(openapi))
         .with_state(state)
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
-    routes(state)
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-}
-
-async fn openapi() -> Response {
-    (
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        OPENAPI,
-    )
-        .into_response()
+    dataflow_http::finish(routes(state))
 }
 
 async fn health(State(st): State<Arc<AppState>>) -> Response {

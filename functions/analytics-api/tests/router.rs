@@ -280,3 +280,12 @@ async fn api_gateway_samples_reach_the_router() {
         }
     }
 }
+
+/// Every analytics operation of /openapi.json is routed, and the parameter bounds it declares
+/// are the API's.
+#[tokio::test]
+async fn the_openapi_document_describes_these_routes() {
+    let f = loaded().await;
+    let failures = dataflow_http::spec_check::run(&f.app, |p| !p.starts_with("/docs")).await;
+    assert!(failures.is_empty(), "{failures:#?}");
+}

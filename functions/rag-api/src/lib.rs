@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, put};
 use axum::{Json, Router};
 use dataflow_core::storage::{Body, ObjectStore};
-use dataflow_http::{method_not_allowed, not_found, ApiError, Params};
+use dataflow_http::{ApiError, Params};
 use dataflow_rag::index::{QueryError, SearchError, MAX_K};
 use dataflow_rag::store::{IndexHolder, IndexLocation, LoadedIndex};
 use dataflow_rag::upload::{check_content, check_path, UploadError, MAX_UPLOAD_BYTES};
@@ -84,9 +84,7 @@ pub fn routes(state: Arc<AppState>) -> Router {
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
-    routes(state)
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
+    dataflow_http::finish(routes(state))
 }
 
 fn index_info(l: &LoadedIndex) -> Value {

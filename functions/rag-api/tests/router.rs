@@ -429,3 +429,14 @@ async fn api_gateway_samples_reach_the_router() {
         }
     }
 }
+
+/// Every search operation of /openapi.json is routed, and the parameter bounds it declares are
+/// the API's.
+#[tokio::test]
+async fn the_openapi_document_describes_these_routes() {
+    let app = app(published().await, Duration::ZERO);
+    let failures =
+        dataflow_http::spec_check::run(&app, |p| p.starts_with("/docs") || p == "/openapi.json")
+            .await;
+    assert!(failures.is_empty(), "{failures:#?}");
+}

@@ -2,6 +2,7 @@
 //! `{"error": code, "message": text[, "parameter": name]}`, the 404/405 fallbacks, and query
 //! parameters checked against each endpoint's list.
 
+pub mod spec_check;
 pub mod wire;
 
 use axum::http::StatusCode;
@@ -57,12 +58,37 @@ pub async fn not_found(uri: axum::http::Uri) -> ApiError {
     )
 }
 
-pub async fn method_not_allowed() -> ApiError {
+pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
-        "only GET is supported",
+        format!(
+            "{method} is not supported on {} (see /openapi.json)",
+            uri.path()
+        ),
     )
+}
+
+/// The OpenAPI 3.1 description of every route of the HTTP API, both functions' (one document,
+/// tested against both routers).
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+async fn openapi() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
+        .into_response()
+}
+
+/// A function's routes (or several functions' merged) as a complete API: `/openapi.json` and
+/// the JSON 404 and 405 answers.
+pub fn finish(routes: axum::Router) -> axum::Router {
+    routes
+        .route("/openapi.json", axum::routing::get(openapi))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
 }
 
 /// A parsed query string, every parameter checked against the endpoint's list.
