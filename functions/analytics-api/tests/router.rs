@@ -3,8 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use dataflow_core::checkpoint::MemoryCheckpoints;
 use dataflow_core::config::Config;
 use dataflow_core::etl::Etl;
@@ -46,18 +45,7 @@ async fn ingest(f: &Fixture, name: &str, lines: &[(&str, &str, &str)]) {
 }
 
 async fn call(app: &axum::Router, method: &str, uri: &str) -> (StatusCode, Value) {
-    let req = Request::builder()
-        .method(method)
-        .uri(uri)
-        .body(Body::empty())
-        .unwrap();
-    let resp = app.clone().oneshot(req).await.unwrap();
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    dataflow_http::spec_check::request(app, method, uri, Vec::new()).await
 }
 
 const DAY1: &str = "2024-03-01T10:00:00Z";

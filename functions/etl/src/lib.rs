@@ -13,6 +13,9 @@ use serde_json::Value;
 pub enum HandlerError {
     #[error("{0}")]
     BadEvent(String),
+    /// The answer could not be written (never expected: a fault of this code, not the event).
+    #[error("cannot encode the response: {0}")]
+    Response(#[from] serde_json::Error),
     /// A direct S3 invocation with a failed object: Lambda's async retries redeliver it, and
     /// checkpoints make the redelivery skip what already succeeded.
     #[error("{failed} object(s) failed: {errors}")]
@@ -63,7 +66,7 @@ pub async fn handle<S: ObjectStore, C: CheckpointStore>(
                 f
             })
             .collect();
-        return serde_json::to_value(resp).map_err(|e| HandlerError::BadEvent(e.to_string()));
+        return Ok(serde_json::to_value(resp)?);
     }
     if !report.errors.is_empty() {
         return Err(HandlerError::Objects {

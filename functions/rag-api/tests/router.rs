@@ -3,8 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use dataflow_core::storage::MemoryStore;
 use dataflow_rag::chunk::ChunkOptions;
 use dataflow_rag::store::{rebuild, IndexLocation};
@@ -25,18 +24,7 @@ fn app(store: Arc<MemoryStore>, refresh: Duration) -> axum::Router {
 }
 
 async fn call(app: &axum::Router, method: &str, uri: &str) -> (StatusCode, Value) {
-    let req = Request::builder()
-        .method(method)
-        .uri(uri)
-        .body(Body::empty())
-        .unwrap();
-    let resp = app.clone().oneshot(req).await.unwrap();
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    dataflow_http::spec_check::request(app, method, uri, Vec::new()).await
 }
 
 async fn published() -> Arc<MemoryStore> {
@@ -193,18 +181,7 @@ async fn bad_requests_get_400_with_the_stable_shape() {
 }
 
 async fn send(app: &axum::Router, method: &str, uri: &str, body: Vec<u8>) -> (StatusCode, Value) {
-    let req = Request::builder()
-        .method(method)
-        .uri(uri)
-        .body(Body::from(body))
-        .unwrap();
-    let resp = app.clone().oneshot(req).await.unwrap();
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    dataflow_http::spec_check::request(app, method, uri, body).await
 }
 
 /// PUT stores a document under the docs prefix with its content type, the next build makes it

@@ -9,13 +9,19 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
 
-async fn send(app: &axum::Router, method: &str, uri: &str) -> (StatusCode, Value) {
-    let body = if method == "PUT" {
-        Body::from("# Probe\n\nA probe document.\n")
-    } else {
-        Body::empty()
-    };
-    let req = match Request::builder().method(method).uri(uri).body(body) {
+/// Sends one request to a router in-process: the status and the JSON body (`Null` when the
+/// body is not JSON). What the router tests of both functions call too.
+pub async fn request(
+    app: &axum::Router,
+    method: &str,
+    uri: &str,
+    body: Vec<u8>,
+) -> (StatusCode, Value) {
+    let req = match Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(Body::from(body))
+    {
         Ok(r) => r,
         Err(e) => return (StatusCode::IM_A_TEAPOT, Value::String(e.to_string())),
     };
@@ -31,6 +37,15 @@ async fn send(app: &axum::Router, method: &str, uri: &str) -> (StatusCode, Value
         status,
         serde_json::from_slice(&bytes).unwrap_or(Value::Null),
     )
+}
+
+async fn send(app: &axum::Router, method: &str, uri: &str) -> (StatusCode, Value) {
+    let body = if method == "PUT" {
+        b"# Probe\n\nA probe document.\n".to_vec()
+    } else {
+        Vec::new()
+    };
+    request(app, method, uri, body).await
 }
 
 /// A value of `len` characters made of words (so search finds terms in it), with no space at
