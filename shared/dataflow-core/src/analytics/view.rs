@@ -1,0 +1,592 @@
+//! The view of the lake at one point in time and the queries it answers, loading month details
+//! on demand into a bounded cache.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use super::{round, AggregateFile, Filter, LakeError, MetricRow, Summary};
+use crate::event::format_date;
+use crate::rollup::{
+    month_label, month_of, CatalogYear, MonthBuild, MonthDays, MonthHead, Patch, TypeMonth,
+};
+use crate::sketch::{SketchMerger, UserSketch};
+use crate::source::Layout;
+use crate::storage::{ObjectMeta, ObjectStore};
+
+/// Where a month's details come from.
+#[derive(Clone)]
+pub(super) enum Source {
+    /// A current rollup version (its prefix) and the daily files it stands for, which are read
+    /// instead should one of its objects be gone or unreadable.
+    Rollup {
+        prefix: String,
+        listed: Arc<Vec<ObjectMeta>>,
+        /// Dates whose files changed since the rollup, built fresh.
+        patch: Option<Arc<Patch>>,
+    },
+    /// Built from the daily files: no rollup yet, or the files changed since it was written.
+    Built(Arc<MonthBuild>),
+}
+
+#[derive(Clone)]
+pub(super) struct MonthEntry {
+    pub(super) head: Arc<MonthHead>,
+    pub(super) source: Source,
+    /// Changes whenever the month's data does: the rollup prefix or the daily files' ETags.
+    pub(super) signature: String,
+}
+
+#[derive(Clone)]
+enum Detail {
+    Days(Arc<MonthDays>),
+    Type(Arc<TypeMonth>),
+    Users(Arc<UserSketch>),
+    Year(Arc<Vec<(i32, Arc<UserSketch>)>>),
+    Build(Arc<MonthBuild>),
+}
+
+type Lru = lru::LruCache<String, (usize, Detail)>;
+
+/// Month details loaded on demand, least recently used first out once over a byte budget, so a
+/// warm function's memory stays bounded whatever the history.
+pub(super) struct DetailCache {
+    /// Entries with their byte sizes, and the sum of those.
+    inner: std::sync::Mutex<(Lru, usize)>,
+    budget: usize,
+}
+
+impl DetailCache {
+    pub(super) fn new(budget: usize) -> Self {
+        Self {
+            inner: std::sync::Mutex::new((lru::LruCache::unbounded(), 0)),
+            budget,
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<Detail> {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        g.0.get(key).map(|(_, d)| d.clone())
+    }
+
+    fn put(&self, key: String, bytes: usize, d: Detail) {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((old, _)) = g.0.put(key, (bytes, d)) {
+            g.1 -= old;
+        }
+        g.1 += bytes;
+        while g.1 > self.budget && g.0.len() > 1 {
+            match g.0.pop_lru() {
+                Some((_, (b, _))) => g.1 -= b,
+                None => break,
+            }
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).1
+    }
+}
+
+pub(super) struct Loader {
+    pub(super) store: Arc<dyn ObjectStore>,
+    pub(super) bucket: String,
+    pub(super) layout: Layout,
+    pub(super) cache: DetailCache,
+}
+
+/// Default budget for month details held by a warm reader: a year of 50 types fits whole (~60 MB),
+/// and five years of 500 types keep the API under 200 MB resident (docs/benchmarks.md).
+pub const DETAIL_CACHE_BYTES: usize = 80 << 20;
+
+/// The lake at one point in time: every month's head, and where to load its details from.
+/// Every per-day structure is indexed by the days that hold data, never by the calendar span
+/// between the first and the last: one event in year 9999 adds one day, not three million.
+pub struct View {
+    pub(super) months: BTreeMap<i32, MonthEntry>,
+    types: BTreeSet<String>,
+    /// Per month: the position in `types` of each of its types, so totals over many months and
+    /// types add into one array.
+    type_ids: BTreeMap<i32, Vec<usize>>,
+    /// Per-type year objects by year, from the catalog.
+    years: BTreeMap<i32, Arc<CatalogYear>>,
+    loader: Option<Arc<Loader>>,
+}
+
+impl View {
+    /// A view of files in memory (tests, tools): every month built at once.
+    pub fn from_files(files: &[&AggregateFile]) -> Self {
+        let mut by_month: BTreeMap<i32, Vec<&AggregateFile>> = BTreeMap::new();
+        for f in files {
+            by_month.entry(month_of(f.date)).or_default().push(f);
+        }
+        let months = by_month
+            .into_iter()
+            .map(|(m, fs)| {
+                let b = Arc::new(MonthBuild::from_files(m, &fs));
+                (m, built_entry(b, String::new()))
+            })
+            .collect();
+        Self::new(months, BTreeMap::new(), None)
+    }
+
+    pub(super) fn new(
+        months: BTreeMap<i32, MonthEntry>,
+        years: BTreeMap<i32, Arc<CatalogYear>>,
+        loader: Option<Arc<Loader>>,
+    ) -> Self {
+        let types: BTreeSet<String> = months
+            .values()
+            .flat_map(|e| e.head.types.iter().cloned())
+            .collect();
+        let sorted: Vec<&String> = types.iter().collect();
+        let type_ids = months
+            .iter()
+            .map(|(m, e)| {
+                let ids = e
+                    .head
+                    .types
+                    .iter()
+                    .map(|t| sorted.partition_point(|x| *x < t))
+                    .collect();
+                (*m, ids)
+            })
+            .collect();
+        Self {
+            months,
+            types,
+            type_ids,
+            years,
+            loader,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.months.is_empty()
+    }
+
+    pub fn event_types(&self) -> &BTreeSet<String> {
+        &self.types
+    }
+
+    /// First and last day with data.
+    pub fn bounds(&self) -> Option<(i32, i32)> {
+        let first = self.months.values().next()?.head.dates.first()?;
+        let last = self.months.values().next_back()?.head.dates.last()?;
+        Some((*first, *last))
+    }
+
+    /// Approximate heap bytes held: the resident heads, months built from daily files, and the
+    /// month details loaded so far.
+    pub fn heap_bytes(&self) -> usize {
+        let resident: usize = self
+            .months
+            .values()
+            .map(|e| match &e.source {
+                Source::Built(b) => b.heap_bytes(),
+                Source::Rollup { patch, .. } => {
+                    e.head.heap_bytes() + patch.as_ref().map_or(0, |p| p.heap_bytes())
+                }
+            })
+            .sum();
+        resident + self.loader.as_ref().map_or(0, |l| l.cache.bytes())
+    }
+
+    /// Months read from a rollup with some dates built fresh from their daily files.
+    pub fn months_patched(&self) -> usize {
+        self.months
+            .values()
+            .filter(|e| matches!(e.source, Source::Rollup { patch: Some(_), .. }))
+            .count()
+    }
+
+    /// Months built from daily files rather than read from a rollup.
+    pub fn months_from_daily_files(&self) -> usize {
+        self.months
+            .values()
+            .filter(|e| matches!(e.source, Source::Built(_)))
+            .count()
+    }
+
+    async fn build(&self, e: &MonthEntry) -> Result<Arc<MonthBuild>, LakeError> {
+        let (prefix, listed) = match &e.source {
+            Source::Built(b) => return Ok(b.clone()),
+            Source::Rollup { prefix, listed, .. } => (prefix, listed),
+        };
+        let loader = self.loader()?;
+        let key = format!("{prefix}#build");
+        if let Some(Detail::Build(b)) = loader.cache.get(&key) {
+            return Ok(b);
+        }
+        let (b, _) = crate::rollup::build_month(
+            &loader.store,
+            &loader.bucket,
+            &loader.layout,
+            e.head.month,
+            listed,
+            &HashMap::new(),
+        )
+        .await?;
+        let b = Arc::new(b);
+        loader
+            .cache
+            .put(key, b.heap_bytes(), Detail::Build(b.clone()));
+        Ok(b)
+    }
+
+    fn loader(&self) -> Result<&Arc<Loader>, LakeError> {
+        self.loader
+            .as_ref()
+            .ok_or_else(|| LakeError::Internal("no store to load a month from".into()))
+    }
+
+    /// A rollup object, or `None` when it is gone or unreadable (the caller then builds the
+    /// month from its daily files).
+    async fn rollup_object<T>(
+        &self,
+        key: &str,
+        decode: impl FnOnce(&[u8]) -> Result<T, LakeError>,
+    ) -> Result<Option<T>, LakeError> {
+        let loader = self.loader()?;
+        let Some(bytes) = loader.store.get(&loader.bucket, key).await? else {
+            tracing::warn!(
+                key,
+                "rollup object missing; reading the month's daily files"
+            );
+            return Ok(None);
+        };
+        match decode(&bytes) {
+            Ok(v) => Ok(Some(v)),
+            Err(e) => {
+                tracing::warn!(key, error = %e, "rollup object unreadable; reading the month's daily files");
+                Ok(None)
+            }
+        }
+    }
+
+    async fn days(&self, e: &MonthEntry) -> Result<Arc<MonthDays>, LakeError> {
+        let prefix = match &e.source {
+            Source::Built(b) => return Ok(b.days.clone()),
+            Source::Rollup { patch: Some(p), .. } => return Ok(p.days.clone()),
+            Source::Rollup { prefix, .. } => prefix,
+        };
+        let key = crate::rollup::days_key(prefix);
+        let loader = self.loader()?;
+        if let Some(Detail::Days(d)) = loader.cache.get(&key) {
+            return Ok(d);
+        }
+        let days = match self.rollup_object(&key, crate::rollup::decode_days).await? {
+            Some(d) if d.day_users.len() == e.head.dates.len() => Arc::new(d),
+            _ => self.build(e).await?.days.clone(),
+        };
+        loader
+            .cache
+            .put(key, days.heap_bytes(), Detail::Days(days.clone()));
+        Ok(days)
+    }
+
+    async fn type_month(&self, e: &MonthEntry, ti: usize) -> Result<Arc<TypeMonth>, LakeError> {
+        let (prefix, patch) = match &e.source {
+            Source::Built(_) => return self.built_type(e, ti).await,
+            Source::Rollup { prefix, patch, .. } => (prefix, patch),
+        };
+        let key = match patch {
+            None => crate::rollup::type_key(prefix, ti),
+            Some(_) => format!("{}#t{ti}", e.signature),
+        };
+        let loader = self.loader()?;
+        if let Some(Detail::Type(t)) = loader.cache.get(&key) {
+            return Ok(t);
+        }
+        let t = match patch {
+            None => match self.rollup_object(&key, crate::rollup::decode_type).await? {
+                Some(t) => Arc::new(t),
+                None => self.built_type(e, ti).await?,
+            },
+            Some(p) => {
+                let t = e.head.types.get(ti).ok_or_else(|| {
+                    LakeError::Rollup(format!("month {} has no type {ti}", e.head.month))
+                })?;
+                // The rollup's object of this type, if the rollup had it.
+                let rollup = match p.rollup_types.binary_search(t) {
+                    Ok(ri) => {
+                        let rk = crate::rollup::type_key(prefix, ri);
+                        match self.rollup_object(&rk, crate::rollup::decode_type).await? {
+                            Some(r) => Some(r),
+                            None => return self.built_type(e, ti).await,
+                        }
+                    }
+                    Err(_) => None,
+                };
+                Arc::new(p.type_month(rollup.as_ref(), t)?)
+            }
+        };
+        loader
+            .cache
+            .put(key, t.heap_bytes(), Detail::Type(t.clone()));
+        Ok(t)
+    }
+
+    /// A type's sketch over a whole month.
+    async fn type_users(&self, e: &MonthEntry, ti: usize) -> Result<Arc<UserSketch>, LakeError> {
+        let key = match &e.source {
+            Source::Rollup { .. } => format!("{}#users{ti}", e.signature),
+            Source::Built(_) => return Ok(self.type_month(e, ti).await?.users.clone()),
+        };
+        let loader = self.loader()?;
+        if let Some(Detail::Users(u)) = loader.cache.get(&key) {
+            return Ok(u);
+        }
+        if let Some(u) = self.year_users(e, ti).await? {
+            return Ok(u);
+        }
+        let u = self.type_month(e, ti).await?.users.clone();
+        loader
+            .cache
+            .put(key, crate::rollup::SKETCH_BYTES, Detail::Users(u.clone()));
+        Ok(u)
+    }
+
+    /// A type's month sketch from its year object, when the catalog has one built from the
+    /// month version this view serves.
+    async fn year_users(
+        &self,
+        e: &MonthEntry,
+        ti: usize,
+    ) -> Result<Option<Arc<UserSketch>>, LakeError> {
+        let Source::Rollup {
+            prefix,
+            patch: None,
+            ..
+        } = &e.source
+        else {
+            return Ok(None);
+        };
+        let Some(y) = self.years.get(&e.head.month.div_euclid(12)) else {
+            return Ok(None);
+        };
+        let (Some(t), Some(from)) = (
+            e.head.types.get(ti),
+            y.months.get(&month_label(e.head.month)),
+        ) else {
+            return Ok(None);
+        };
+        let Ok(yi) = y.types.binary_search(t) else {
+            return Ok(None);
+        };
+        if from != prefix {
+            return Ok(None);
+        }
+        let key = crate::rollup::year_key(&y.prefix, yi);
+        let loader = self.loader()?;
+        let months = match loader.cache.get(&key) {
+            Some(Detail::Year(m)) => m,
+            _ => match self.rollup_object(&key, crate::rollup::decode_year).await? {
+                Some(m) => {
+                    let m = Arc::new(m);
+                    let bytes = m.len() * crate::rollup::SKETCH_BYTES;
+                    loader.cache.put(key, bytes, Detail::Year(m.clone()));
+                    m
+                }
+                None => return Ok(None),
+            },
+        };
+        Ok(months
+            .iter()
+            .find(|(m, _)| *m == e.head.month)
+            .map(|(_, u)| u.clone()))
+    }
+
+    async fn built_type(&self, e: &MonthEntry, ti: usize) -> Result<Arc<TypeMonth>, LakeError> {
+        self.build(e)
+            .await?
+            .types
+            .get(ti)
+            .cloned()
+            .ok_or_else(|| LakeError::Rollup(format!("month {} has no type {ti}", e.head.month)))
+    }
+
+    /// Rows sorted by date then type, strictly after `after`, at most `limit`; plus the key to
+    /// continue from when more rows remain.
+    pub async fn metrics(
+        &self,
+        f: &Filter,
+        limit: usize,
+        after: Option<&(i32, String)>,
+    ) -> Result<(Vec<MetricRow>, Option<(i32, String)>), LakeError> {
+        let (from, to) = (f.from.unwrap_or(i32::MIN), f.to.unwrap_or(i32::MAX));
+        let first_month = match (f.from, after) {
+            (_, Some((d, _))) => month_of(from.max(*d)),
+            (Some(d), None) => month_of(d),
+            (None, None) => i32::MIN,
+        };
+        let mut rows = Vec::with_capacity(limit.min(1024));
+        let mut last: Option<(i32, String)> = None;
+        for e in self.months.range(first_month..).map(|(_, e)| e) {
+            let h = &e.head;
+            if h.dates.first().is_some_and(|d| *d > to) {
+                break;
+            }
+            let wanted: Vec<bool> = h
+                .types
+                .iter()
+                .map(|t| f.types.is_empty() || f.types.contains(t))
+                .collect();
+            if !wanted.contains(&true) || h.dates.last().is_none_or(|d| *d < from) {
+                continue;
+            }
+            let days = self.days(e).await?;
+            for c in &days.cells {
+                if c.date < from || c.date > to || !wanted[c.ty as usize] {
+                    continue;
+                }
+                let t = &h.types[c.ty as usize];
+                if let Some((ad, at)) = after {
+                    if (c.date, t.as_str()) <= (*ad, at.as_str()) {
+                        continue;
+                    }
+                }
+                if rows.len() == limit {
+                    return Ok((rows, last));
+                }
+                rows.push(MetricRow {
+                    event_date: format_date(c.date),
+                    event_type: t.clone(),
+                    event_count: c.count,
+                    unique_users: c.unique,
+                });
+                last = Some((c.date, t.clone()));
+            }
+        }
+        Ok((rows, None))
+    }
+
+    pub async fn summary(&self, f: &Filter) -> Result<Summary, LakeError> {
+        let (start, end) = match (f.from, f.to, self.bounds()) {
+            (from, to, Some((lo, hi))) => (Some(from.unwrap_or(lo)), Some(to.unwrap_or(hi))),
+            (from, to, None) => (from, to),
+        };
+        let mut summary = Summary {
+            total_events: 0,
+            events_by_type: BTreeMap::new(),
+            start: start.map(format_date),
+            end: end.map(format_date),
+            unique_users_daily_sum: 0,
+            unique_users: 0,
+        };
+        let (from, to) = (f.from.unwrap_or(i32::MIN), f.to.unwrap_or(i32::MAX));
+        if from > to {
+            return Ok(summary);
+        }
+        let mut types: Vec<&str> = f.types.iter().map(String::as_str).collect();
+        types.sort_unstable();
+        types.dedup();
+        let mut users = SketchMerger::default();
+        let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
+        let mut all_counts = vec![
+            0u64;
+            if types.is_empty() {
+                self.types.len()
+            } else {
+                0
+            }
+        ];
+        let (m_lo, m_hi) = (
+            f.from.map_or(i32::MIN, month_of),
+            f.to.map_or(i32::MAX, month_of),
+        );
+        for e in self.months.range(m_lo..=m_hi).map(|(_, e)| e) {
+            let h = &e.head;
+            let lo = h.dates.partition_point(|d| *d < from);
+            let hi = h.dates.partition_point(|d| *d <= to);
+            if lo >= hi {
+                continue;
+            }
+            let whole = lo == 0 && hi == h.dates.len();
+            if types.is_empty() {
+                summary.unique_users_daily_sum += h.day_unique[lo..hi].iter().sum::<u64>();
+                let ids = self.type_ids.get(&h.month).map_or(&[][..], Vec::as_slice);
+                if whole {
+                    for (i, n) in ids.iter().zip(&h.type_counts) {
+                        all_counts[*i] += n;
+                    }
+                    users.add(&h.users);
+                } else {
+                    let days = self.days(e).await?;
+                    let first = days.cells.partition_point(|c| c.date < from);
+                    for c in days.cells[first..].iter().take_while(|c| c.date <= to) {
+                        if let Some(i) = ids.get(c.ty as usize) {
+                            all_counts[*i] += c.count;
+                        }
+                    }
+                    for s in &days.day_users[lo..hi] {
+                        users.add(s);
+                    }
+                }
+                continue;
+            }
+            // Per-day unions across several types, for their daily distinct users.
+            let mut per_day: BTreeMap<i32, SketchMerger> = BTreeMap::new();
+            for &t in &types {
+                let Ok(ti) = h.types.binary_search_by(|x| x.as_str().cmp(t)) else {
+                    continue;
+                };
+                // A month covered whole needs the type's month sketch only, unless several
+                // types need its days for their per-day unions.
+                let tm = if whole && types.len() == 1 {
+                    None
+                } else {
+                    Some(self.type_month(e, ti).await?)
+                };
+                let in_range = tm
+                    .iter()
+                    .flat_map(|tm| tm.days.iter())
+                    .filter(|d| d.date >= from && d.date <= to);
+                if whole {
+                    *counts.entry(t).or_default() += h.type_counts[ti];
+                    users.add(&*self.type_users(e, ti).await?);
+                    if types.len() == 1 {
+                        summary.unique_users_daily_sum += h.type_unique_sum[ti];
+                    }
+                } else {
+                    for d in in_range.clone() {
+                        *counts.entry(t).or_default() += d.count;
+                        users
+                            .add_bytes(&d.sketch)
+                            .map_err(|e| LakeError::Rollup(e.to_string()))?;
+                        if types.len() == 1 {
+                            summary.unique_users_daily_sum += d.unique;
+                        }
+                    }
+                }
+                if types.len() > 1 {
+                    for d in in_range {
+                        per_day
+                            .entry(d.date)
+                            .or_default()
+                            .add_bytes(&d.sketch)
+                            .map_err(|e| LakeError::Rollup(e.to_string()))?;
+                    }
+                }
+            }
+            summary.unique_users_daily_sum +=
+                per_day.values().map(|m| round(m.estimate())).sum::<u64>();
+        }
+        let everything = self.types.iter().map(String::as_str).zip(all_counts);
+        for (t, n) in counts.into_iter().chain(everything) {
+            if n > 0 {
+                summary.total_events += n;
+                summary.events_by_type.insert(t.to_owned(), n);
+            }
+        }
+        summary.unique_users = round(users.estimate());
+        Ok(summary)
+    }
+}
+
+pub(super) fn built_entry(b: Arc<MonthBuild>, signature: String) -> MonthEntry {
+    MonthEntry {
+        head: Arc::new(b.head.clone()),
+        source: Source::Built(b),
+        signature,
+    }
+}
