@@ -1,0 +1,328 @@
+//! Opening an index object and ranking passages for a query.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Serialize;
+use tantivy::collector::TopDocs;
+use tantivy::directory::{Directory, RamDirectory};
+use tantivy::query::{
+    BooleanQuery, BoostQuery, EnableScoring, Occur, PhraseQuery, Query, Scorer, TermQuery,
+};
+use tantivy::schema::{Field, IndexRecordOption, Value};
+use tantivy::{
+    DocAddress, DocId, DocSet, Index, IndexReader, ReloadPolicy, Searcher, SeekDangerResult,
+    TantivyDocument, Term,
+};
+
+use crate::analysis::{self, ANALYZER};
+
+use super::*;
+
+/// A loaded index, ready to search. Cheap to share (`Arc`); searching takes `&self`.
+pub struct SearchIndex {
+    pub header: Header,
+    fields: Fields,
+    pub(super) searcher: Searcher,
+    pub(super) boosts: Boosts,
+    /// Built once: the stopword set is a hash set, cheap to share, costly to rebuild per query.
+    analyzer: tantivy::tokenizer::TextAnalyzer,
+    highlighter: crate::snippet::Highlighter,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Hit {
+    pub passage_id: String,
+    pub doc: String,
+    pub title: String,
+    pub heading: String,
+    pub anchor: String,
+    pub score: f32,
+    /// The best window of the passage, HTML-escaped, query terms in `<mark>`.
+    pub snippet: String,
+}
+
+impl SearchIndex {
+    /// Opens a packed index (checking magic, version and checksum) into memory.
+    pub fn open(bytes: &[u8]) -> Result<Self, IndexError> {
+        let (header, mut at) = read_header(bytes)?;
+        let dir = RamDirectory::create();
+        for f in &header.files {
+            if f.name.contains('/') || f.name.starts_with("..") {
+                return Err(IndexError::BadHeader(format!("bad file name {:?}", f.name)));
+            }
+            let end = at + f.len as usize;
+            dir.atomic_write(Path::new(&f.name), &bytes[at..end])
+                .map_err(|e| IndexError::Io(std::io::Error::other(e.to_string())))?;
+            at = end;
+        }
+        let index = Index::open(dir)?;
+        index.tokenizers().register(ANALYZER, analysis::analyzer());
+        let fields = fields(&index.schema())?;
+        let reader: IndexReader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        let searcher = reader.searcher();
+        Ok(Self {
+            header,
+            fields,
+            searcher,
+            boosts: Boosts::default(),
+            analyzer: analysis::analyzer(),
+            highlighter: crate::snippet::Highlighter::default(),
+        })
+    }
+
+    pub fn with_boosts(mut self, boosts: Boosts) -> Self {
+        self.boosts = boosts;
+        self
+    }
+
+    pub fn num_passages(&self) -> u64 {
+        self.searcher.num_docs()
+    }
+
+    /// Validates a query and returns its analysed terms with their counts.
+    pub fn query_terms(q: &str) -> Result<BTreeMap<String, usize>, QueryError> {
+        Self::analyse(&mut analysis::analyzer(), q).map(|(counts, _)| counts)
+    }
+
+    /// Term counts and the positioned term sequence of a valid query.
+    #[allow(clippy::type_complexity)]
+    pub(super) fn analyse(
+        a: &mut tantivy::tokenizer::TextAnalyzer,
+        q: &str,
+    ) -> Result<(BTreeMap<String, usize>, Vec<(usize, String)>), QueryError> {
+        let q = q.trim();
+        if q.is_empty() {
+            return Err(QueryError::Empty);
+        }
+        if q.chars().count() > MAX_QUERY_CHARS {
+            return Err(QueryError::TooLong);
+        }
+        let seq = analysis::positioned_terms(a, q);
+        let mut counts = BTreeMap::new();
+        for (_, t) in &seq {
+            *counts.entry(t.clone()).or_insert(0) += 1;
+        }
+        if counts.is_empty() {
+            return Err(QueryError::NoTerms);
+        }
+        Ok((counts, seq))
+    }
+
+    /// The top `k` passages for `q`, best first. Scores are BM25 summed over the title, heading
+    /// and body fields (weighted by [`Boosts`]); a term repeated in the query counts that often.
+    pub fn search(&self, q: &str, k: usize) -> Result<Vec<Hit>, SearchError> {
+        self.search_inner(q, k, true, MAX_K)
+    }
+
+    /// Like [`search`](Self::search) without snippets and up to 1000 hits (evaluation runs).
+    pub fn rank(&self, q: &str, k: usize) -> Result<Vec<Hit>, SearchError> {
+        self.search_inner(q, k, false, 1000)
+    }
+
+    /// BM25 term clauses over the title, heading and body fields, weighted by [`Boosts`] and by
+    /// how often the term appears in the query.
+    pub(super) fn term_clauses(
+        &self,
+        terms: &BTreeMap<String, usize>,
+    ) -> Vec<(Occur, Box<dyn Query>)> {
+        let f = &self.fields;
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        for (t, n) in terms {
+            for (field, boost) in [
+                (f.body, self.boosts.body),
+                (f.title, self.boosts.title),
+                (f.heading, self.boosts.heading),
+            ] {
+                if boost <= 0.0 {
+                    continue;
+                }
+                let tq = TermQuery::new(
+                    Term::from_field_text(field, t),
+                    IndexRecordOption::WithFreqs,
+                );
+                let w = boost * *n as f32;
+                // Unboosted term queries stay bare: tantivy's block-max WAND only applies to them.
+                if w == 1.0 {
+                    clauses.push((Occur::Should, Box::new(tq)));
+                } else {
+                    clauses.push((Occur::Should, Box::new(BoostQuery::new(Box::new(tq), w))));
+                }
+            }
+        }
+        clauses
+    }
+
+    /// One phrase query (with slop) per distinct pair of adjacent query terms, on the body.
+    pub(super) fn pair_queries(&self, seq: &[(usize, String)]) -> Vec<PhraseQuery> {
+        let mut pairs = Vec::new();
+        if self.boosts.pairs <= 0.0 {
+            return pairs;
+        }
+        let body = self.fields.body;
+        let mut seen = std::collections::HashSet::new();
+        for w in seq.windows(2) {
+            let (pa, ta) = &w[0];
+            let (pb, tb) = &w[1];
+            if ta == tb || !seen.insert((ta, tb)) {
+                continue;
+            }
+            let mut pq = PhraseQuery::new_with_offset(vec![
+                (0, Term::from_field_text(body, ta)),
+                (pb - pa, Term::from_field_text(body, tb)),
+            ]);
+            pq.set_slop(self.boosts.pair_slop);
+            pairs.push(pq);
+        }
+        pairs
+    }
+
+    /// The top `k` (score, passage) pairs, best first.
+    pub(super) fn ranked(
+        &self,
+        terms: &BTreeMap<String, usize>,
+        seq: &[(usize, String)],
+        k: usize,
+    ) -> Result<Vec<(f32, DocAddress)>, IndexError> {
+        let pairs = self.pair_queries(seq);
+        // Two phases: the term clauses alone rank candidates (block-max WAND prunes them), then
+        // pair scores are added to the candidates only. Phrase clauses in the same query would
+        // turn the pruning off and check positions in every passage holding both terms.
+        let limit = if pairs.is_empty() {
+            k
+        } else {
+            // Never more than the index holds: the collector sizes its buffer by the limit.
+            let all = usize::try_from(self.searcher.num_docs()).unwrap_or(usize::MAX);
+            (k * PAIR_CANDIDATE_FACTOR)
+                .max(self.boosts.pair_candidates)
+                .min(all)
+                .max(k)
+        };
+        let mut top = self.searcher.search(
+            &BooleanQuery::new(self.term_clauses(terms)),
+            &TopDocs::with_limit(limit).order_by_score(),
+        )?;
+        if !pairs.is_empty() {
+            self.add_pair_scores(&pairs, &mut top)?;
+            // Best first; equal scores in index order.
+            top.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            top.truncate(k);
+        }
+        Ok(top)
+    }
+
+    fn search_inner(
+        &self,
+        q: &str,
+        k: usize,
+        snippets: bool,
+        max_k: usize,
+    ) -> Result<Vec<Hit>, SearchError> {
+        if !(1..=max_k).contains(&k) {
+            return Err(QueryError::BadK.into());
+        }
+        let mut analyzer = self.analyzer.clone();
+        let (terms, seq) = Self::analyse(&mut analyzer, q)?;
+        let top = self.ranked(&terms, &seq, k)?;
+        let f = &self.fields;
+        let query_terms: Vec<&str> = terms.keys().map(String::as_str).collect();
+        let mut highlighter = snippets.then(|| self.highlighter.clone());
+        let mut hits = Vec::with_capacity(top.len());
+        for (score, addr) in top {
+            let d: TantivyDocument = self.searcher.doc(addr).map_err(IndexError::from)?;
+            let text = |field: Field| {
+                d.get_first(field)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            let snippet = match highlighter.as_mut() {
+                Some(h) => {
+                    let body = text(f.body);
+                    // Matched on title or heading only: show the passage's start.
+                    h.snippet(&body, &query_terms, SNIPPET_CHARS)
+                        .unwrap_or_else(|| lead(&body, SNIPPET_CHARS))
+                }
+                None => String::new(),
+            };
+            hits.push(Hit {
+                passage_id: text(f.id),
+                doc: text(f.doc),
+                title: text(f.title),
+                heading: text(f.heading),
+                anchor: text(f.anchor),
+                score,
+                snippet,
+            });
+        }
+        Ok(hits)
+    }
+
+    /// Adds each pair's (boosted) phrase score to the candidates that contain it. Candidates are
+    /// visited in index order per segment with `seek_danger`, which checks positions only for
+    /// the candidates themselves.
+    fn add_pair_scores(
+        &self,
+        pairs: &[PhraseQuery],
+        top: &mut [(f32, DocAddress)],
+    ) -> Result<(), IndexError> {
+        let mut order: Vec<usize> = (0..top.len()).collect();
+        order.sort_by_key(|&i| top[i].1);
+        let scoring = EnableScoring::enabled_from_searcher(&self.searcher);
+        for pq in pairs {
+            let weight = pq.weight(scoring)?;
+            let mut at = 0;
+            while at < order.len() {
+                let seg = top[order[at]].1.segment_ord;
+                let reader = self.searcher.segment_reader(seg);
+                let mut scorer = weight.scorer(reader, self.boosts.pairs)?;
+                // Below `floor` the scorer holds nothing, and seek_danger wants targets at or
+                // past its position: a new scorer sits on its first match, a miss reports the
+                // least document it could still hold (the inner postings may already be past
+                // it: nothing lies between the target and their position either).
+                let mut floor: DocId = scorer.doc();
+                while at < order.len() && top[order[at]].1.segment_ord == seg {
+                    let i = order[at];
+                    at += 1;
+                    let doc = top[i].1.doc_id;
+                    if doc < floor {
+                        continue;
+                    }
+                    match scorer.seek_danger(doc) {
+                        SeekDangerResult::Found => {
+                            top[i].0 += scorer.score();
+                            floor = doc + 1;
+                        }
+                        SeekDangerResult::SeekLowerBound(next) => floor = next.max(scorer.doc()),
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    #[error(transparent)]
+    Index(#[from] IndexError),
+}
+
+/// The first `max` characters at a word boundary, HTML-escaped.
+fn lead(text: &str, max: usize) -> String {
+    let mut end = text.len();
+    if let Some((i, _)) = text.char_indices().nth(max) {
+        end = text[..i].rfind(char::is_whitespace).unwrap_or(i);
+    }
+    let mut out = String::with_capacity(end + 8);
+    crate::snippet::escape_into(&mut out, &text[..end]);
+    if end < text.len() {
+        out.push('…');
+    }
+    out
+}

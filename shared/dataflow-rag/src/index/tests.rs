@@ -1,0 +1,291 @@
+use std::collections::BTreeMap;
+
+use tantivy::collector::TopDocs;
+use tantivy::query::{BooleanQuery, BoostQuery, Occur};
+use tantivy::DocAddress;
+
+use super::*;
+use crate::analysis;
+use crate::chunk::ChunkOptions;
+
+fn corpus() -> Vec<SourceDoc> {
+    let d = |p: &str, t: &str| SourceDoc {
+        path: p.into(),
+        text: t.into(),
+    };
+    vec![
+        d(
+            "operations.md",
+            "# Operations guide\n\n## Reprocess an object\n\nDelete the checkpoint item, then run `dataflow reprocess --key KEY`. The ETL processes the object again.\n\n## Dead-letter queue\n\nMessages that failed three times land in the DLQ. Inspect them and redrive.\n",
+        ),
+        d(
+            "contract.md",
+            "# Event contract\n\nEach line is a JSON object with event_type, user_id and timestamp.\n\n## Rejections\n\nA line without a timestamp is rejected and counted in the rejected report.\n",
+        ),
+        d(
+            "bench.md",
+            "---\ntitle: Benchmarks\n---\n\n## Throughput\n\nDuckDB and PySpark were measured on the same file.\n",
+        ),
+    ]
+}
+
+fn now() -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339("2026-11-23T10:00:00Z")
+        .unwrap()
+        .to_utc()
+}
+
+#[test]
+fn builds_packs_and_ranks_the_expected_passage_first() {
+    let bytes = build(&corpus(), ChunkOptions::default(), now()).unwrap();
+    let idx = SearchIndex::open(&bytes).unwrap();
+    assert_eq!(idx.header.passages, 5);
+    assert_eq!(idx.num_passages(), 5);
+    assert_eq!(idx.header.built_at, "2026-11-23T10:00:00.000Z");
+    let docs: Vec<(&str, &str, usize)> = idx
+        .header
+        .documents
+        .iter()
+        .map(|d| (d.path.as_str(), d.title.as_str(), d.passages))
+        .collect();
+    assert_eq!(
+        docs,
+        vec![
+            ("bench.md", "Benchmarks", 1),
+            ("contract.md", "Event contract", 2),
+            ("operations.md", "Operations guide", 2),
+        ]
+    );
+    let hits = idx.search("how do I reprocess an object?", 3).unwrap();
+    assert_eq!(hits[0].passage_id, "operations.md#reprocess-an-object");
+    assert_eq!(hits[0].heading, "Operations guide › Reprocess an object");
+    assert!(
+        hits[0].snippet.contains("<mark>reprocess</mark>"),
+        "{}",
+        hits[0].snippet
+    );
+    let hits = idx.search("rejected lines", 5).unwrap();
+    assert_eq!(hits[0].passage_id, "contract.md#rejections");
+    assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
+    // Stemming: "queues" finds "queue", "redriving" finds "redrive".
+    let hits = idx.search("redriving queues", 1).unwrap();
+    assert_eq!(hits[0].passage_id, "operations.md#dead-letter-queue");
+    // No match at all is an empty list, not an error.
+    assert!(idx.search("zebra", 5).unwrap().is_empty());
+}
+
+#[test]
+fn query_errors() {
+    let bytes = build(&corpus(), ChunkOptions::default(), now()).unwrap();
+    let idx = SearchIndex::open(&bytes).unwrap();
+    let err = |q: &str, k: usize| match idx.search(q, k) {
+        Err(SearchError::Query(e)) => e,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(err("   ", 5), QueryError::Empty);
+    assert_eq!(err("what is the", 5), QueryError::NoTerms);
+    assert_eq!(err("?!", 5), QueryError::NoTerms);
+    assert_eq!(
+        err(&"x".repeat(MAX_QUERY_CHARS + 1), 5),
+        QueryError::TooLong
+    );
+    assert_eq!(err("queue", 0), QueryError::BadK);
+    assert_eq!(err("queue", MAX_K + 1), QueryError::BadK);
+    assert!(idx.search("queue", MAX_K).is_ok());
+}
+
+#[test]
+fn snippets_are_escaped_and_fall_back_to_the_lead() {
+    let docs = vec![SourceDoc {
+        path: "x.md".into(),
+        text: "# Retry policy\n\nUse `Vec<u8>` buffers, <b>exponential</b> backoff & jitter for every retry of a throttled call.\n".into(),
+    }];
+    let idx = SearchIndex::open(&build(&docs, ChunkOptions::default(), now()).unwrap()).unwrap();
+    let h = &idx.search("jitter", 1).unwrap()[0];
+    // Code keeps its text, escaped; HTML in the Markdown is markup and dropped.
+    assert!(
+        h.snippet
+            .contains("Vec&lt;u8&gt; buffers, exponential backoff &amp; <mark>jitter</mark>"),
+        "{}",
+        h.snippet
+    );
+    // "policy" is only in the heading: the snippet is the passage's start.
+    let h = &idx.search("policy", 1).unwrap()[0];
+    assert!(h.snippet.starts_with("Use Vec&lt;u8&gt;"), "{}", h.snippet);
+}
+
+/// The whole shared Lambda guide: an operator's question finds the page and section that
+/// answer it, and what the hit shows is clean text with the page's own anchor.
+#[test]
+fn the_lambda_guide_answers_with_clean_hits() {
+    let root = std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/corpora/aws-lambda-guide"
+    ));
+    let (docs, skipped) = crate::store::read_local_docs(root).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (the shared corpus sits beside the repository)",
+            root.display()
+        )
+    });
+    assert!(
+        docs.len() >= 377 && skipped.is_empty(),
+        "{} {skipped:?}",
+        docs.len()
+    );
+    let idx = SearchIndex::open(&build(&docs, ChunkOptions::default(), now()).unwrap()).unwrap();
+    let hits = idx
+        .search(
+            "how many times does lambda retry a failed asynchronous invocation",
+            5,
+        )
+        .unwrap();
+    let top = &hits[0];
+    assert_eq!(
+        (top.doc.as_str(), top.anchor.as_str(), top.title.as_str()),
+        (
+            "invocation-async.md",
+            "invocation-async-errors",
+            "Asynchronous invocation"
+        ),
+        "{hits:#?}"
+    );
+    assert_eq!(
+        top.heading,
+        "Asynchronous invocation › Configuring error handling for asynchronous invocation"
+    );
+    for h in &hits {
+        for markup in ["**", "\\.", "<a name", "](", "&lt;a"] {
+            assert!(
+                !h.snippet.contains(markup) && !h.title.contains(markup),
+                "{markup:?} in {h:#?}"
+            );
+        }
+    }
+    assert!(top.snippet.contains("<mark>"), "{}", top.snippet);
+}
+
+#[test]
+fn corrupt_objects_are_refused() {
+    let bytes = build(&corpus(), ChunkOptions::default(), now()).unwrap();
+    assert!(matches!(
+        SearchIndex::open(b"nope"),
+        Err(IndexError::BadMagic)
+    ));
+    assert!(matches!(
+        SearchIndex::open(&bytes[..bytes.len() / 2]),
+        Err(IndexError::ChecksumMismatch)
+    ));
+    assert!(matches!(
+        SearchIndex::open(&bytes[..10]),
+        Err(IndexError::Truncated)
+    ));
+    let mut flipped = bytes.clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 1;
+    assert!(matches!(
+        SearchIndex::open(&flipped),
+        Err(IndexError::ChecksumMismatch)
+    ));
+    let mut v2 = bytes.clone();
+    v2[8] = 2;
+    assert!(matches!(
+        SearchIndex::open(&v2),
+        Err(IndexError::UnsupportedVersion(2))
+    ));
+}
+
+#[test]
+fn an_empty_corpus_is_an_empty_index() {
+    let idx = SearchIndex::open(&build(&[], ChunkOptions::default(), now()).unwrap()).unwrap();
+    assert_eq!(idx.num_passages(), 0);
+    assert!(idx.header.documents.is_empty());
+    assert!(idx.search("anything", 5).unwrap().is_empty());
+}
+
+/// The two-phase ranking (terms, then pairs on candidates) scores every candidate exactly as
+/// one query with the phrase clauses inside would, and with enough candidates ranks the same.
+#[test]
+fn pair_scores_on_candidates_match_one_combined_query() {
+    const WORDS: [&str; 12] = [
+        "queue", "batch", "retry", "lambda", "timeout", "memory", "bucket", "event", "stream",
+        "layer", "alias", "version",
+    ];
+    // Deterministic pseudo-random passages over a small vocabulary, so pairs recur.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = |n: usize| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % n as u64) as usize
+    };
+    let records: Vec<Record> = (0..400)
+        .map(|i| {
+            let len = 5 + next(40);
+            let body: Vec<&str> = (0..len).map(|_| WORDS[next(WORDS.len())]).collect();
+            Record {
+                id: format!("p{i}"),
+                doc: format!("d{}.md", i / 10),
+                title: WORDS[next(WORDS.len())].into(),
+                heading: String::new(),
+                anchor: String::new(),
+                body: body.join(" "),
+            }
+        })
+        .collect();
+    let packed = pack_records(records, Vec::new(), String::new(), now()).unwrap();
+    let all = SearchIndex::open(&packed).unwrap().with_boosts(Boosts {
+        pair_candidates: 10_000,
+        ..Boosts::default()
+    });
+    let few = SearchIndex::open(&packed).unwrap().with_boosts(Boosts {
+        pair_candidates: 8,
+        ..Boosts::default()
+    });
+    for q in [
+        "queue batch",
+        "retry lambda timeout",
+        "memory bucket event stream",
+        "layer alias version queue",
+        "batch batch retry",
+    ] {
+        let (terms, seq) = SearchIndex::analyse(&mut analysis::analyzer(), q).unwrap();
+        let mut clauses = all.term_clauses(&terms);
+        let pairs = all.pair_queries(&seq);
+        assert!(!pairs.is_empty(), "{q}");
+        for pq in pairs {
+            let boosted = BoostQuery::new(Box::new(pq), all.boosts.pairs);
+            clauses.push((Occur::Should, Box::new(boosted)));
+        }
+        let n = all.searcher.num_docs() as usize;
+        let reference: BTreeMap<DocAddress, f32> = all
+            .searcher
+            .search(
+                &BooleanQuery::new(clauses),
+                &TopDocs::with_limit(n).order_by_score(),
+            )
+            .unwrap()
+            .into_iter()
+            .map(|(score, d)| (d, score))
+            .collect();
+        let two_phase = all.ranked(&terms, &seq, n).unwrap();
+        assert_eq!(two_phase.len(), reference.len(), "{q}");
+        for (score, d) in &two_phase {
+            assert!((reference[d] - score).abs() < 1e-4, "{q}: {d:?}");
+        }
+        // With few candidates each hit still carries its exact combined score.
+        for (score, d) in few.ranked(&terms, &seq, 2).unwrap() {
+            assert!((reference[&d] - score).abs() < 1e-4, "{q}: {d:?}");
+        }
+    }
+}
+
+#[test]
+fn fingerprint_ignores_order_and_sees_edits() {
+    let mut c = corpus();
+    let a = fingerprint(&c);
+    c.reverse();
+    assert_eq!(fingerprint(&c), a);
+    c[0].text.push('!');
+    assert_ne!(fingerprint(&c), a);
+}
