@@ -336,7 +336,13 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::analytics::{Filter, LakeReader};
+    use crate::analytics::{Filter, LakeReader, Summary};
+
+    /// What a reader answers for the whole lake now.
+    async fn summary_of(reader: &LakeReader) -> Summary {
+        let (view, _) = reader.snapshot().await.unwrap();
+        view.summary(&Filter::default()).await.unwrap()
+    }
     use crate::checkpoint::MemoryCheckpoints;
     use crate::config::Config;
     use crate::etl::Etl;
@@ -378,14 +384,7 @@ mod tests {
                 std::time::Duration::ZERO,
             )
         };
-        let before = reader(store.clone())
-            .snapshot()
-            .await
-            .unwrap()
-            .0
-            .summary(&Filter::default())
-            .await
-            .unwrap();
+        let before = summary_of(&reader(store.clone())).await;
         assert_eq!(before.total_events, 100);
         let out = compact_all(store.as_ref(), ckpt.as_ref(), "dataflow-lake", &cfg.layout)
             .await
@@ -394,14 +393,7 @@ mod tests {
         assert!(out
             .iter()
             .all(|(_, o)| matches!(o, CompactionOutcome::Compacted { replaced: 5, .. })));
-        let after = reader(store.clone())
-            .snapshot()
-            .await
-            .unwrap()
-            .0
-            .summary(&Filter::default())
-            .await
-            .unwrap();
+        let after = summary_of(&reader(store.clone())).await;
         assert_eq!(before, after);
         let aggs: Vec<String> = store
             .keys("dataflow-lake")
@@ -429,14 +421,7 @@ mod tests {
         compact_all(store.as_ref(), ckpt.as_ref(), "dataflow-lake", &cfg.layout)
             .await
             .unwrap();
-        let last = reader(store.clone())
-            .snapshot()
-            .await
-            .unwrap()
-            .0
-            .summary(&Filter::default())
-            .await
-            .unwrap();
+        let last = summary_of(&reader(store.clone())).await;
         assert_eq!(last.total_events, 101);
         assert_eq!(last.unique_users, before.unique_users + 1);
     }
@@ -478,14 +463,7 @@ mod tests {
             cfg.layout.clone(),
             std::time::Duration::ZERO,
         );
-        let s = reader
-            .snapshot()
-            .await
-            .unwrap()
-            .0
-            .summary(&Filter::default())
-            .await
-            .unwrap();
+        let s = summary_of(&reader).await;
         assert_eq!((s.total_events, s.unique_users), (3, 3));
         let again = compact_all(store.as_ref(), ckpt.as_ref(), "dataflow-lake", &cfg.layout)
             .await
@@ -497,14 +475,7 @@ mod tests {
             .filter(|k| k.starts_with(&cfg.layout.partitions_prefix()))
             .count();
         assert_eq!(in_partition, 1, "the partials moved to the archive");
-        let s = reader
-            .snapshot()
-            .await
-            .unwrap()
-            .0
-            .summary(&Filter::default())
-            .await
-            .unwrap();
+        let s = summary_of(&reader).await;
         assert_eq!((s.total_events, s.unique_users), (3, 3));
     }
 }
