@@ -637,11 +637,13 @@ async fn month_details_stay_within_the_cache_budget() {
     assert!(held > budget / 2 && held <= budget, "held {held}");
 }
 
-/// A store that records the keys read.
+/// A store that records the keys read, and can refuse catalog writes (a writer that dies after
+/// its month objects, before its catalog).
 #[derive(Default)]
 struct Counting {
     inner: crate::storage::MemoryStore,
     gets: std::sync::Mutex<Vec<String>>,
+    die_at_catalog: std::sync::atomic::AtomicBool,
 }
 
 #[async_trait::async_trait]
@@ -668,6 +670,13 @@ impl ObjectStore for Counting {
         body: crate::storage::Body,
         ct: &str,
     ) -> Result<(), StoreError> {
+        if k.ends_with("catalog.json")
+            && self
+                .die_at_catalog
+                .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(StoreError::Other("the writer died".into()));
+        }
         self.inner.put(b, k, body, ct).await
     }
     async fn delete(&self, b: &str, k: &str) -> Result<(), StoreError> {
@@ -682,6 +691,75 @@ impl Counting {
     fn take(&self) -> Vec<String> {
         std::mem::take(&mut *self.gets.lock().unwrap())
     }
+}
+
+/// A rollup writer that dies after writing a month's new objects and before the catalog: the
+/// readers keep answering exactly (the late data patched in from the daily files), the next run
+/// rolls the month up again and the dead run's objects are pruned.
+#[tokio::test]
+async fn a_rollup_writer_dying_before_its_catalog_loses_nothing() {
+    let store = Arc::new(Counting::default());
+    let dyn_store: Arc<dyn ObjectStore> = store.clone();
+    let mut files = lake_files();
+    for f in &files {
+        let bytes =
+            crate::parquet::encode_aggregate_file(&f.rows, &f.covers, f.generation).unwrap();
+        store.inner.insert("lake", &f.key, bytes);
+    }
+    let layout = Layout::default();
+    crate::rollup::refresh(&dyn_store, "lake", &layout, 1_000, 0)
+        .await
+        .unwrap();
+    let late = file("part-late", "2024-03-02", &[("click", 9, 7000..7090)], &[]);
+    let bytes =
+        crate::parquet::encode_aggregate_file(&late.rows, &late.covers, late.generation).unwrap();
+    store.inner.insert("lake", &late.key, bytes);
+    files.push(late);
+    let expected = answers(&snapshot(&files)).await;
+
+    store
+        .die_at_catalog
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let err = crate::rollup::refresh(&dyn_store, "lake", &layout, 2_000, 0).await;
+    assert!(err.is_err(), "{err:?}");
+    let march_versions = |s: &Counting| {
+        s.inner
+            .keys("lake")
+            .into_iter()
+            .filter(|k| k.contains("/month=2024-03/"))
+            .filter_map(|k| k.rsplit_once('/').map(|(v, _)| v.to_owned()))
+            .collect::<BTreeSet<_>>()
+    };
+    assert_eq!(
+        march_versions(&store).len(),
+        2,
+        "the dead run left its objects"
+    );
+    let r = LakeReader::new(
+        dyn_store.clone(),
+        "lake".into(),
+        layout.clone(),
+        Duration::ZERO,
+    );
+    let (v, _) = r.snapshot().await.unwrap();
+    assert_eq!(v.months_patched(), 1);
+    assert_eq!(answers(&v).await, expected);
+
+    store
+        .die_at_catalog
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let again = crate::rollup::refresh(&dyn_store, "lake", &layout, 3_000, 0)
+        .await
+        .unwrap();
+    assert_eq!((again.months_rebuilt, again.months_unchanged), (1, 3));
+    assert_eq!(
+        march_versions(&store).len(),
+        1,
+        "old and orphaned versions pruned"
+    );
+    let (v, _) = r.snapshot().await.unwrap();
+    assert_eq!((v.months_patched(), v.months_from_daily_files()), (0, 0));
+    assert_eq!(answers(&v).await, expected);
 }
 
 /// A cold reader over a rolled-up lake reads the catalog and nothing else for the whole
