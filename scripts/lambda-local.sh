@@ -57,12 +57,12 @@ invoke etl events/sqs-s3-put.json 'r == {"batchItemFailures": []}'
 invoke analytics-api events/apigw-health.json "r['statusCode'] == 200 and $body['status'] == 'ok'"
 invoke analytics-api events/apigw-summary.json "r['statusCode'] == 200 and $body['total_events'] == 500"
 invoke analytics-api events/apigw-metrics.json "r['statusCode'] == 200 and len($body['metrics']) > 0"
-invoke rag-api events/apigw-docs.json "r['statusCode'] == 200 and $body['index']['documents'] >= 4"
-invoke rag-api events/apigw-docs-search.json "r['statusCode'] == 200 and len($body['results']) > 0"
-invoke rag-indexer events/s3-docs-put.json "r['outcome'] in ('published', 'up_to_date')"
+invoke search-api events/apigw-docs.json "r['statusCode'] == 200 and $body['index']['documents'] >= 4"
+invoke search-api events/apigw-docs-search.json "r['statusCode'] == 200 and len($body['results']) > 0"
+invoke index-builder events/s3-docs-put.json "r['outcome'] in ('published', 'up_to_date')"
 
 # watch also serves HTTP functions as function URLs.
-for path in analytics-api/analytics/summary "rag-api/docs/search?q=backfill&k=1"; do
+for path in analytics-api/analytics/summary "search-api/docs/search?q=backfill&k=1"; do
   if python3 -c "import json,sys,urllib.request; r=json.load(urllib.request.urlopen(sys.argv[1], timeout=60)); assert r, r" \
       "http://127.0.0.1:$lport/lambda-url/$path" 2>"$LOCAL_STATE/check.err"; then
     echo "ok   GET /lambda-url/$path"

@@ -13,7 +13,7 @@ sam validate --lint --template template.yaml
 if [ "${1:-}" = "--build" ]; then
   sam build --template template.yaml
   # What Lambda will run: an arm64 ELF named bootstrap per function; sizes as deployed (zipped).
-  for fn in EtlFunction AnalyticsFunction RagIndexerFunction RagApiFunction; do
+  for fn in EtlFunction AnalyticsFunction IndexBuilderFunction SearchApiFunction; do
     "$root/.venv-tools/bin/python" - ".aws-sam/build/$fn/bootstrap" <<'PY'
 import io, os, sys, zipfile
 path = sys.argv[1]

@@ -118,11 +118,11 @@ pub async fn doctor(api: &str) -> Result<()> {
     for (name, r) in etl_checks(&etl).await {
         report(name, r);
     }
-    let loc = dataflow_rag::store::IndexLocation::from_config(&cfg);
+    let loc = dataflow_search::store::IndexLocation::from_config(&cfg);
     let s3 = S3Store::new(clients.s3.clone());
     report(
         "search index",
-        match dataflow_rag::store::current_manifest(&s3, &loc).await {
+        match dataflow_search::store::current_manifest(&s3, &loc).await {
             Ok(Some(m)) => Ok(format!(
                 "{} documents, {} passages, built {}",
                 m.documents, m.passages, m.built_at

@@ -40,8 +40,8 @@ pub enum IndexCommand {
 }
 
 pub async fn index(command: IndexCommand) -> Result<()> {
-    use dataflow_rag::chunk::ChunkOptions;
-    use dataflow_rag::store;
+    use dataflow_search::chunk::ChunkOptions;
+    use dataflow_search::store;
     let aws = || async {
         let cfg = Config::from_env()?;
         let clients = Clients::new(&cfg).await;
@@ -68,12 +68,12 @@ pub async fn index(command: IndexCommand) -> Result<()> {
             }
             if let Some(out) = out {
                 let started = Instant::now();
-                let bytes = dataflow_rag::index::build(
+                let bytes = dataflow_search::index::build(
                     &sources,
                     ChunkOptions::default(),
                     chrono::Utc::now(),
                 )?;
-                let (h, _) = dataflow_rag::index::read_header(&bytes)?;
+                let (h, _) = dataflow_search::index::read_header(&bytes)?;
                 std::fs::write(&out, &bytes)
                     .with_context(|| format!("writing {}", out.display()))?;
                 eprintln!(
@@ -144,7 +144,7 @@ pub async fn index(command: IndexCommand) -> Result<()> {
                 }
             };
             let started = Instant::now();
-            let idx = dataflow_rag::index::SearchIndex::open(&bytes)?;
+            let idx = dataflow_search::index::SearchIndex::open(&bytes)?;
             eprintln!("opened in {} ms", started.elapsed().as_millis());
             let started = Instant::now();
             let hits = idx.search(&query, k)?;

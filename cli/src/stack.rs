@@ -66,7 +66,7 @@ pub async fn serve(addr: &str) -> Result<()> {
     let analytics = analytics_api::routes(Arc::new(analytics_api::AppState::from_clients(
         &cfg, &clients,
     )));
-    let search = rag_api::routes(Arc::new(rag_api::AppState::from_clients(&cfg, &clients)));
+    let search = search_api::routes(Arc::new(search_api::AppState::from_clients(&cfg, &clients)));
     let app = dataflow_http::finish(analytics.merge(search));
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -122,11 +122,11 @@ pub async fn dispatch(sweep_every: Duration) -> Result<()> {
         }
     };
     let store = S3Store::new(clients.s3.clone());
-    let loc = dataflow_rag::store::IndexLocation::from_config(&cfg);
+    let loc = dataflow_search::store::IndexLocation::from_config(&cfg);
     let docs_handler = |event: serde_json::Value| {
         let (store, loc) = (&store, &loc);
         async move {
-            rag_indexer::handle(store, loc, event)
+            index_builder::handle(store, loc, event)
                 .await
                 .map_err(|e| e.to_string())
         }

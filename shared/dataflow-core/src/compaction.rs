@@ -17,9 +17,9 @@ use sha2::{Digest, Sha256};
 
 use crate::analytics::{effective_files, name_of, AggregateFile, LakeError};
 use crate::checkpoint::{CheckpointError, CheckpointStore};
+use crate::layout::Layout;
 use crate::parquet::{encode_aggregate_file, AggregateRow, ParquetError};
 use crate::sketch::SketchMerger;
-use crate::source::Layout;
 use crate::storage::{Body, ObjectStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]

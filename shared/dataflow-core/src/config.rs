@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use crate::source::Layout;
+use crate::layout::Layout;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("configuration error: {var}: {message}")]

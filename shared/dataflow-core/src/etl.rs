@@ -14,11 +14,12 @@ use crate::checkpoint::{
     CheckpointError, CheckpointStore, Claim, ClaimOutcome, CompleteOutcome, Completion,
 };
 use crate::event::format_date;
+use crate::layout::Layout;
 use crate::parquet::{aggregate_rows_by_date, encode_aggregate_rows, ParquetError};
 use crate::process::{
     maybe_decompress, process, ProcessError, ProcessOptions, ProcessReport, WindowRule,
 };
-use crate::source::{is_supported_key, Layout, ObjectRef};
+use crate::source::{is_supported_key, ObjectRef};
 use crate::storage::{Body, ObjectStore, StoreError};
 use crate::time::now_ms;
 use crate::trigger::Trigger;

@@ -14,7 +14,8 @@ use flate2::read::MultiGzDecoder;
 
 use crate::aggregate::{Accumulator, Aggregates};
 use crate::event::{parse_line, parse_line_str, Reason};
-use crate::parquet::{CuratedBatch, CuratedWriter, ParquetError, RejectedLine, RejectedWriter};
+use crate::parquet::{CuratedBatch, CuratedWriter, ParquetError};
+use crate::rejected::{RejectedLine, RejectedWriter};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
@@ -26,6 +27,8 @@ pub enum ProcessError {
     },
     #[error(transparent)]
     Output(#[from] ParquetError),
+    #[error("writing the rejected-lines report failed: {0}")]
+    Report(#[source] std::io::Error),
     #[error("a processing thread failed: {0}")]
     Worker(String),
 }
@@ -443,30 +446,34 @@ fn collect(rx: Receiver<Output>, curated: bool, dir: &Path) -> Result<Collected,
     let mut cw = curated.then(|| CuratedWriter::new(dir));
     let mut rw = RejectedWriter::new(dir);
     // On a write error keep draining, so producers never block on a full channel.
-    let mut failed: Option<ParquetError> = None;
+    let mut failed: Option<ProcessError> = None;
     for msg in rx {
         if failed.is_some() {
             continue;
         }
         let r = match msg {
             Output::Curated(batch) => match cw.as_mut() {
-                Some(w) => w.append(batch),
+                Some(w) => w.append(batch).map_err(ProcessError::from),
                 None => Ok(()),
             },
-            Output::Rejected(lines) => lines.iter().try_for_each(|l| rw.write(l)),
+            Output::Rejected(lines) => lines
+                .iter()
+                .try_for_each(|l| rw.write(l))
+                .map_err(ProcessError::Report),
         };
         if let Err(e) = r {
             failed = Some(e);
         }
     }
     if let Some(e) = failed {
-        return Err(e.into());
+        return Err(e);
     }
     let files = match cw {
         Some(w) => w.finish()?,
         None => Vec::new(),
     };
-    Ok((files, rw.finish()?.map(|(p, _)| p)))
+    let report = rw.finish().map_err(ProcessError::Report)?;
+    Ok((files, report.map(|(p, _)| p)))
 }
 
 #[cfg(test)]

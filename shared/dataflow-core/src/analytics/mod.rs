@@ -6,8 +6,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::event::parse_date;
+use crate::layout::Layout;
 use crate::parquet::{aggregate_covers, decode_aggregate_rows, AggregateRow, ParquetError};
-use crate::source::Layout;
 use crate::storage::StoreError;
 
 mod reader;

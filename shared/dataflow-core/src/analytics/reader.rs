@@ -10,8 +10,8 @@ use tokio::sync::Mutex;
 use super::view::{built_entry, DetailCache, Loader, MonthEntry, Source};
 use super::{LakeError, View, DETAIL_CACHE_BYTES};
 use crate::event::parse_date;
+use crate::layout::Layout;
 use crate::rollup::{month_label, Catalog, FileCache, Patch};
-use crate::source::Layout;
 use crate::storage::{ObjectMeta, ObjectStore};
 
 struct Loaded {

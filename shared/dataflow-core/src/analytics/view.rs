@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use super::{round, AggregateFile, Filter, LakeError, MetricRow, Summary};
 use crate::event::format_date;
+use crate::layout::Layout;
 use crate::rollup::{
     month_label, month_of, CatalogYear, MonthBuild, MonthDays, MonthHead, Patch, TypeMonth,
 };
 use crate::sketch::{SketchMerger, UserSketch};
-use crate::source::Layout;
 use crate::storage::{ObjectMeta, ObjectStore};
 
 /// Where a month's details come from.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::analytics::{name_of, AggregateFile, LakeError};
-use crate::source::Layout;
+use crate::layout::Layout;
 use crate::storage::{ObjectMeta, ObjectStore};
 
 pub fn by_month(layout: &Layout, listed: Vec<ObjectMeta>) -> BTreeMap<i32, Vec<ObjectMeta>> {

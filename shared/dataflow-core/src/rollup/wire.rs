@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use super::*;
 use crate::analytics::{name_of, LakeError};
+use crate::layout::Layout;
 use crate::sketch::UserSketch;
-use crate::source::Layout;
 use crate::storage::{ObjectMeta, ObjectStore};
 
 pub(super) mod b64 {

@@ -9,7 +9,7 @@ use super::wire::{encode, file_id, DaysWire, HeadWire, TypeWire, YearMonth, Year
 use super::*;
 use crate::analytics::{effective_files, AggregateFile, LakeError};
 use crate::event::format_date;
-use crate::source::Layout;
+use crate::layout::Layout;
 use crate::storage::{Body, ObjectStore};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

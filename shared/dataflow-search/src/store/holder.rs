@@ -56,7 +56,7 @@ impl IndexHolder {
     }
 
     /// The current index, `None` when none was published.
-    pub async fn get(&self) -> Result<Option<Arc<LoadedIndex>>, RagError> {
+    pub async fn get(&self) -> Result<Option<Arc<LoadedIndex>>, IndexStoreError> {
         let current = self.loaded();
         let mut checked = match self.checked.try_lock() {
             Ok(g) => g,
@@ -86,7 +86,7 @@ impl IndexHolder {
     async fn revalidate(
         &self,
         current: Option<Arc<LoadedIndex>>,
-    ) -> Result<Option<Arc<LoadedIndex>>, RagError> {
+    ) -> Result<Option<Arc<LoadedIndex>>, IndexStoreError> {
         let Some(m) = current_manifest(&*self.store, &self.loc).await? else {
             self.set(None);
             return Ok(None);
@@ -99,7 +99,7 @@ impl IndexHolder {
             .store
             .get(&self.loc.bucket, &m.key)
             .await?
-            .ok_or_else(|| RagError::MissingObject {
+            .ok_or_else(|| IndexStoreError::MissingObject {
                 bucket: self.loc.bucket.clone(),
                 key: m.key.clone(),
             })?;
@@ -110,7 +110,7 @@ impl IndexHolder {
             SearchIndex::open(&bytes).map(|i| (i, m))
         })
         .await
-        .map_err(|e| RagError::Task(e.to_string()))?;
+        .map_err(|e| IndexStoreError::Task(e.to_string()))?;
         let (index, manifest) = index?;
         let load_ms = started.elapsed().as_millis() as u64;
         tracing::info!(key = %manifest.key, load_ms, passages = manifest.passages, "index loaded");

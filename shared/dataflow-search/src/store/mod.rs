@@ -34,7 +34,7 @@ pub use publish::{current_manifest, publish, rebuild, RebuildOutcome};
 pub const KEEP_PREVIOUS: usize = 2;
 
 #[derive(Debug, thiserror::Error)]
-pub enum RagError {
+pub enum IndexStoreError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]

@@ -2,13 +2,13 @@
 //! in-process search latency (p50/p99, snippets included) over queries made from the corpus's
 //! own headings plus a fixed set of operator questions.
 //!
-//! cargo run --profile profiling -p dataflow-rag --example rag_bench -- DOCS_DIR [OUT_FILE]
+//! cargo run --profile profiling -p dataflow-search --example search_bench -- DOCS_DIR [OUT_FILE]
 
 use std::time::Instant;
 
-use dataflow_rag::chunk::ChunkOptions;
-use dataflow_rag::index::{build, SearchIndex};
-use dataflow_rag::store::read_local_docs;
+use dataflow_search::chunk::ChunkOptions;
+use dataflow_search::index::{build, SearchIndex};
+use dataflow_search::store::read_local_docs;
 
 const QUESTIONS: &[&str] = &[
     "how do I reduce cold start latency",
@@ -35,7 +35,9 @@ const QUESTIONS: &[&str] = &[
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let dir = args.get(1).ok_or("usage: rag_bench DOCS_DIR [OUT_FILE]")?;
+    let dir = args
+        .get(1)
+        .ok_or("usage: search_bench DOCS_DIR [OUT_FILE]")?;
     let (docs, skipped) = read_local_docs(std::path::Path::new(dir))?;
     let bytes_in: usize = docs.iter().map(|d| d.text.len()).sum();
     let t = Instant::now();
@@ -46,7 +48,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let t = Instant::now();
     // CANDIDATES overrides how many passages get term-pair scores (tuning runs).
-    let mut boosts = dataflow_rag::index::Boosts::default();
+    let mut boosts = dataflow_search::index::Boosts::default();
     if let Some(n) = std::env::var("CANDIDATES")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -100,18 +102,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok(l[l.len() / 2])
     };
     let rank_p50 = p50(&index, false)?;
-    let no_pairs = SearchIndex::open(&packed)?.with_boosts(dataflow_rag::index::Boosts {
+    let no_pairs = SearchIndex::open(&packed)?.with_boosts(dataflow_search::index::Boosts {
         pairs: 0.0,
         ..Default::default()
     });
     let no_pairs_p50 = p50(&no_pairs, true)?;
     // Pair scores go to the best candidates by term score only: how often does that change
     // the top 5 against scoring pairs on every passage?
-    let exhaustive = SearchIndex::open(&packed)?.with_boosts(dataflow_rag::index::Boosts {
+    let exhaustive = SearchIndex::open(&packed)?.with_boosts(dataflow_search::index::Boosts {
         pair_candidates: usize::MAX,
         ..Default::default()
     });
-    let ids = |hits: Vec<dataflow_rag::index::Hit>| -> Vec<String> {
+    let ids = |hits: Vec<dataflow_search::index::Hit>| -> Vec<String> {
         hits.into_iter().map(|h| h.passage_id).collect()
     };
     let mut differ = 0;

@@ -11,9 +11,9 @@ use axum::routing::{get, put};
 use axum::{Json, Router};
 use dataflow_core::storage::{Body, ObjectStore};
 use dataflow_http::{ApiError, Params};
-use dataflow_rag::index::{QueryError, SearchError, MAX_K};
-use dataflow_rag::store::{IndexHolder, IndexLocation, LoadedIndex};
-use dataflow_rag::upload::{check_content, check_path, UploadError, MAX_UPLOAD_BYTES};
+use dataflow_search::index::{QueryError, SearchError, MAX_K};
+use dataflow_search::store::{IndexHolder, IndexLocation, LoadedIndex};
+use dataflow_search::upload::{check_content, check_path, UploadError, MAX_UPLOAD_BYTES};
 use serde_json::{json, Value};
 
 pub const DEFAULT_K: usize = 5;
@@ -140,7 +140,7 @@ async fn search(
     let k = p.number("k", DEFAULT_K, 1..=MAX_K)?;
     // Bad queries are refused before the index is needed: a client error stays a 400 even
     // when no index is built yet.
-    dataflow_rag::index::SearchIndex::query_terms(&query).map_err(query_error)?;
+    dataflow_search::index::SearchIndex::query_terms(&query).map_err(query_error)?;
     let l = st.loaded().await?;
     let started = Instant::now();
     let hits = l.index.search(&query, k).map_err(|e| match e {
@@ -216,7 +216,7 @@ async fn put_doc(
             &loc.bucket,
             &key,
             Body::Bytes(bytes.to_vec()),
-            dataflow_rag::store::content_type(&path),
+            dataflow_search::store::content_type(&path),
         )
         .await
         .map_err(store_error)?;

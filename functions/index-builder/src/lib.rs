@@ -1,9 +1,9 @@
 //! The index builder's handler, shared by the Lambda binary and the local dispatcher.
 
 use dataflow_core::storage::ObjectStore;
-use dataflow_rag::chunk::ChunkOptions;
-use dataflow_rag::store::{rebuild, IndexLocation, RebuildOutcome};
-use dataflow_rag::trigger::parse_rebuild_trigger;
+use dataflow_search::chunk::ChunkOptions;
+use dataflow_search::store::{rebuild, IndexLocation, RebuildOutcome};
+use dataflow_search::trigger::parse_rebuild_trigger;
 use serde_json::{json, Value};
 
 #[derive(Debug, thiserror::Error)]

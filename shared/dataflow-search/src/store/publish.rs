@@ -15,14 +15,14 @@ use crate::index::{self};
 pub async fn current_manifest(
     store: &dyn ObjectStore,
     loc: &IndexLocation,
-) -> Result<Option<Manifest>, RagError> {
+) -> Result<Option<Manifest>, IndexStoreError> {
     let key = loc.manifest_key();
     let Some(bytes) = store.get(&loc.bucket, &key).await? else {
         return Ok(None);
     };
     serde_json::from_slice(&bytes)
         .map(Some)
-        .map_err(|e| RagError::BadManifest {
+        .map_err(|e| IndexStoreError::BadManifest {
             bucket: loc.bucket.clone(),
             key,
             message: e.to_string(),
@@ -36,7 +36,7 @@ pub async fn publish(
     loc: &IndexLocation,
     bytes: Vec<u8>,
     skipped: Vec<Skipped>,
-) -> Result<Manifest, RagError> {
+) -> Result<Manifest, IndexStoreError> {
     let (header, _) = index::read_header(&bytes)?;
     let sha256 = index::content_id(&bytes);
     let key = loc.object_key(&sha256);
@@ -71,7 +71,7 @@ pub async fn publish(
         previous,
         skipped,
     };
-    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| RagError::BadManifest {
+    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| IndexStoreError::BadManifest {
         bucket: loc.bucket.clone(),
         key: loc.manifest_key(),
         message: e.to_string(),
@@ -145,7 +145,7 @@ pub async fn rebuild(
     loc: &IndexLocation,
     opts: ChunkOptions,
     force: bool,
-) -> Result<RebuildOutcome, RagError> {
+) -> Result<RebuildOutcome, IndexStoreError> {
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -167,7 +167,7 @@ pub async fn rebuild(
         let bytes =
             tokio::task::spawn_blocking(move || index::build(&docs, opts, chrono::Utc::now()))
                 .await
-                .map_err(|e| RagError::Task(e.to_string()))??;
+                .map_err(|e| IndexStoreError::Task(e.to_string()))??;
         let build_ms = started.elapsed().as_millis() as u64;
         let now = listing_signature(&store.list(&loc.bucket, &loc.docs_prefix).await?);
         if now != signature && attempt < 3 {

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use dataflow_core::storage::MemoryStore;
-use dataflow_rag::chunk::ChunkOptions;
-use dataflow_rag::store::{rebuild, IndexLocation};
+use dataflow_search::chunk::ChunkOptions;
+use dataflow_search::store::{rebuild, IndexLocation};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
@@ -20,7 +20,7 @@ fn loc() -> IndexLocation {
 }
 
 fn app(store: Arc<MemoryStore>, refresh: Duration) -> axum::Router {
-    rag_api::router(Arc::new(rag_api::AppState::new(store, loc(), refresh)))
+    search_api::router(Arc::new(search_api::AppState::new(store, loc(), refresh)))
 }
 
 async fn call(app: &axum::Router, method: &str, uri: &str) -> (StatusCode, Value) {
@@ -73,7 +73,7 @@ async fn docs_shows_each_documents_indexing_state() {
         .await
         .unwrap();
     assert!(
-        matches!(r, dataflow_rag::store::RebuildOutcome::Published { .. }),
+        matches!(r, dataflow_search::store::RebuildOutcome::Published { .. }),
         "{r:?}"
     );
     let app = app(store.clone(), Duration::ZERO);
@@ -116,7 +116,7 @@ async fn docs_shows_each_documents_indexing_state() {
         .await
         .unwrap();
     assert!(
-        matches!(r, dataflow_rag::store::RebuildOutcome::Published { .. }),
+        matches!(r, dataflow_search::store::RebuildOutcome::Published { .. }),
         "{r:?}"
     );
     let (_, v) = call(&app, "GET", "/docs").await;
@@ -319,7 +319,7 @@ async fn upload_rejections() {
         ),
         (
             "/docs/big.txt",
-            vec![b'a'; dataflow_rag::upload::MAX_UPLOAD_BYTES + 1],
+            vec![b'a'; dataflow_search::upload::MAX_UPLOAD_BYTES + 1],
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
         ),
@@ -374,7 +374,7 @@ async fn missing_index_is_503_naming_the_build_command_and_a_publish_is_picked_u
 #[tokio::test]
 async fn a_corrupt_index_object_is_503_not_a_crash() {
     let store = published().await;
-    let m = dataflow_rag::store::current_manifest(&*store, &loc())
+    let m = dataflow_search::store::current_manifest(&*store, &loc())
         .await
         .unwrap()
         .unwrap();

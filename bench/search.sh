@@ -2,13 +2,13 @@
 # Search quality and speed: Cranfield nDCG@10 / MRR@10 / Recall@100 (scored by the collection's
 # ir_eval.py) and, on the 377-page Lambda guide corpus, build time, index size, open time and
 # in-process search latency. Results: docs/benchmarks.md.
-#   bench/rag.sh            (PROFILE=release for the shipping profile; default: profiling, no LTO)
+#   bench/search.sh            (PROFILE=release for the shipping profile; default: profiling, no LTO)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 shared="${SHARED:-$root/../shared}"
 profile="${PROFILE:-profiling}"
-cargo build --profile "$profile" -p dataflow-rag --example cranfield --example rag_bench
+cargo build --profile "$profile" -p dataflow-search --example cranfield --example search_bench
 bin="target/$profile/examples"
 run="$(mktemp)"
 trap 'rm -f "$run"' EXIT
@@ -17,5 +17,5 @@ echo "cranfield: $(python3 "$shared/eval/ir_eval.py" "$shared/eval/cranfield/qre
 PAIRS=0 "$bin/cranfield" "$shared/eval/cranfield" "$run" 2>/dev/null
 echo "cranfield, no term pairs: $(python3 "$shared/eval/ir_eval.py" "$shared/eval/cranfield/qrels.tsv" "$run")"
 for i in 1 2 3; do
-  echo "lambda guide run $i: $("$bin/rag_bench" "$shared/corpora/aws-lambda-guide" 2>&1 | tr '\n' ' ')"
+  echo "lambda guide run $i: $("$bin/search_bench" "$shared/corpora/aws-lambda-guide" 2>&1 | tr '\n' ' ')"
 done

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use dataflow_aws::dispatcher::Dispatcher;
 use dataflow_aws::{resources, S3Store};
-use dataflow_rag::store::{current_manifest, IndexHolder, IndexLocation};
+use dataflow_search::store::{current_manifest, IndexHolder, IndexLocation};
 use serde_json::Value;
 
 async fn put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: &str) {
@@ -50,7 +50,7 @@ async fn docs_changes_rebuild_and_republish_the_index() {
     let handler = |event: Value| {
         let (store, loc) = (&store, &loc);
         async move {
-            rag_indexer::handle(store, loc, event)
+            index_builder::handle(store, loc, event)
                 .await
                 .map_err(|e| e.to_string())
         }

@@ -58,7 +58,7 @@ pub struct Skipped {
 pub async fn read_docs(
     store: &dyn ObjectStore,
     loc: &IndexLocation,
-) -> Result<(Vec<SourceDoc>, Vec<Skipped>, String), RagError> {
+) -> Result<(Vec<SourceDoc>, Vec<Skipped>, String), IndexStoreError> {
     let listing = store.list(&loc.bucket, &loc.docs_prefix).await?;
     let signature = listing_signature(&listing);
     let mut files = Vec::new();
@@ -93,14 +93,14 @@ pub(super) fn listing_signature(listing: &[ObjectMeta]) -> String {
 
 /// Reads and converts every document under a local folder (recursively); paths are relative to
 /// it with `/` separators.
-pub fn read_local_docs(root: &Path) -> Result<(Vec<SourceDoc>, Vec<Skipped>), RagError> {
+pub fn read_local_docs(root: &Path) -> Result<(Vec<SourceDoc>, Vec<Skipped>), IndexStoreError> {
     Ok(convert(read_local_files(root)?))
 }
 
 /// Every document file under a local folder (recursively), as stored.
-pub fn read_local_files(root: &Path) -> Result<Vec<LocalFile>, RagError> {
-    fn walk(root: &Path, dir: &Path, files: &mut Vec<LocalFile>) -> Result<(), RagError> {
-        let local = |e: std::io::Error| RagError::Local {
+pub fn read_local_files(root: &Path) -> Result<Vec<LocalFile>, IndexStoreError> {
+    fn walk(root: &Path, dir: &Path, files: &mut Vec<LocalFile>) -> Result<(), IndexStoreError> {
+        let local = |e: std::io::Error| IndexStoreError::Local {
             path: dir.display().to_string(),
             message: e.to_string(),
         };
@@ -126,7 +126,7 @@ pub fn read_local_files(root: &Path) -> Result<Vec<LocalFile>, RagError> {
             if !ft.is_file() || !is_document(&rel) {
                 continue;
             }
-            let bytes = std::fs::read(&p).map_err(|e| RagError::Local {
+            let bytes = std::fs::read(&p).map_err(|e| IndexStoreError::Local {
                 path: p.display().to_string(),
                 message: e.to_string(),
             })?;
@@ -152,7 +152,7 @@ pub async fn sync_docs(
     store: &dyn ObjectStore,
     loc: &IndexLocation,
     docs: &[LocalFile],
-) -> Result<SyncReport, RagError> {
+) -> Result<SyncReport, IndexStoreError> {
     let existing = store.list(&loc.bucket, &loc.docs_prefix).await?;
     let mut report = SyncReport::default();
     for d in docs {

@@ -2,7 +2,7 @@
 
 use dataflow_aws::{Clients, S3Store};
 use dataflow_core::config::Config;
-use dataflow_rag::store::IndexLocation;
+use dataflow_search::store::IndexLocation;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
 
@@ -16,7 +16,7 @@ async fn main() -> Result<(), Error> {
     let loc = IndexLocation::from_config(&cfg);
     let (store, loc) = (&store, &loc);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        rag_indexer::handle(store, loc, event.payload)
+        index_builder::handle(store, loc, event.payload)
             .await
             .map_err(Error::from)
     }))

@@ -2,13 +2,13 @@
 //! the product indexes passages (title field + body field), runs `queries.jsonl` and writes a
 //! TREC run (top 100) for `ir_eval.py`.
 //!
-//! cargo run --release -p dataflow-rag --example cranfield -- DIR RUN_OUT [title_boost] [body_boost]
+//! cargo run --release -p dataflow-search --example cranfield -- DIR RUN_OUT [title_boost] [body_boost]
 //!
 //! Cranfield's `text` already begins with the title, so the default indexes it as the body
 //! alone (title boost 0), like the bm25s reference; `PAIRS` and `SLOP` override the term-pair
 //! weight and distance of the product's defaults.
 
-use dataflow_rag::index::{pack_records, Boosts, Record, SearchIndex};
+use dataflow_search::index::{pack_records, Boosts, Record, SearchIndex};
 use std::io::{BufRead, Write};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
