@@ -1,8 +1,10 @@
 //! `dataflow doctor`: checks every part of the local stack and prints the fix for each failure.
 
 use anyhow::{bail, Result};
-use dataflow_aws::{Clients, S3Store};
-use dataflow_core::config::{Config, Service};
+use dataflow_aws::S3Store;
+use dataflow_config::Service;
+use dataflow_dev::Clients;
+use dataflow_dev::StackConfig as Config;
 
 pub async fn doctor(api: &str) -> Result<()> {
     let mut failures = 0;
@@ -26,7 +28,7 @@ pub async fn doctor(api: &str) -> Result<()> {
             bail!("1 check failed");
         }
     };
-    let at = |s: Service| cfg.endpoint(s).unwrap_or("AWS").to_owned();
+    let at = |s: Service| cfg.aws.endpoint(s).unwrap_or("AWS").to_owned();
     let endpoint = if Service::ALL.iter().all(|s| at(*s) == at(Service::S3)) {
         at(Service::S3)
     } else {
@@ -54,8 +56,12 @@ pub async fn doctor(api: &str) -> Result<()> {
     if !up {
         bail!("the emulator is down; nothing else can be checked");
     }
-    for b in [&cfg.raw_bucket, &cfg.lake_bucket, &cfg.index_bucket] {
-        let r = dataflow_aws::resources::bucket_exists(&clients.s3, b).await;
+    for b in [
+        &cfg.etl.lake.raw_bucket,
+        &cfg.etl.lake.lake_bucket,
+        &cfg.search.index.bucket,
+    ] {
+        let r = dataflow_dev::resources::bucket_exists(&clients.s3, b).await;
         report(
             &format!("bucket {b}"),
             match r {
@@ -68,34 +74,41 @@ pub async fn doctor(api: &str) -> Result<()> {
         );
     }
     report(
-        &format!("table {}", cfg.checkpoint_table),
-        match dataflow_aws::resources::table_exists(&clients.dynamodb, &cfg.checkpoint_table).await
+        &format!("table {}", cfg.etl.lake.checkpoint_table),
+        match dataflow_dev::resources::table_exists(
+            &clients.dynamodb,
+            &cfg.etl.lake.checkpoint_table,
+        )
+        .await
         {
             Ok(true) => Ok("exists".into()),
             Ok(false) => Err("missing: run `dataflow setup --notifications`".into()),
             Err(e) => Err(e.to_string()),
         },
     );
-    let queue = dataflow_aws::resources::queue_url(&clients.sqs, &cfg.etl_queue).await;
+    let queue = dataflow_dev::resources::queue_url(&clients.sqs, &cfg.etl_queue).await;
     match queue {
         Ok(Some(url)) => {
             report(&format!("queue {}", cfg.etl_queue), Ok("exists".into()));
-            let arn = dataflow_aws::resources::queue_arn(&clients.sqs, &url).await?;
-            let wired =
-                dataflow_aws::resources::notifications_wired(&clients.s3, &cfg.raw_bucket, &arn)
-                    .await;
+            let arn = dataflow_dev::resources::queue_arn(&clients.sqs, &url).await?;
+            let wired = dataflow_dev::resources::notifications_wired(
+                &clients.s3,
+                &cfg.etl.lake.raw_bucket,
+                &arn,
+            )
+            .await;
             report(
                 "notifications",
                 match wired {
                     Ok(true) => Ok(format!(
                         "s3://{} ObjectCreated -> {}",
-                        cfg.raw_bucket, cfg.etl_queue
+                        cfg.etl.lake.raw_bucket, cfg.etl_queue
                     )),
                     Ok(false) => Err("not wired: run `dataflow setup --notifications`".into()),
                     Err(e) => Err(e.to_string()),
                 },
             );
-            let depth = dataflow_aws::resources::queue_depth(&clients.sqs, &url)
+            let depth = dataflow_dev::resources::queue_depth(&clients.sqs, &url)
                 .await
                 .unwrap_or(0);
             report(
@@ -114,11 +127,11 @@ pub async fn doctor(api: &str) -> Result<()> {
         ),
         Err(e) => report(&format!("queue {}", cfg.etl_queue), Err(e.to_string())),
     }
-    let etl = dataflow_aws::etl(&cfg, &clients);
+    let etl = dataflow_aws::etl(&cfg.etl, &clients.aws);
     for (name, r) in etl_checks(&etl).await {
         report(name, r);
     }
-    let loc = dataflow_search::store::IndexLocation::from_config(&cfg);
+    let loc = cfg.search.index.clone();
     let s3 = S3Store::new(clients.s3.clone());
     report(
         "search index",
@@ -135,21 +148,21 @@ pub async fn doctor(api: &str) -> Result<()> {
             Err(e) => Err(format!("{e}: run `dataflow index rebuild --force`")),
         },
     );
-    match dataflow_aws::resources::queue_url(&clients.sqs, &cfg.docs_queue).await {
+    match dataflow_dev::resources::queue_url(&clients.sqs, &cfg.docs_queue).await {
         Ok(Some(url)) => {
-            let arn = dataflow_aws::resources::queue_arn(&clients.sqs, &url).await?;
+            let arn = dataflow_dev::resources::queue_arn(&clients.sqs, &url).await?;
             report(
                 "docs notifications",
-                match dataflow_aws::resources::notifications_wired(
+                match dataflow_dev::resources::notifications_wired(
                     &clients.s3,
-                    &cfg.index_bucket,
+                    &cfg.search.index.bucket,
                     &arn,
                 )
                 .await
                 {
                     Ok(true) => Ok(format!(
                         "s3://{}/{} -> {} (index rebuilds on change)",
-                        cfg.index_bucket, cfg.docs_prefix, cfg.docs_queue
+                        cfg.search.index.bucket, cfg.search.index.docs_prefix, cfg.docs_queue
                     )),
                     Ok(false) => Err("not wired: run `dataflow setup --notifications`".into()),
                     Err(e) => Err(e.to_string()),
@@ -209,7 +222,7 @@ type Check = std::result::Result<String, String>;
 /// The dead-letter queue's depth and the object keys its messages name.
 async fn dead_letters(clients: &Clients, cfg: &Config) -> Check {
     let name = format!("{}-dlq", cfg.etl_queue);
-    let url = match dataflow_aws::resources::queue_url(&clients.sqs, &name).await {
+    let url = match dataflow_dev::resources::queue_url(&clients.sqs, &name).await {
         Ok(Some(u)) => u,
         Ok(None) => {
             return Err(format!(
@@ -218,13 +231,13 @@ async fn dead_letters(clients: &Clients, cfg: &Config) -> Check {
         }
         Err(e) => return Err(e.to_string()),
     };
-    let depth = dataflow_aws::resources::queue_depth(&clients.sqs, &url)
+    let depth = dataflow_dev::resources::queue_depth(&clients.sqs, &url)
         .await
         .map_err(|e| e.to_string())?;
     if depth == 0 {
         return Ok(format!("{name} is empty"));
     }
-    let bodies = dataflow_aws::resources::peek(&clients.sqs, &url, 10)
+    let bodies = dataflow_dev::resources::peek(&clients.sqs, &url, 10)
         .await
         .unwrap_or_default();
     let keys: Vec<String> = bodies.iter().flat_map(|b| keys_in(b)).collect();
@@ -237,10 +250,10 @@ async fn dead_letters(clients: &Clients, cfg: &Config) -> Check {
 /// Object keys named by a queued S3 notification.
 fn keys_in(body: &str) -> Vec<String> {
     let record = serde_json::json!({"Records": [{"eventSource": "aws:sqs", "messageId": "m", "body": body}]});
-    match dataflow_core::trigger::parse_trigger(&record) {
-        Ok(dataflow_core::trigger::Trigger::Sqs(msgs)) => msgs
+    match dataflow_aws::events::Invocation::parse(&record) {
+        Ok(dataflow_aws::events::Invocation::Messages(msgs)) => msgs
             .into_iter()
-            .flat_map(|m| m.objects.unwrap_or_default())
+            .flat_map(|m| m.changes.unwrap_or_default())
             .map(|o| format!("s3://{}/{}", o.bucket, o.key))
             .collect(),
         _ => Vec::new(),
@@ -253,7 +266,7 @@ async fn etl_checks(
     etl: &dataflow_core::etl::Etl<S3Store, dataflow_aws::DynamoCheckpoints>,
 ) -> Vec<(&'static str, Check)> {
     use dataflow_core::checkpoint::{CheckpointStore, State};
-    use dataflow_core::storage::ObjectStore;
+    use dataflow_store::ObjectStore;
     let list = match etl.checkpoints.list().await {
         Ok(l) => l,
         Err(e) => return vec![("ETL", Err(e.to_string()))],

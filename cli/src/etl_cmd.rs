@@ -6,23 +6,24 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use dataflow_aws::{Clients, DynamoCheckpoints, S3Store};
+use dataflow_aws::{DynamoCheckpoints, S3Store};
 use dataflow_core::checkpoint::{CheckpointStore, MemoryCheckpoints, State};
-use dataflow_core::config::Config;
-use dataflow_core::etl::{Etl, ObjectOutcome, TriggerReport};
+use dataflow_core::etl::{Etl, ObjectOutcome, WorkReport};
 use dataflow_core::source::ObjectRef;
-use dataflow_core::storage::FsStore;
-use dataflow_core::trigger::Trigger;
+use dataflow_core::work::Work;
+use dataflow_dev::Clients;
+use dataflow_dev::StackConfig as Config;
+use dataflow_store::FsStore;
 use serde_json::json;
 
 pub async fn aws_etl() -> Result<(Config, Etl<S3Store, DynamoCheckpoints>)> {
     let cfg = Config::from_env()?;
     let clients = Clients::new(&cfg).await;
-    let etl = dataflow_aws::etl(&cfg, &clients);
+    let etl = dataflow_aws::etl(&cfg.etl, &clients.aws);
     Ok((cfg, etl))
 }
 
-pub fn print_report(report: &TriggerReport) -> Result<()> {
+pub fn print_report(report: &WorkReport) -> Result<()> {
     let processed = report
         .outcomes
         .iter()
@@ -41,8 +42,8 @@ pub fn print_report(report: &TriggerReport) -> Result<()> {
 
 pub async fn backfill(prefix: &str) -> Result<()> {
     let (cfg, etl) = aws_etl().await?;
-    let prefix = format!("{}{prefix}", cfg.raw_prefix);
-    let report = etl.backfill(&cfg.raw_bucket, &prefix).await?;
+    let prefix = format!("{}{prefix}", cfg.etl.raw_prefix);
+    let report = etl.backfill(&cfg.etl.lake.raw_bucket, &prefix).await?;
     print_report(&report)
 }
 
@@ -55,8 +56,10 @@ pub async fn reprocess(key: Option<String>, all: bool, no_run: bool) -> Result<(
         (Some(k), _) => records
             .into_iter()
             .filter(|c| match &c.source {
-                Some(s) => s.bucket == cfg.raw_bucket && s.key == *k,
-                None => c.id.starts_with(&format!("object#{}/{k}#", cfg.raw_bucket)),
+                Some(s) => s.bucket == cfg.etl.lake.raw_bucket && s.key == *k,
+                None => {
+                    c.id.starts_with(&format!("object#{}/{k}#", cfg.etl.lake.raw_bucket))
+                }
             })
             // A replaced version stays replaced; its record also lists outputs still to remove.
             .filter(|c| c.state != State::Superseded)
@@ -78,10 +81,16 @@ pub async fn reprocess(key: Option<String>, all: bool, no_run: bool) -> Result<(
     }
     let report = match key {
         Some(k) => {
-            etl.handle(Trigger::S3(vec![ObjectRef::new(cfg.raw_bucket.clone(), k)]))
-                .await
+            etl.handle(Work::Objects(vec![ObjectRef::new(
+                cfg.etl.lake.raw_bucket.clone(),
+                k,
+            )]))
+            .await
         }
-        None => etl.backfill(&cfg.raw_bucket, &cfg.raw_prefix).await?,
+        None => {
+            etl.backfill(&cfg.etl.lake.raw_bucket, &cfg.etl.raw_prefix)
+                .await?
+        }
     };
     print_report(&report)
 }
@@ -112,7 +121,7 @@ pub async fn checkpoints() -> Result<()> {
 
 pub async fn compact() -> Result<()> {
     let (_, etl) = aws_etl().await?;
-    let report = etl.handle(Trigger::Compact).await;
+    let report = etl.handle(Work::Compact).await;
     println!(
         "{}",
         json!({"compacted_dates": report.compacted, "swept": report.swept, "rollup": report.rollup, "errors": report.errors})
@@ -167,9 +176,9 @@ pub async fn local_etl(
     };
     std::fs::create_dir_all(&output).with_context(|| format!("creating {}", output.display()))?;
     let mut cfg = Config::from_lookup(|_| None)?;
-    cfg.write_events = !aggregates_only;
+    cfg.etl.write_events = !aggregates_only;
     if let Some(w) = workers {
-        cfg.workers = w.max(1);
+        cfg.etl.workers = w.max(1);
     }
     let store = FsStore::default()
         .with_bucket("input", &root)
@@ -177,13 +186,13 @@ pub async fn local_etl(
     let mut etl = Etl::new(
         Arc::new(store),
         Arc::new(MemoryCheckpoints::default()),
-        &cfg,
+        &cfg.etl,
     );
     etl.lake_bucket = "lake".into();
     let started = Instant::now();
     let report = match only {
         Some(name) => {
-            etl.handle(dataflow_core::trigger::Trigger::S3(vec![
+            etl.handle(dataflow_core::work::Work::Objects(vec![
                 dataflow_core::source::ObjectRef::new("input", name),
             ]))
             .await

@@ -5,8 +5,9 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
-use dataflow_aws::{Clients, S3Store};
-use dataflow_core::config::Config;
+use dataflow_aws::S3Store;
+use dataflow_dev::Clients;
+use dataflow_dev::StackConfig as Config;
 
 #[derive(Subcommand)]
 pub enum IndexCommand {
@@ -45,10 +46,7 @@ pub async fn index(command: IndexCommand) -> Result<()> {
     let aws = || async {
         let cfg = Config::from_env()?;
         let clients = Clients::new(&cfg).await;
-        anyhow::Ok((
-            S3Store::new(clients.s3.clone()),
-            store::IndexLocation::from_config(&cfg),
-        ))
+        anyhow::Ok((S3Store::new(clients.s3.clone()), cfg.search.index.clone()))
     };
     match command {
         IndexCommand::Build { docs, out, upload } => {
@@ -127,7 +125,7 @@ pub async fn index(command: IndexCommand) -> Result<()> {
                     let m = store::current_manifest(&s3, &loc).await?.context(
                         "no index published: run `dataflow index build --docs docs/ --upload`",
                     )?;
-                    use dataflow_core::storage::ObjectStore;
+                    use dataflow_store::ObjectStore;
                     let started = Instant::now();
                     let b = s3
                         .get(&loc.bucket, &m.key)

@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use dataflow_aws::{Clients, S3Store};
-use dataflow_core::config::Config;
+use dataflow_aws::S3Store;
+use dataflow_dev::Clients;
+use dataflow_dev::StackConfig as Config;
 
 use crate::etl_cmd::aws_etl;
 
@@ -19,42 +20,51 @@ pub const MAX_RECEIVES: u32 = 5;
 pub async fn setup(notifications: bool) -> Result<()> {
     let cfg = Config::from_env()?;
     let clients = Clients::new(&cfg).await;
-    for b in [&cfg.raw_bucket, &cfg.lake_bucket, &cfg.index_bucket] {
-        dataflow_aws::resources::ensure_bucket(&clients.s3, b).await?;
+    for b in [
+        &cfg.etl.lake.raw_bucket,
+        &cfg.etl.lake.lake_bucket,
+        &cfg.search.index.bucket,
+    ] {
+        dataflow_dev::resources::ensure_bucket(&clients.s3, b).await?;
     }
-    dataflow_aws::resources::ensure_table(&clients.dynamodb, &cfg.checkpoint_table).await?;
+    dataflow_dev::resources::ensure_table(&clients.dynamodb, &cfg.etl.lake.checkpoint_table)
+        .await?;
     eprintln!(
         "ready: buckets {}, {}, {}; table {}",
-        cfg.raw_bucket, cfg.lake_bucket, cfg.index_bucket, cfg.checkpoint_table
+        cfg.etl.lake.raw_bucket,
+        cfg.etl.lake.lake_bucket,
+        cfg.search.index.bucket,
+        cfg.etl.lake.checkpoint_table
     );
     if notifications {
-        let (_, arn) = dataflow_aws::resources::ensure_queue_with_dlq(
+        let (_, arn) = dataflow_dev::resources::ensure_queue_with_dlq(
             &clients.sqs,
             &cfg.etl_queue,
             LOCAL_VISIBILITY_SECONDS,
             MAX_RECEIVES,
         )
         .await?;
-        dataflow_aws::resources::wire_bucket_to_queue(&clients.s3, &cfg.raw_bucket, &arn).await?;
+        dataflow_dev::resources::wire_bucket_to_queue(&clients.s3, &cfg.etl.lake.raw_bucket, &arn)
+            .await?;
         eprintln!(
             "ready: s3://{} ObjectCreated -> queue {} (dead letters: {}-dlq after {MAX_RECEIVES} receives)",
-            cfg.raw_bucket, cfg.etl_queue, cfg.etl_queue
+            cfg.etl.lake.raw_bucket, cfg.etl_queue, cfg.etl_queue
         );
         let (_, arn) =
-            dataflow_aws::resources::ensure_queue_with_dlq(&clients.sqs, &cfg.docs_queue, 60, 3)
+            dataflow_dev::resources::ensure_queue_with_dlq(&clients.sqs, &cfg.docs_queue, 60, 3)
                 .await?;
-        dataflow_aws::resources::wire_notifications(
+        dataflow_dev::resources::wire_notifications(
             &clients.s3,
-            &cfg.index_bucket,
+            &cfg.search.index.bucket,
             &arn,
             "dataflow-index-builder",
-            Some(&cfg.docs_prefix),
+            Some(&cfg.search.index.docs_prefix),
             true,
         )
         .await?;
         eprintln!(
             "ready: s3://{}/{} ObjectCreated/ObjectRemoved -> queue {}",
-            cfg.index_bucket, cfg.docs_prefix, cfg.docs_queue
+            cfg.search.index.bucket, cfg.search.index.docs_prefix, cfg.docs_queue
         );
     }
     Ok(())
@@ -63,10 +73,14 @@ pub async fn setup(notifications: bool) -> Result<()> {
 pub async fn serve(addr: &str) -> Result<()> {
     let cfg = Config::from_env()?;
     let clients = Clients::new(&cfg).await;
-    let analytics = analytics_api::routes(Arc::new(analytics_api::AppState::from_clients(
-        &cfg, &clients,
+    let analytics = analytics_api::routes(Arc::new(analytics_api::AppState::over_aws(
+        &cfg.analytics,
+        &clients.aws,
     )));
-    let search = search_api::routes(Arc::new(search_api::AppState::from_clients(&cfg, &clients)));
+    let search = search_api::routes(Arc::new(search_api::AppState::over_aws(
+        &cfg.search,
+        &clients.aws,
+    )));
     let app = dataflow_http::finish(analytics.merge(search));
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -79,12 +93,12 @@ pub async fn serve(addr: &str) -> Result<()> {
 }
 
 pub async fn queue(clients: &Clients, name: &str) -> Result<(String, String)> {
-    let url = dataflow_aws::resources::queue_url(&clients.sqs, name)
+    let url = dataflow_dev::resources::queue_url(&clients.sqs, name)
         .await?
         .with_context(|| {
             format!("queue {name} does not exist: run `dataflow setup --notifications`")
         })?;
-    let arn = dataflow_aws::resources::queue_arn(&clients.sqs, &url).await?;
+    let arn = dataflow_dev::resources::queue_arn(&clients.sqs, &url).await?;
     Ok((url, arn))
 }
 
@@ -94,9 +108,9 @@ pub async fn queue(clients: &Clients, name: &str) -> Result<(String, String)> {
 pub async fn dispatch(sweep_every: Duration) -> Result<()> {
     let (cfg, etl) = aws_etl().await?;
     let clients = Clients::new(&cfg).await;
-    let region = cfg.region.clone().unwrap_or_else(|| "us-east-1".into());
+    let region = cfg.aws.region.clone().unwrap_or_else(|| "us-east-1".into());
     let dispatcher =
-        |(queue_url, queue_arn): (String, String)| dataflow_aws::dispatcher::Dispatcher {
+        |(queue_url, queue_arn): (String, String)| dataflow_dev::dispatcher::Dispatcher {
             sqs: clients.sqs.clone(),
             queue_url,
             queue_arn,
@@ -122,7 +136,7 @@ pub async fn dispatch(sweep_every: Duration) -> Result<()> {
         }
     };
     let store = S3Store::new(clients.s3.clone());
-    let loc = dataflow_search::store::IndexLocation::from_config(&cfg);
+    let loc = cfg.search.index.clone();
     let docs_handler = |event: serde_json::Value| {
         let (store, loc) = (&store, &loc);
         async move {
@@ -166,7 +180,7 @@ pub async fn redrive() -> Result<()> {
     let (to, _) = queue(&clients, &cfg.etl_queue).await?;
     let dlq_name = format!("{}-dlq", cfg.etl_queue);
     let (from, _) = queue(&clients, &dlq_name).await?;
-    let moved = dataflow_aws::resources::redrive(&clients.sqs, &from, &to).await?;
+    let moved = dataflow_dev::resources::redrive(&clients.sqs, &from, &to).await?;
     println!(
         "{}",
         serde_json::json!({"redriven": moved, "from": dlq_name, "to": cfg.etl_queue})

@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 use common::{dataflow, wait_for, Killed};
 use dataflow_core::analytics::{Filter, LakeReader};
 use dataflow_core::checkpoint::{CheckpointStore, State};
-use dataflow_core::storage::{Body, ObjectStore};
+use dataflow_store::{Body, ObjectStore};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_attempt_is_taken_over_with_exact_totals() {
     let cfg = dataflow_testkit::config();
     let clients = dataflow_testkit::provision(&cfg).await;
-    let etl = dataflow_aws::etl(&cfg, &clients);
+    let etl = dataflow_aws::etl(&cfg.etl, &clients.aws);
     let queue = dataflow_testkit::unique("etl");
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("dispatch.log");
@@ -48,7 +48,7 @@ async fn a_killed_attempt_is_taken_over_with_exact_totals() {
     ));
     etl.store
         .put(
-            &cfg.raw_bucket,
+            &cfg.etl.lake.raw_bucket,
             "big.jsonl",
             Body::Bytes(body.into_bytes()),
             "application/x-ndjson",
@@ -108,8 +108,8 @@ async fn a_killed_attempt_is_taken_over_with_exact_totals() {
     assert_eq!((rec[0].state, rec[0].attempts), (State::Done, 2));
     let reader = LakeReader::new(
         std::sync::Arc::new(etl.store.as_ref().clone()),
-        cfg.lake_bucket.clone(),
-        cfg.layout.clone(),
+        cfg.etl.lake.lake_bucket.clone(),
+        cfg.etl.lake.layout.clone(),
         Duration::ZERO,
     );
     let summary = reader
@@ -121,12 +121,12 @@ async fn a_killed_attempt_is_taken_over_with_exact_totals() {
         .await
         .unwrap();
     assert_eq!(summary.total_events, LINES);
-    let dlq = dataflow_aws::resources::queue_url(&clients.sqs, &format!("{queue}-dlq"))
+    let dlq = dataflow_dev::resources::queue_url(&clients.sqs, &format!("{queue}-dlq"))
         .await
         .unwrap()
         .unwrap();
     assert_eq!(
-        dataflow_aws::resources::queue_depth(&clients.sqs, &dlq)
+        dataflow_dev::resources::queue_depth(&clients.sqs, &dlq)
             .await
             .unwrap(),
         0

@@ -8,7 +8,7 @@ use common::run;
 use dataflow_core::checkpoint::{CheckpointStore, ClaimOutcome, State};
 use dataflow_core::etl::ObjectOutcome;
 use dataflow_core::source::ObjectRef;
-use dataflow_core::storage::{Body, ObjectStore};
+use dataflow_store::{Body, ObjectStore};
 
 const GOOD: &[u8] =
     b"{\"user_id\":\"a\",\"event_type\":\"x\",\"timestamp\":\"2024-01-01T00:00:00Z\"}\n\
@@ -22,11 +22,11 @@ const CORRUPT: &[u8] = &[
 async fn reprocess_key_touches_that_key_only() {
     let cfg = dataflow_testkit::config();
     let clients = dataflow_testkit::provision(&cfg).await;
-    let etl = dataflow_aws::etl(&cfg, &clients);
+    let etl = dataflow_aws::etl(&cfg.etl, &clients.aws);
     for (key, body) in [("good.jsonl", GOOD), ("corrupt.jsonl.gz", CORRUPT)] {
         etl.store
             .put(
-                &cfg.raw_bucket,
+                &cfg.etl.lake.raw_bucket,
                 key,
                 Body::Bytes(body.to_vec()),
                 "application/x-ndjson",
@@ -34,7 +34,7 @@ async fn reprocess_key_touches_that_key_only() {
             .await
             .unwrap();
         let _ = etl
-            .process_object(ObjectRef::new(&cfg.raw_bucket, key))
+            .process_object(ObjectRef::new(&cfg.etl.lake.raw_bucket, key))
             .await;
     }
     let before = etl.checkpoints.list().await.unwrap();
@@ -82,14 +82,14 @@ async fn reprocess_key_touches_that_key_only() {
 async fn doctor_reports_dead_letters_stuck_attempts_and_real_failures_with_fixes() {
     let cfg = dataflow_testkit::config();
     let clients = dataflow_testkit::provision(&cfg).await;
-    let etl = dataflow_aws::etl(&cfg, &clients);
+    let etl = dataflow_aws::etl(&cfg.etl, &clients.aws);
     let queue = dataflow_testkit::unique("q");
     let (ok, _, err) = run(&cfg, &queue, &["setup", "--notifications"]);
     assert!(ok, "{err}");
     // Drain what the setup's notifications and puts below send, so only our dead letter counts.
     let put = |key: &'static str, body: &'static [u8]| {
         let etl = &etl;
-        let bucket = cfg.raw_bucket.clone();
+        let bucket = cfg.etl.lake.raw_bucket.clone();
         async move {
             etl.store
                 .put(
@@ -114,17 +114,17 @@ async fn doctor_reports_dead_letters_stuck_attempts_and_real_failures_with_fixes
     // An attempt that died: claimed with a lease that has lapsed.
     etl.store
         .put(
-            &cfg.raw_bucket,
+            &cfg.etl.lake.raw_bucket,
             "stuck.jsonl",
             Body::Bytes(GOOD.to_vec()),
             "application/x-ndjson",
         )
         .await
         .unwrap();
-    let mut stuck = ObjectRef::new(&cfg.raw_bucket, "stuck.jsonl");
+    let mut stuck = ObjectRef::new(&cfg.etl.lake.raw_bucket, "stuck.jsonl");
     stuck.etag = etl
         .store
-        .head(&cfg.raw_bucket, "stuck.jsonl")
+        .head(&cfg.etl.lake.raw_bucket, "stuck.jsonl")
         .await
         .unwrap()
         .unwrap()
@@ -134,12 +134,12 @@ async fn doctor_reports_dead_letters_stuck_attempts_and_real_failures_with_fixes
         ClaimOutcome::Acquired(_)
     ));
     // A message that exhausted its receives.
-    let dlq = dataflow_aws::resources::queue_url(&clients.sqs, &format!("{queue}-dlq"))
+    let dlq = dataflow_dev::resources::queue_url(&clients.sqs, &format!("{queue}-dlq"))
         .await
         .unwrap()
         .unwrap();
     let body = serde_json::json!({"Records": [{"eventName": "ObjectCreated:Put", "s3": {
-        "bucket": {"name": cfg.raw_bucket}, "object": {"key": "lost+and+found.jsonl"}}}]});
+        "bucket": {"name": cfg.etl.lake.raw_bucket}, "object": {"key": "lost+and+found.jsonl"}}}]});
     clients
         .sqs
         .send_message()
@@ -165,7 +165,10 @@ async fn doctor_reports_dead_letters_stuck_attempts_and_real_failures_with_fixes
         "{dead}"
     );
     assert!(
-        dead.contains(&format!("s3://{}/lost and found.jsonl", cfg.raw_bucket)),
+        dead.contains(&format!(
+            "s3://{}/lost and found.jsonl",
+            cfg.etl.lake.raw_bucket
+        )),
         "{dead}"
     );
     assert!(dead.contains("`dataflow redrive`"), "{dead}");

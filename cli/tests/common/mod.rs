@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use dataflow_core::config::Config;
+use dataflow_dev::StackConfig as Config;
 
 /// Kills the child on drop, so a failing test leaves no dispatcher behind.
 pub struct Killed(pub Child);
@@ -22,15 +22,15 @@ pub fn env(cfg: &Config, queue: &str) -> Vec<(&'static str, String)> {
     vec![
         (
             "AWS_ENDPOINT_URL",
-            cfg.endpoint_url.clone().unwrap_or_default(),
+            cfg.aws.endpoint_url.clone().unwrap_or_default(),
         ),
         ("AWS_REGION", "us-east-1".into()),
         ("AWS_ACCESS_KEY_ID", "test".into()),
         ("AWS_SECRET_ACCESS_KEY", "test".into()),
-        ("RAW_BUCKET", cfg.raw_bucket.clone()),
-        ("LAKE_BUCKET", cfg.lake_bucket.clone()),
-        ("INDEX_BUCKET", cfg.index_bucket.clone()),
-        ("CHECKPOINT_TABLE", cfg.checkpoint_table.clone()),
+        ("RAW_BUCKET", cfg.etl.lake.raw_bucket.clone()),
+        ("LAKE_BUCKET", cfg.etl.lake.lake_bucket.clone()),
+        ("INDEX_BUCKET", cfg.search.index.bucket.clone()),
+        ("CHECKPOINT_TABLE", cfg.etl.lake.checkpoint_table.clone()),
         ("ETL_QUEUE", queue.to_owned()),
         ("DOCS_QUEUE", format!("{queue}-docs")),
         ("LEASE_SECONDS", "3".into()),

@@ -22,11 +22,11 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::http::Request;
 use dataflow_core::checkpoint::MemoryCheckpoints;
-use dataflow_core::config::Config;
 use dataflow_core::event::format_date;
 use dataflow_core::parquet::{encode_aggregate_rows, AggregateRow};
 use dataflow_core::sketch::UserSketch;
-use dataflow_core::storage::{Body as Upload, FsStore, MemoryStore, ObjectStore};
+use dataflow_dev::StackConfig as Config;
+use dataflow_store::{Body as Upload, FsStore, MemoryStore, ObjectStore};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
@@ -133,11 +133,13 @@ async fn generate(store: &Arc<dyn ObjectStore>, cfg: &Config, days: i32, types: 
             let (day, bytes) = h.await.expect("generate");
             bytes_total += bytes.len();
             let key = cfg
+                .etl
+                .lake
                 .layout
                 .aggregate_key(&format_date(FIRST_DAY + day), "compacted-bench");
             store
                 .put(
-                    &cfg.lake_bucket,
+                    &cfg.etl.lake.lake_bucket,
                     &key,
                     Upload::Bytes(bytes),
                     "application/vnd.apache.parquet",
@@ -163,8 +165,8 @@ async fn rollup(store: &Arc<dyn ObjectStore>, cfg: &Config) {
     let t = Instant::now();
     let r = dataflow_core::rollup::refresh(
         store,
-        &cfg.lake_bucket,
-        &cfg.layout,
+        &cfg.etl.lake.lake_bucket,
+        &cfg.etl.lake.layout,
         dataflow_core::time::now_ms(),
         dataflow_core::rollup::PRUNE_GRACE_MS,
     )
@@ -186,7 +188,7 @@ async fn measure(store: Arc<dyn ObjectStore>, cfg: &Config, days: i32, types: us
         let state = analytics_api::AppState::new(
             store.clone(),
             Arc::new(MemoryCheckpoints::default()),
-            cfg,
+            &cfg.etl.lake,
             Duration::from_secs(3600),
         );
         analytics_api::router(Arc::new(state))
@@ -194,13 +196,15 @@ async fn measure(store: Arc<dyn ObjectStore>, cfg: &Config, days: i32, types: us
     // A new partial on the last day: its month is read from the daily files until the next
     // rollup, as between two scheduled runs.
     let dirty = std::env::var("BENCH_DIRTY").is_ok().then(|| {
-        cfg.layout
+        cfg.etl
+            .lake
+            .layout
             .aggregate_key(&format_date(FIRST_DAY + days - 1), "bench-late")
     });
     if let Some(key) = &dirty {
         store
             .put(
-                &cfg.lake_bucket,
+                &cfg.etl.lake.lake_bucket,
                 key,
                 Upload::Bytes(day_file(days + 7, 3)),
                 "application/vnd.apache.parquet",
@@ -364,7 +368,10 @@ async fn measure(store: Arc<dyn ObjectStore>, cfg: &Config, days: i32, types: us
     }
     println!("accuracy: max |error| {:.3}%", worst * 100.0);
     if let Some(key) = &dirty {
-        store.delete(&cfg.lake_bucket, key).await.expect("delete");
+        store
+            .delete(&cfg.etl.lake.lake_bucket, key)
+            .await
+            .expect("delete");
     }
 }
 
@@ -383,10 +390,10 @@ async fn main() {
     let mut cfg = Config::from_lookup(|_| None).expect("config");
     let (store, from): (Arc<dyn ObjectStore>, &str) = if emulator {
         cfg = Config::from_env().expect("config");
-        cfg.lake_bucket =
+        cfg.etl.lake.lake_bucket =
             std::env::var("BENCH_BUCKET").unwrap_or_else(|_| format!("bench-lake-{days}x{types}"));
-        let clients = dataflow_aws::Clients::new(&cfg).await;
-        dataflow_aws::resources::ensure_bucket(&clients.s3, &cfg.lake_bucket)
+        let clients = dataflow_dev::Clients::new(&cfg).await;
+        dataflow_dev::resources::ensure_bucket(&clients.s3, &cfg.etl.lake.lake_bucket)
             .await
             .expect("bucket");
         (
@@ -396,7 +403,7 @@ async fn main() {
     } else if let Ok(dir) = std::env::var("BENCH_DIR") {
         std::fs::create_dir_all(&dir).expect("BENCH_DIR");
         (
-            Arc::new(FsStore::default().with_bucket(&cfg.lake_bucket, dir)),
+            Arc::new(FsStore::default().with_bucket(&cfg.etl.lake.lake_bucket, dir)),
             "a folder",
         )
     } else {

@@ -13,8 +13,8 @@ use axum::{Json, Router};
 use dataflow_core::analytics::{Filter, LakeError, LakeReader, View};
 use dataflow_core::checkpoint::{CheckpointStore, PipelineState};
 use dataflow_core::event::parse_date;
-use dataflow_core::storage::ObjectStore;
 use dataflow_http::{ApiError, Params};
+use dataflow_store::ObjectStore;
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
@@ -40,20 +40,20 @@ impl AppState {
     pub fn new(
         store: Arc<dyn ObjectStore>,
         checkpoints: Arc<dyn CheckpointStore>,
-        cfg: &dataflow_core::config::Config,
+        names: &dataflow_core::config::LakeNames,
         refresh: Duration,
     ) -> Self {
         Self {
             lake: LakeReader::new(
                 store.clone(),
-                cfg.lake_bucket.clone(),
-                cfg.layout.clone(),
+                names.lake_bucket.clone(),
+                names.layout.clone(),
                 refresh,
             ),
             store,
             checkpoints,
-            lake_bucket: cfg.lake_bucket.clone(),
-            raw_bucket: cfg.raw_bucket.clone(),
+            lake_bucket: names.lake_bucket.clone(),
+            raw_bucket: names.raw_bucket.clone(),
             refresh,
             health_timeout: Duration::from_secs(2),
             pipeline: Mutex::new(None),
@@ -63,17 +63,14 @@ impl AppState {
 
     /// The state over S3 and DynamoDB, revalidating after `CACHE_SECONDS`: what the Lambda and
     /// `dataflow serve` both run.
-    pub fn from_clients(
-        cfg: &dataflow_core::config::Config,
-        clients: &dataflow_aws::Clients,
-    ) -> Self {
+    pub fn over_aws(cfg: &dataflow_core::config::AnalyticsConfig, aws: &dataflow_aws::Aws) -> Self {
         Self::new(
-            Arc::new(dataflow_aws::S3Store::new(clients.s3.clone())),
+            Arc::new(dataflow_aws::S3Store::new(aws.s3())),
             Arc::new(dataflow_aws::DynamoCheckpoints::new(
-                clients.dynamodb.clone(),
-                cfg.checkpoint_table.clone(),
+                aws.dynamodb(),
+                cfg.lake.checkpoint_table.clone(),
             )),
-            cfg,
+            &cfg.lake,
             Duration::from_secs(cfg.cache_seconds),
         )
     }

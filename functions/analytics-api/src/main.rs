@@ -3,16 +3,12 @@
 
 use std::sync::Arc;
 
-use dataflow_aws::Clients;
-use dataflow_core::config::Config;
+use dataflow_core::config::AnalyticsConfig;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    dataflow_aws::telemetry::init();
-    let cfg =
-        Config::from_env().inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
-    let clients = Clients::new(&cfg).await;
-    let state = analytics_api::AppState::from_clients(&cfg, &clients);
+    let (cfg, aws) = dataflow_aws::start::<AnalyticsConfig>().await?;
+    let state = analytics_api::AppState::over_aws(&cfg, &aws);
     let app = analytics_api::router(Arc::new(state));
     dataflow_http::serve(app).await
 }

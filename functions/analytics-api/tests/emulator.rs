@@ -10,8 +10,8 @@ use axum::http::{Request, StatusCode};
 use dataflow_aws::{DynamoCheckpoints, S3Store};
 use dataflow_core::etl::Etl;
 use dataflow_core::source::ObjectRef;
-use dataflow_core::storage::{Body as Upload, ObjectStore};
-use dataflow_core::trigger::Trigger;
+use dataflow_core::work::Work;
+use dataflow_store::{Body as Upload, ObjectStore};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -44,14 +44,14 @@ async fn etl_then_api_then_compaction_then_new_data() {
     let store = Arc::new(S3Store::new(clients.s3.clone()));
     let ckpt = Arc::new(DynamoCheckpoints::new(
         clients.dynamodb.clone(),
-        cfg.checkpoint_table.clone(),
+        cfg.etl.lake.checkpoint_table.clone(),
     ));
-    let etl = Etl::new(store.clone(), ckpt.clone(), &cfg);
+    let etl = Etl::new(store.clone(), ckpt.clone(), &cfg.etl);
     let refresh = Duration::from_millis(500);
     let app = analytics_api::router(Arc::new(analytics_api::AppState::new(
         store.clone(),
         ckpt.clone(),
-        &cfg,
+        &cfg.etl.lake,
         refresh,
     )));
 
@@ -72,14 +72,14 @@ async fn etl_then_api_then_compaction_then_new_data() {
     for (k, bytes) in files {
         store
             .put(
-                &cfg.raw_bucket,
+                &cfg.etl.lake.raw_bucket,
                 k,
                 Upload::Bytes(bytes),
                 "application/x-ndjson",
             )
             .await
             .unwrap();
-        etl.process_object(ObjectRef::new(&cfg.raw_bucket, k))
+        etl.process_object(ObjectRef::new(&cfg.etl.lake.raw_bucket, k))
             .await
             .unwrap();
     }
@@ -103,7 +103,7 @@ async fn etl_then_api_then_compaction_then_new_data() {
 
     // Compaction (the scheduled run): one compacted file for the date with two partials (which
     // stay as the source of truth), identical answers.
-    let report = etl.handle(Trigger::Compact).await;
+    let report = etl.handle(Work::Compact).await;
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     assert_eq!(
         report.compacted, 1,
@@ -113,11 +113,14 @@ async fn etl_then_api_then_compaction_then_new_data() {
     let rollup = report.rollup.clone().expect("a rollup report");
     assert_eq!((rollup.months_rebuilt, rollup.months_unchanged), (1, 0));
     let aggs: Vec<_> = store
-        .list(&cfg.lake_bucket, &cfg.layout.aggregates_prefix)
+        .list(
+            &cfg.etl.lake.lake_bucket,
+            &cfg.etl.lake.layout.aggregates_prefix,
+        )
         .await
         .unwrap()
         .into_iter()
-        .filter(|m| !m.key.starts_with(&cfg.layout.rollup_prefix()))
+        .filter(|m| !m.key.starts_with(&cfg.etl.lake.layout.rollup_prefix()))
         .collect();
     let compacted: Vec<_> = aggs
         .iter()
@@ -134,14 +137,14 @@ async fn etl_then_api_then_compaction_then_new_data() {
     // A new file shows up after the revalidation delay.
     store
         .put(
-            &cfg.raw_bucket,
+            &cfg.etl.lake.raw_bucket,
             "d3.jsonl",
             Upload::Bytes(file(3, 1000..1010, &["buy"])),
             "application/x-ndjson",
         )
         .await
         .unwrap();
-    etl.process_object(ObjectRef::new(&cfg.raw_bucket, "d3.jsonl"))
+    etl.process_object(ObjectRef::new(&cfg.etl.lake.raw_bucket, "d3.jsonl"))
         .await
         .unwrap();
     tokio::time::sleep(refresh).await;
@@ -151,13 +154,13 @@ async fn etl_then_api_then_compaction_then_new_data() {
     assert_eq!(v["files_processed"], 4);
 
     // The next scheduled run rolls May up again; a cold API reading only the rollup agrees.
-    let report = etl.handle(Trigger::Compact).await;
+    let report = etl.handle(Work::Compact).await;
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     assert_eq!(report.rollup.map(|r| r.months_rebuilt), Some(1));
     let cold = analytics_api::router(Arc::new(analytics_api::AppState::new(
         store.clone(),
         ckpt.clone(),
-        &cfg,
+        &cfg.etl.lake,
         refresh,
     )));
     let (_, w) = get(&cold, "/analytics/summary").await;

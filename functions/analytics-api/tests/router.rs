@@ -4,11 +4,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::StatusCode;
+use dataflow_config::{Env, FromEnv};
 use dataflow_core::checkpoint::MemoryCheckpoints;
-use dataflow_core::config::Config;
+use dataflow_core::config::EtlConfig;
 use dataflow_core::etl::Etl;
 use dataflow_core::source::ObjectRef;
-use dataflow_core::storage::MemoryStore;
+use dataflow_store::MemoryStore;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -19,11 +20,11 @@ struct Fixture {
 }
 
 fn fixture(refresh: Duration) -> Fixture {
-    let cfg = Config::from_lookup(|_| None).unwrap();
+    let cfg = EtlConfig::from_env_vars(&Env::from_pairs(&[])).unwrap();
     let store = Arc::new(MemoryStore::default());
     let ckpt = Arc::new(MemoryCheckpoints::default());
     let etl = Etl::new(store.clone(), ckpt.clone(), &cfg);
-    let state = analytics_api::AppState::new(store, ckpt, &cfg, refresh);
+    let state = analytics_api::AppState::new(store, ckpt, &cfg.lake, refresh);
     Fixture {
         app: analytics_api::router(Arc::new(state)),
         etl,

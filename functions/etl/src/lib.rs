@@ -1,25 +1,61 @@
 //! The ETL function's handler, shared by the Lambda binary and the local dispatcher so both run
-//! exactly the same code.
+//! exactly the same code: the invocation's envelope becomes [`Work`] here, the layer above the
+//! ETL and compaction.
 
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse};
+use dataflow_aws::events::{batch_response, ChangeKind, Invocation, ObjectChange};
 use dataflow_aws::requeue::Requeue;
 use dataflow_core::checkpoint::CheckpointStore;
 use dataflow_core::etl::Etl;
-use dataflow_core::storage::ObjectStore;
-use dataflow_core::trigger::{parse_trigger, Trigger};
+use dataflow_core::source::ObjectRef;
+use dataflow_core::work::{QueuedMessage, Work};
+use dataflow_store::ObjectStore;
 use serde_json::Value;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
-    #[error("{0}")]
-    BadEvent(String),
-    /// The answer could not be written (never expected: a fault of this code, not the event).
-    #[error("cannot encode the response: {0}")]
-    Response(#[from] serde_json::Error),
+    #[error(transparent)]
+    BadEvent(#[from] dataflow_aws::events::EventError),
+    #[error("unknown action {0:?}: expected \"compact\" or \"sweep\"")]
+    UnknownAction(String),
     /// A direct S3 invocation with a failed object: Lambda's async retries redeliver it, and
     /// checkpoints make the redelivery skip what already succeeded.
     #[error("{failed} object(s) failed: {errors}")]
     Objects { failed: usize, errors: String },
+}
+
+/// What the ETL does for an invocation: creations feed it (removals are acknowledged, as
+/// before), schedules and `{"action": "compact"}` compact, `{"action": "sweep"}` sweeps.
+pub fn work_of(invocation: Invocation) -> Result<Work, HandlerError> {
+    fn created(changes: Vec<ObjectChange>) -> Vec<ObjectRef> {
+        changes
+            .into_iter()
+            .filter(|c| c.kind == ChangeKind::Created)
+            .map(|c| ObjectRef {
+                bucket: c.bucket,
+                key: c.key,
+                etag: c.etag,
+                version_id: c.version_id,
+                size: c.size,
+            })
+            .collect()
+    }
+    Ok(match invocation {
+        Invocation::Changes(c) => Work::Objects(created(c)),
+        Invocation::Messages(m) => Work::Messages(
+            m.into_iter()
+                .map(|m| QueuedMessage {
+                    message_id: m.id,
+                    body: m.body,
+                    queue_arn: m.queue_arn,
+                    objects: m.changes.map(created),
+                })
+                .collect(),
+        ),
+        Invocation::Schedule => Work::Compact,
+        Invocation::Action(a) if a == "compact" => Work::Compact,
+        Invocation::Action(a) if a == "sweep" => Work::Sweep,
+        Invocation::Action(a) => return Err(HandlerError::UnknownAction(a)),
+    })
 }
 
 /// Handles one invocation payload. SQS batches answer with `batchItemFailures` (the event source
@@ -31,9 +67,9 @@ pub async fn handle<S: ObjectStore, C: CheckpointStore>(
     requeue: &dyn Requeue,
     event: Value,
 ) -> Result<Value, HandlerError> {
-    let trigger = parse_trigger(&event).map_err(|e| HandlerError::BadEvent(e.to_string()))?;
-    let is_sqs = matches!(trigger, Trigger::Sqs(_));
-    let mut report = etl.handle(trigger).await;
+    let work = work_of(Invocation::parse(&event)?)?;
+    let is_sqs = matches!(work, Work::Messages(_));
+    let mut report = etl.handle(work).await;
     for d in std::mem::take(&mut report.deferred) {
         match requeue
             .requeue(&d.queue_arn, &d.body, d.delay_seconds)
@@ -56,17 +92,7 @@ pub async fn handle<S: ObjectStore, C: CheckpointStore>(
         "invocation done"
     );
     if is_sqs {
-        let mut resp = SqsBatchResponse::default();
-        resp.batch_item_failures = report
-            .failed_message_ids
-            .into_iter()
-            .map(|id| {
-                let mut f = BatchItemFailure::default();
-                f.item_identifier = id;
-                f
-            })
-            .collect();
-        return Ok(serde_json::to_value(resp)?);
+        return Ok(batch_response(report.failed_message_ids));
     }
     if !report.errors.is_empty() {
         return Err(HandlerError::Objects {

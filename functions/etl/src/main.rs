@@ -1,18 +1,15 @@
 //! ETL Lambda: config, clients, run.
 
-use dataflow_aws::Clients;
-use dataflow_core::config::Config;
+use dataflow_aws::requeue::SqsRequeue;
+use dataflow_core::config::EtlConfig;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    dataflow_aws::telemetry::init();
-    let cfg =
-        Config::from_env().inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
-    let clients = Clients::new(&cfg).await;
-    let etl = dataflow_aws::etl(&cfg, &clients);
-    let requeue = dataflow_aws::requeue::SqsRequeue::new(clients.sqs.clone());
+    let (cfg, aws) = dataflow_aws::start::<EtlConfig>().await?;
+    let etl = dataflow_aws::etl(&cfg, &aws);
+    let requeue = SqsRequeue::new(aws.sqs());
     let (etl, requeue) = (&etl, &requeue);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         etl_function::handle(etl, requeue, event.payload)

@@ -2,7 +2,7 @@
 //! accurate for `cargo lambda invoke --data-file` and `sam local invoke -e`.
 
 use dataflow_core::checkpoint::CheckpointStore;
-use dataflow_core::storage::{Body, ObjectStore};
+use dataflow_store::{Body, ObjectStore};
 use serde_json::Value;
 
 fn sample(name: &str, bucket: &str) -> Value {
@@ -17,7 +17,7 @@ fn sample(name: &str, bucket: &str) -> Value {
 async fn sample_events_are_processed_once() {
     let cfg = dataflow_testkit::config();
     let clients = dataflow_testkit::provision(&cfg).await;
-    let etl = dataflow_aws::etl(&cfg, &clients);
+    let etl = dataflow_aws::etl(&cfg.etl, &clients.aws);
     let requeue = dataflow_aws::requeue::SqsRequeue::new(clients.sqs.clone());
     let data = std::fs::read(format!(
         "{}/../../events/data/sample-events.jsonl",
@@ -26,7 +26,7 @@ async fn sample_events_are_processed_once() {
     .unwrap();
     etl.store
         .put(
-            &cfg.raw_bucket,
+            &cfg.etl.lake.raw_bucket,
             "incoming/sample-events.jsonl",
             Body::Bytes(data),
             "application/x-ndjson",
@@ -34,9 +34,13 @@ async fn sample_events_are_processed_once() {
         .await
         .unwrap();
 
-    let resp = etl_function::handle(&etl, &requeue, sample("sqs-s3-put.json", &cfg.raw_bucket))
-        .await
-        .unwrap();
+    let resp = etl_function::handle(
+        &etl,
+        &requeue,
+        sample("sqs-s3-put.json", &cfg.etl.lake.raw_bucket),
+    )
+    .await
+    .unwrap();
     assert_eq!(resp, serde_json::json!({"batchItemFailures": []}));
     let p = etl.checkpoints.pipeline().await.unwrap();
     assert_eq!(
@@ -45,9 +49,13 @@ async fn sample_events_are_processed_once() {
     );
 
     // The direct S3 notification for the same object is a duplicate now.
-    let resp = etl_function::handle(&etl, &requeue, sample("s3-put.json", &cfg.raw_bucket))
-        .await
-        .unwrap();
+    let resp = etl_function::handle(
+        &etl,
+        &requeue,
+        sample("s3-put.json", &cfg.etl.lake.raw_bucket),
+    )
+    .await
+    .unwrap();
     assert_eq!(resp["processed"], 1);
     assert_eq!(
         etl.checkpoints.pipeline().await.unwrap().events_accepted,
@@ -65,36 +73,36 @@ async fn sample_events_are_processed_once() {
 /// message: with a receive limit of 1, one failed receive would dead-letter it for good.
 #[tokio::test]
 async fn a_delivery_that_meets_a_live_lease_waits_without_burning_receives() {
-    use dataflow_aws::dispatcher::Dispatcher;
-    use dataflow_aws::resources;
     use dataflow_core::checkpoint::ClaimOutcome;
     use dataflow_core::source::ObjectRef;
+    use dataflow_dev::dispatcher::Dispatcher;
+    use dataflow_dev::resources;
 
     let cfg = dataflow_testkit::config();
     let clients = dataflow_testkit::provision(&cfg).await;
-    let etl = dataflow_aws::etl(&cfg, &clients);
+    let etl = dataflow_aws::etl(&cfg.etl, &clients.aws);
     let requeue = dataflow_aws::requeue::SqsRequeue::new(clients.sqs.clone());
     let name = dataflow_testkit::unique("busy");
     let (url, arn) = resources::ensure_queue_with_dlq(&clients.sqs, &name, 1, 1)
         .await
         .unwrap();
-    resources::wire_bucket_to_queue(&clients.s3, &cfg.raw_bucket, &arn)
+    resources::wire_bucket_to_queue(&clients.s3, &cfg.etl.lake.raw_bucket, &arn)
         .await
         .unwrap();
     let body = b"{\"user_id\":\"a\",\"event_type\":\"x\",\"timestamp\":\"2024-01-01T00:00:00Z\"}\n";
     etl.store
         .put(
-            &cfg.raw_bucket,
+            &cfg.etl.lake.raw_bucket,
             "k.jsonl",
             Body::Bytes(body.to_vec()),
             "application/x-ndjson",
         )
         .await
         .unwrap();
-    let mut obj = ObjectRef::new(&cfg.raw_bucket, "k.jsonl");
+    let mut obj = ObjectRef::new(&cfg.etl.lake.raw_bucket, "k.jsonl");
     obj.etag = etl
         .store
-        .head(&cfg.raw_bucket, "k.jsonl")
+        .head(&cfg.etl.lake.raw_bucket, "k.jsonl")
         .await
         .unwrap()
         .unwrap()

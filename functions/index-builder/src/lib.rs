@@ -1,22 +1,81 @@
-//! The index builder's handler, shared by the Lambda binary and the local dispatcher.
+//! The index builder's handler, shared by the Lambda binary and the local dispatcher: the
+//! invocation's envelope becomes a [`RebuildRequest`] here.
 
-use dataflow_core::storage::ObjectStore;
+use dataflow_aws::events::{batch_response, Invocation, ObjectChange};
 use dataflow_search::chunk::ChunkOptions;
-use dataflow_search::store::{rebuild, IndexLocation, RebuildOutcome};
-use dataflow_search::trigger::parse_rebuild_trigger;
+use dataflow_search::store::{is_document, rebuild, IndexLocation, RebuildOutcome};
+use dataflow_store::ObjectStore;
 use serde_json::{json, Value};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
-    #[error("{0}")]
-    BadEvent(String),
+    #[error(transparent)]
+    BadEvent(#[from] dataflow_aws::events::EventError),
+    #[error("unknown action {0:?}: expected \"rebuild\"")]
+    UnknownAction(String),
     /// The rebuild failed: the invocation fails, so S3's async retries (or the SQS redelivery)
     /// try again; a rebuild is idempotent.
     #[error("index rebuild failed: {0}")]
-    Rebuild(String),
+    Rebuild(#[source] dataflow_search::store::IndexStoreError),
+    /// The answer could not be written (never expected: a fault of this code, not the event).
+    #[error("cannot encode the response: {0}")]
+    Response(#[from] serde_json::Error),
 }
 
-/// Handles one invocation: rebuilds when a Markdown file under the docs prefix was created or
+/// What an invocation asks of the index builder.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RebuildRequest {
+    /// Documents created or removed under the docs prefix.
+    pub changed: Vec<String>,
+    /// `{"action": "rebuild"}`: rebuild even if the docs look unchanged.
+    pub force: bool,
+    /// A schedule: a safety net that rebuilds only if the docs differ from the index.
+    pub scheduled: bool,
+    /// SQS messages that could not be read (reported as batch item failures), with why.
+    pub unreadable: Vec<(String, String)>,
+    /// The invocation came from SQS (answer with `batchItemFailures`).
+    pub from_sqs: bool,
+}
+
+impl RebuildRequest {
+    /// Keys under other prefixes, files that are not documents and other event kinds are
+    /// ignored; removals count as changes.
+    pub fn of(invocation: Invocation, docs_prefix: &str) -> Result<Self, HandlerError> {
+        let mut req = RebuildRequest::default();
+        let take = |changes: Vec<ObjectChange>, changed: &mut Vec<String>| {
+            for c in changes {
+                if c.key.starts_with(docs_prefix)
+                    && is_document(&c.key)
+                    && !changed.contains(&c.key)
+                {
+                    changed.push(c.key);
+                }
+            }
+        };
+        match invocation {
+            Invocation::Changes(c) => take(c, &mut req.changed),
+            Invocation::Messages(messages) => {
+                req.from_sqs = true;
+                for m in messages {
+                    match m.changes {
+                        Ok(c) => take(c, &mut req.changed),
+                        Err(why) => req.unreadable.push((m.id, why)),
+                    }
+                }
+            }
+            Invocation::Schedule => req.scheduled = true,
+            Invocation::Action(a) if a == "rebuild" => req.force = true,
+            Invocation::Action(a) => return Err(HandlerError::UnknownAction(a)),
+        }
+        Ok(req)
+    }
+
+    pub fn wants_rebuild(&self) -> bool {
+        self.force || self.scheduled || !self.changed.is_empty()
+    }
+}
+
+/// Handles one invocation: rebuilds when a document under the docs prefix was created or
 /// deleted (or on `{"action": "rebuild"}` / a schedule), else acknowledges. SQS batches answer
 /// with `batchItemFailures` naming only unreadable messages.
 pub async fn handle(
@@ -24,15 +83,14 @@ pub async fn handle(
     loc: &IndexLocation,
     event: Value,
 ) -> Result<Value, HandlerError> {
-    let req = parse_rebuild_trigger(&event, &loc.docs_prefix)
-        .map_err(|e| HandlerError::BadEvent(e.to_string()))?;
+    let req = RebuildRequest::of(Invocation::parse(&event)?, &loc.docs_prefix)?;
     for (id, why) in &req.unreadable {
         tracing::warn!(message_id = %id, reason = %why, "unreadable message");
     }
     let mut out = if req.wants_rebuild() {
         let outcome = rebuild(store, loc, ChunkOptions::default(), req.force)
             .await
-            .map_err(|e| HandlerError::Rebuild(e.to_string()))?;
+            .map_err(HandlerError::Rebuild)?;
         // publish() already logs the index's key, size and counts.
         match &outcome {
             RebuildOutcome::Published {
@@ -45,16 +103,13 @@ pub async fn handle(
             ),
             RebuildOutcome::UpToDate { .. } => tracing::info!("index already up to date"),
         }
-        serde_json::to_value(&outcome).map_err(|e| HandlerError::Rebuild(e.to_string()))?
+        serde_json::to_value(&outcome)?
     } else {
-        json!({"outcome": "ignored", "reason": "no Markdown change under the docs prefix"})
+        json!({"outcome": "ignored", "reason": "no document change under the docs prefix"})
     };
     if req.from_sqs {
-        out["batchItemFailures"] = req
-            .unreadable
-            .iter()
-            .map(|(id, _)| json!({"itemIdentifier": id}))
-            .collect();
+        let failures = batch_response(req.unreadable.into_iter().map(|(id, _)| id));
+        out["batchItemFailures"] = failures["batchItemFailures"].clone();
     }
     Ok(out)
 }
@@ -62,7 +117,7 @@ pub async fn handle(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dataflow_core::storage::MemoryStore;
+    use dataflow_store::MemoryStore;
 
     fn loc() -> IndexLocation {
         IndexLocation {
@@ -115,6 +170,36 @@ mod tests {
         let v = handle(&store, &loc(), ev).await.unwrap();
         assert_eq!(v["outcome"], "published");
         assert_eq!(v["batchItemFailures"], json!([{"itemIdentifier": "bad"}]));
+    }
+
+    fn s3(name: &str, key: &str) -> Value {
+        json!({"eventSource": "aws:s3", "eventName": name, "s3": {"bucket": {"name": "b"}, "object": {"key": key}}})
+    }
+
+    fn request(event: Value) -> RebuildRequest {
+        RebuildRequest::of(Invocation::parse(&event).unwrap(), "docs/").unwrap()
+    }
+
+    #[test]
+    fn document_changes_under_the_prefix_count_and_others_do_not() {
+        let r = request(json!({"Records": [
+            s3("ObjectCreated:Put", "docs/ops/run+book.md"),
+            s3("ObjectRemoved:Delete", "docs/old.md"),
+            s3("ObjectCreated:Put", "docs/image.png"),
+            s3("ObjectCreated:Put", "index/current.json"),
+            s3("ObjectCreated:Put", "docs/old.md"),
+        ]}));
+        assert_eq!(r.changed, vec!["docs/ops/run book.md", "docs/old.md"]);
+        assert!(r.wants_rebuild() && !r.force && !r.from_sqs);
+        let none = request(json!({"Records": [s3("ObjectCreated:Put", "index/objects/x.dfidx")]}));
+        assert!(!none.wants_rebuild());
+        let sched = request(json!({"source": "aws.events", "detail-type": "Scheduled Event"}));
+        assert!(sched.wants_rebuild() && !sched.force && sched.changed.is_empty());
+        assert!(request(json!({"action": "rebuild"})).force);
+        assert!(matches!(
+            RebuildRequest::of(Invocation::Action("compact".into()), "docs/"),
+            Err(HandlerError::UnknownAction(_))
+        ));
     }
 
     /// The sample in events/ (for `cargo lambda invoke` and `sam local invoke`) is a docs change.

@@ -4,9 +4,10 @@
 
 use std::time::Duration;
 
-use dataflow_aws::dispatcher::Dispatcher;
-use dataflow_aws::{resources, S3Store};
-use dataflow_search::store::{current_manifest, IndexHolder, IndexLocation};
+use dataflow_aws::S3Store;
+use dataflow_dev::dispatcher::Dispatcher;
+use dataflow_dev::resources;
+use dataflow_search::store::{current_manifest, IndexHolder};
 use serde_json::Value;
 
 async fn put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: &str) {
@@ -23,14 +24,18 @@ async fn put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: &str) {
 async fn docs_changes_rebuild_and_republish_the_index() {
     let cfg = dataflow_testkit::config();
     let clients = dataflow_testkit::provision(&cfg).await;
-    let loc = IndexLocation::from_config(&cfg);
-    let (url, arn) =
-        resources::ensure_queue_with_dlq(&clients.sqs, &format!("{}-docs", cfg.index_bucket), 5, 3)
-            .await
-            .unwrap();
+    let loc = cfg.search.index.clone();
+    let (url, arn) = resources::ensure_queue_with_dlq(
+        &clients.sqs,
+        &format!("{}-docs", cfg.search.index.bucket),
+        5,
+        3,
+    )
+    .await
+    .unwrap();
     resources::wire_notifications(
         &clients.s3,
-        &cfg.index_bucket,
+        &cfg.search.index.bucket,
         &arn,
         "docs",
         Some(&loc.docs_prefix),
@@ -69,10 +74,10 @@ async fn docs_changes_rebuild_and_republish_the_index() {
         total
     };
 
-    put(&clients.s3, &cfg.index_bucket, "docs/ops/runbook.md", "# Runbook\n\n## Throttling\n\nRaise reserved concurrency when invocations are throttled.\n").await;
+    put(&clients.s3, &cfg.search.index.bucket, "docs/ops/runbook.md", "# Runbook\n\n## Throttling\n\nRaise reserved concurrency when invocations are throttled.\n").await;
     put(
         &clients.s3,
-        &cfg.index_bucket,
+        &cfg.search.index.bucket,
         "docs/diagram.png",
         "not a document",
     )
@@ -96,14 +101,14 @@ async fn docs_changes_rebuild_and_republish_the_index() {
     // An edit and a new file: republished, and the API's holder picks it up.
     put(
         &clients.s3,
-        &cfg.index_bucket,
+        &cfg.search.index.bucket,
         "docs/ops/runbook.md",
         "# Runbook\n\n## Cold starts\n\nProvisioned concurrency removes cold starts.\n",
     )
     .await;
     put(
         &clients.s3,
-        &cfg.index_bucket,
+        &cfg.search.index.bucket,
         "docs/space name.md",
         "# Spaced\n\nKeys with spaces are decoded.\n",
     )
@@ -124,7 +129,7 @@ async fn docs_changes_rebuild_and_republish_the_index() {
     clients
         .s3
         .delete_object()
-        .bucket(&cfg.index_bucket)
+        .bucket(&cfg.search.index.bucket)
         .key("docs/space name.md")
         .send()
         .await
@@ -138,7 +143,7 @@ async fn docs_changes_rebuild_and_republish_the_index() {
     let kept = clients
         .s3
         .head_object()
-        .bucket(&cfg.index_bucket)
+        .bucket(&cfg.search.index.bucket)
         .key(&m2.key)
         .send()
         .await;

@@ -9,11 +9,11 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::routing::{get, put};
 use axum::{Json, Router};
-use dataflow_core::storage::{Body, ObjectStore};
 use dataflow_http::{ApiError, Params};
 use dataflow_search::index::{QueryError, SearchError, MAX_K};
 use dataflow_search::store::{IndexHolder, IndexLocation, LoadedIndex};
 use dataflow_search::upload::{check_content, check_path, UploadError, MAX_UPLOAD_BYTES};
+use dataflow_store::{Body, ObjectStore};
 use serde_json::{json, Value};
 
 pub const DEFAULT_K: usize = 5;
@@ -38,13 +38,10 @@ impl AppState {
 
     /// Over S3, revalidating the manifest after `CACHE_SECONDS`: what the Lambda and
     /// `dataflow serve` run.
-    pub fn from_clients(
-        cfg: &dataflow_core::config::Config,
-        clients: &dataflow_aws::Clients,
-    ) -> Self {
+    pub fn over_aws(cfg: &dataflow_search::config::SearchConfig, aws: &dataflow_aws::Aws) -> Self {
         Self::new(
-            Arc::new(dataflow_aws::S3Store::new(clients.s3.clone())),
-            IndexLocation::from_config(cfg),
+            Arc::new(dataflow_aws::S3Store::new(aws.s3())),
+            cfg.index.clone(),
             Duration::from_secs(cfg.cache_seconds),
         )
     }
@@ -182,7 +179,7 @@ fn upload_error(e: UploadError) -> ApiError {
     ApiError::new(status, code, e.to_string())
 }
 
-fn store_error(e: dataflow_core::storage::StoreError) -> ApiError {
+fn store_error(e: dataflow_store::StoreError) -> ApiError {
     tracing::error!(error = %e, "docs bucket write failed");
     ApiError::unavailable(
         "docs_unavailable",

@@ -3,16 +3,12 @@
 
 use std::sync::Arc;
 
-use dataflow_aws::Clients;
-use dataflow_core::config::Config;
+use dataflow_search::config::SearchConfig;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    dataflow_aws::telemetry::init();
-    let cfg =
-        Config::from_env().inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
-    let clients = Clients::new(&cfg).await;
-    let state = Arc::new(search_api::AppState::from_clients(&cfg, &clients));
+    let (cfg, aws) = dataflow_aws::start::<SearchConfig>().await?;
+    let state = Arc::new(search_api::AppState::over_aws(&cfg, &aws));
     // Load during init so the first query is fast; a missing index is not fatal: the API answers
     // 503 until one is published.
     if let Err(e) = state.index.get().await {

@@ -4,9 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use dataflow_core::storage::MemoryStore;
 use dataflow_search::chunk::ChunkOptions;
 use dataflow_search::store::{rebuild, IndexLocation};
+use dataflow_store::MemoryStore;
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
@@ -103,7 +103,7 @@ async fn docs_shows_each_documents_indexing_state() {
     assert_eq!(states[3].0, "scan.pdf");
     assert!(states[3].2.starts_with("not a readable PDF"), "{states:?}");
     // Fixed: gone from the list after the next build.
-    use dataflow_core::storage::ObjectStore;
+    use dataflow_store::ObjectStore;
     store
         .delete("dataflow-index", "docs/scan.pdf")
         .await
@@ -188,7 +188,7 @@ async fn send(app: &axum::Router, method: &str, uri: &str, body: Vec<u8>) -> (St
 /// searchable, DELETE removes it.
 #[tokio::test]
 async fn uploaded_documents_become_searchable_and_deletes_remove_them() {
-    use dataflow_core::storage::ObjectStore;
+    use dataflow_store::ObjectStore;
     let store = published().await;
     let app = app(store.clone(), Duration::ZERO);
     let (s, v) = send(

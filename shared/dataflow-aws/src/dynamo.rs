@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, Delete, ReturnValue, TransactWrite
 use aws_sdk_dynamodb::Client;
 use dataflow_core::checkpoint::{
     CheckpointError, CheckpointStore, Claim, ClaimOutcome, CompleteOutcome, Completion,
-    ObjectCheckpoint, PipelineState, State,
+    ObjectCheckpoint, PipelineState, State, TotalsDelta,
 };
 use dataflow_core::source::ObjectRef;
 
@@ -338,10 +338,10 @@ impl CheckpointStore for DynamoCheckpoints {
                 .condition_expression("#c = :prev")
                 .expression_attribute_values(":prev", s(p)),
         };
-        let (old_a, old_r, old_b, old_files) = replaced
-            .as_ref()
-            .and_then(|r| r.completion.as_ref())
-            .map_or((0, 0, 0, 0), |o| (o.accepted, o.rejected, o.bytes, 1));
+        let delta = TotalsDelta::between(
+            Some(c),
+            replaced.as_ref().and_then(|r| r.completion.as_ref()),
+        );
         let totals = Update::builder()
             .table_name(&self.table)
             .set_key(Some(key(PIPELINE_ID)))
@@ -349,10 +349,10 @@ impl CheckpointStore for DynamoCheckpoints {
                 "ADD files_processed :files, events_accepted :a, events_rejected :r, bytes_processed :b \
                  SET last_object = :obj, last_processed_ms = :now",
             )
-            .expression_attribute_values(":files", n(1 - old_files))
-            .expression_attribute_values(":a", n(c.accepted as i128 - old_a as i128))
-            .expression_attribute_values(":r", n(c.rejected as i128 - old_r as i128))
-            .expression_attribute_values(":b", n(c.bytes as i128 - old_b as i128))
+            .expression_attribute_values(":files", n(delta.files))
+            .expression_attribute_values(":a", n(delta.accepted))
+            .expression_attribute_values(":r", n(delta.rejected))
+            .expression_attribute_values(":b", n(delta.bytes))
             .expression_attribute_values(":obj", s(format!("s3://{}/{}", c.bucket, c.key)))
             .expression_attribute_values(":now", n(now_ms))
             .build();
@@ -600,6 +600,7 @@ impl CheckpointStore for DynamoCheckpoints {
             return Ok(true);
         };
         // Take the object's counts back out of the totals in the same transaction as the delete.
+        let delta = TotalsDelta::between(None, Some(&c));
         let del = Delete::builder()
             .table_name(&self.table)
             .set_key(Some(key(id)))
@@ -612,11 +613,11 @@ impl CheckpointStore for DynamoCheckpoints {
         let totals = Update::builder()
             .table_name(&self.table)
             .set_key(Some(key(PIPELINE_ID)))
-            .update_expression("ADD files_processed :m1, events_accepted :a, events_rejected :r, bytes_processed :b")
-            .expression_attribute_values(":m1", n(-1))
-            .expression_attribute_values(":a", n(-(c.accepted as i128)))
-            .expression_attribute_values(":r", n(-(c.rejected as i128)))
-            .expression_attribute_values(":b", n(-(c.bytes as i128)))
+            .update_expression("ADD files_processed :f, events_accepted :a, events_rejected :r, bytes_processed :b")
+            .expression_attribute_values(":f", n(delta.files))
+            .expression_attribute_values(":a", n(delta.accepted))
+            .expression_attribute_values(":r", n(delta.rejected))
+            .expression_attribute_values(":b", n(delta.bytes))
             .build()
             .map_err(|e| store_err("building update", &e))?;
         self.client

@@ -1,7 +1,7 @@
+use crate::events::clean_etag;
 use async_trait::async_trait;
 use aws_sdk_s3::primitives::ByteStream;
-use dataflow_core::source::clean_etag;
-use dataflow_core::storage::{Body, ObjectMeta, ObjectReader, ObjectStore, StoreError};
+use dataflow_store::{Body, ObjectMeta, ObjectReader, ObjectStore, StoreError};
 use tokio_util::io::SyncIoBridge;
 
 use crate::{describe, status_of};
@@ -18,13 +18,14 @@ impl S3Store {
     }
 }
 
-fn other(
+fn other<E: std::error::Error + Send + Sync + 'static>(
     context: &str,
     bucket: &str,
     key: &str,
-    e: &(dyn std::error::Error + 'static),
+    e: E,
 ) -> StoreError {
-    StoreError::Other(format!("{context} s3://{bucket}/{key}: {}", describe(e)))
+    let text = format!("{context} s3://{bucket}/{key}: {}", describe(&e));
+    StoreError::failed(text, e)
 }
 
 #[async_trait]
@@ -45,7 +46,7 @@ impl ObjectStore for S3Store {
                 last_modified_ms: o.last_modified().and_then(|t| t.to_millis().ok()),
             })),
             Err(e) if status_of(&e) == Some(404) => Ok(None),
-            Err(e) => Err(other("HEAD", bucket, key, &e)),
+            Err(e) => Err(other("HEAD", bucket, key, e)),
         }
     }
 
@@ -77,7 +78,7 @@ impl ObjectStore for S3Store {
                     bucket: bucket.into(),
                     key: key.into(),
                 }),
-                _ => Err(other("GET", bucket, key, &e)),
+                _ => Err(other("GET", bucket, key, e)),
             },
         }
     }
@@ -96,11 +97,11 @@ impl ObjectStore for S3Store {
                     .body
                     .collect()
                     .await
-                    .map_err(|e| other("GET body", bucket, key, &e))?;
+                    .map_err(|e| other("GET body", bucket, key, e))?;
                 Ok(Some(bytes.into_bytes().to_vec()))
             }
             Err(e) if status_of(&e) == Some(404) => Ok(None),
-            Err(e) => Err(other("GET", bucket, key, &e)),
+            Err(e) => Err(other("GET", bucket, key, e)),
         }
     }
 
@@ -115,7 +116,7 @@ impl ObjectStore for S3Store {
             Body::Bytes(b) => ByteStream::from(b),
             Body::File(p) => ByteStream::from_path(&p)
                 .await
-                .map_err(|e| other("reading upload file for", bucket, key, &e))?,
+                .map_err(|e| other("reading upload file for", bucket, key, e))?,
         };
         self.client
             .put_object()
@@ -125,7 +126,7 @@ impl ObjectStore for S3Store {
             .body(stream)
             .send()
             .await
-            .map_err(|e| other("PUT", bucket, key, &e))?;
+            .map_err(|e| other("PUT", bucket, key, e))?;
         Ok(())
     }
 
@@ -136,7 +137,7 @@ impl ObjectStore for S3Store {
             .key(key)
             .send()
             .await
-            .map_err(|e| other("DELETE", bucket, key, &e))?;
+            .map_err(|e| other("DELETE", bucket, key, e))?;
         Ok(())
     }
 
@@ -148,7 +149,7 @@ impl ObjectStore for S3Store {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| other("LIST", bucket, "", &e))
+            .map_err(|e| other("LIST", bucket, "", e))
     }
 
     async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
@@ -163,7 +164,7 @@ impl ObjectStore for S3Store {
                 .set_continuation_token(token.take())
                 .send()
                 .await
-                .map_err(|e| other("LIST", bucket, prefix, &e))?;
+                .map_err(|e| other("LIST", bucket, prefix, e))?;
             for o in page.contents() {
                 let Some(key) = o.key() else { continue };
                 out.push(ObjectMeta {

@@ -2,13 +2,13 @@
 //! wins over `AWS_ENDPOINT_URL` for its service. Checked against the emulator with the other
 //! endpoint pointing nowhere.
 
-use dataflow_core::config::Config;
+use dataflow_dev::StackConfig as Config;
 
 fn config(pairs: &[(&str, String)]) -> Config {
     let base = dataflow_testkit::config();
     let mut vars = vec![
-        ("RAW_BUCKET", base.raw_bucket.clone()),
-        ("CHECKPOINT_TABLE", base.checkpoint_table.clone()),
+        ("RAW_BUCKET", base.raw_bucket().to_owned()),
+        ("CHECKPOINT_TABLE", base.checkpoint_table().to_owned()),
         ("AWS_REGION", "us-east-1".to_owned()),
     ];
     vars.extend(pairs.iter().cloned());
@@ -19,7 +19,7 @@ fn config(pairs: &[(&str, String)]) -> Config {
 const NOWHERE: &str = "http://127.0.0.1:9";
 
 async fn reach(cfg: &Config) -> (bool, bool, bool) {
-    let c = dataflow_aws::Clients::new(cfg).await;
+    let c = dataflow_dev::Clients::new(cfg).await;
     let s3 = c.s3.list_buckets().send().await.is_ok();
     let ddb = c.dynamodb.list_tables().send().await.is_ok();
     let sqs = c.sqs.list_queues().send().await.is_ok();
@@ -43,12 +43,12 @@ async fn per_service_endpoints_win_over_the_general_one() {
     assert_eq!(reach(&dynamodb_elsewhere).await, (true, false, true));
     // Path-style S3 follows S3's own override: a bucket round trip works through it alone.
     let s3_only = config(&[("AWS_ENDPOINT_URL_S3", emulator)]);
-    let c = dataflow_aws::Clients::new(&s3_only).await;
-    dataflow_aws::resources::ensure_bucket(&c.s3, &s3_only.raw_bucket)
+    let c = dataflow_dev::Clients::new(&s3_only).await;
+    dataflow_dev::resources::ensure_bucket(&c.s3, s3_only.raw_bucket())
         .await
         .unwrap();
     assert!(
-        dataflow_aws::resources::bucket_exists(&c.s3, &s3_only.raw_bucket)
+        dataflow_dev::resources::bucket_exists(&c.s3, s3_only.raw_bucket())
             .await
             .unwrap()
     );

@@ -3,15 +3,16 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
+use dataflow_aws::events::Invocation;
 use dataflow_aws::{DynamoCheckpoints, S3Store};
 use dataflow_core::checkpoint::{CheckpointStore, ClaimOutcome, CompleteOutcome};
-use dataflow_core::config::Config;
 use dataflow_core::etl::{Etl, EtlError, ObjectOutcome};
 use dataflow_core::parquet::{decode_aggregate_rows, read_parquet_bytes};
 use dataflow_core::source::ObjectRef;
-use dataflow_core::storage::{Body, ObjectStore};
 use dataflow_core::time::now_ms;
-use dataflow_core::trigger::parse_trigger;
+use dataflow_dev::StackConfig as Config;
+use dataflow_store::{Body, ObjectStore};
+use etl_function::work_of;
 use serde_json::json;
 
 type TestEtl = Etl<S3Store, DynamoCheckpoints>;
@@ -19,7 +20,7 @@ type TestEtl = Etl<S3Store, DynamoCheckpoints>;
 async fn setup() -> (Config, TestEtl) {
     let cfg = dataflow_testkit::config();
     let clients = dataflow_testkit::provision(&cfg).await;
-    let etl = dataflow_aws::etl(&cfg, &clients);
+    let etl = dataflow_aws::etl(&cfg.etl, &clients.aws);
     (cfg, etl)
 }
 
@@ -58,18 +59,23 @@ async fn read_aggregates(etl: &TestEtl, cfg: &Config) -> BTreeMap<(String, Strin
         BTreeMap::new();
     for meta in etl
         .store
-        .list(&cfg.lake_bucket, &cfg.layout.partitions_prefix())
+        .list(
+            &cfg.etl.lake.lake_bucket,
+            &cfg.etl.lake.layout.partitions_prefix(),
+        )
         .await
         .unwrap()
     {
         let date = cfg
+            .etl
+            .lake
             .layout
             .date_of_aggregate_key(&meta.key)
             .unwrap()
             .to_owned();
         let bytes = etl
             .store
-            .get(&cfg.lake_bucket, &meta.key)
+            .get(&cfg.etl.lake.lake_bucket, &meta.key)
             .await
             .unwrap()
             .unwrap();
@@ -90,7 +96,7 @@ async fn read_aggregates(etl: &TestEtl, cfg: &Config) -> BTreeMap<(String, Strin
 async fn lake_keys(etl: &TestEtl, cfg: &Config) -> Vec<String> {
     let mut keys: Vec<String> = etl
         .store
-        .list(&cfg.lake_bucket, "")
+        .list(&cfg.etl.lake.lake_bucket, "")
         .await
         .unwrap()
         .into_iter()
@@ -117,13 +123,16 @@ async fn known_file_gives_exact_counts_and_all_outputs() {
     let (cfg, etl) = setup().await;
     put(
         &etl,
-        &cfg.raw_bucket,
+        &cfg.etl.lake.raw_bucket,
         "incoming/known.jsonl",
         KNOWN.as_bytes().to_vec(),
     )
     .await;
     let out = etl
-        .process_object(ObjectRef::new(&cfg.raw_bucket, "incoming/known.jsonl"))
+        .process_object(ObjectRef::new(
+            &cfg.etl.lake.raw_bucket,
+            "incoming/known.jsonl",
+        ))
         .await
         .unwrap();
     let ObjectOutcome::Processed(c) = out else {
@@ -138,8 +147,14 @@ async fn known_file_gives_exact_counts_and_all_outputs() {
     assert_eq!(events.len(), 2, "{keys:?}");
     let mut rows = 0;
     for k in &events {
-        let df = read_parquet_bytes(&etl.store.get(&cfg.lake_bucket, k).await.unwrap().unwrap())
-            .unwrap();
+        let df = read_parquet_bytes(
+            &etl.store
+                .get(&cfg.etl.lake.lake_bucket, k)
+                .await
+                .unwrap()
+                .unwrap(),
+        )
+        .unwrap();
         rows += df.height();
     }
     assert_eq!(rows, 9);
@@ -148,7 +163,7 @@ async fn known_file_gives_exact_counts_and_all_outputs() {
     let rejected = keys.iter().find(|k| k.starts_with("rejected/")).unwrap();
     let report = String::from_utf8(
         etl.store
-            .get(&cfg.lake_bucket, rejected)
+            .get(&cfg.etl.lake.lake_bucket, rejected)
             .await
             .unwrap()
             .unwrap(),
@@ -189,7 +204,7 @@ async fn known_file_gives_exact_counts_and_all_outputs() {
     );
     assert_eq!(
         p.last_object.as_deref(),
-        Some(format!("s3://{}/incoming/known.jsonl", cfg.raw_bucket).as_str())
+        Some(format!("s3://{}/incoming/known.jsonl", cfg.etl.lake.raw_bucket).as_str())
     );
     // Latest event: 2024-03-02T13:00:00Z.
     assert_eq!(p.latest_event_time_us, Some(1_709_384_400_000_000));
@@ -203,12 +218,12 @@ async fn duplicate_and_concurrent_deliveries_count_once() {
     let (cfg, etl) = setup().await;
     put(
         &etl,
-        &cfg.raw_bucket,
+        &cfg.etl.lake.raw_bucket,
         "dup.jsonl",
         KNOWN.as_bytes().to_vec(),
     )
     .await;
-    let obj = ObjectRef::new(&cfg.raw_bucket, "dup.jsonl");
+    let obj = ObjectRef::new(&cfg.etl.lake.raw_bucket, "dup.jsonl");
     // 8 concurrent deliveries: exactly one processes, the others see a live lease or done.
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..8 {
@@ -241,15 +256,15 @@ async fn claim_of_a_killed_attempt_is_taken_over_after_its_lease() {
     let (cfg, mut etl) = setup().await;
     put(
         &etl,
-        &cfg.raw_bucket,
+        &cfg.etl.lake.raw_bucket,
         "killed.jsonl",
         KNOWN.as_bytes().to_vec(),
     )
     .await;
-    let mut obj = ObjectRef::new(&cfg.raw_bucket, "killed.jsonl");
+    let mut obj = ObjectRef::new(&cfg.etl.lake.raw_bucket, "killed.jsonl");
     obj.etag = etl
         .store
-        .head(&cfg.raw_bucket, "killed.jsonl")
+        .head(&cfg.etl.lake.raw_bucket, "killed.jsonl")
         .await
         .unwrap()
         .unwrap()
@@ -296,11 +311,17 @@ async fn gzip_odd_keys_empty_and_all_bad_objects() {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(KNOWN.as_bytes()).unwrap();
     let odd_key = "year=2024/my events é 1.jsonl.gz";
-    put(&etl, &cfg.raw_bucket, odd_key, gz.finish().unwrap()).await;
-    put(&etl, &cfg.raw_bucket, "empty.jsonl", Vec::new()).await;
     put(
         &etl,
-        &cfg.raw_bucket,
+        &cfg.etl.lake.raw_bucket,
+        odd_key,
+        gz.finish().unwrap(),
+    )
+    .await;
+    put(&etl, &cfg.etl.lake.raw_bucket, "empty.jsonl", Vec::new()).await;
+    put(
+        &etl,
+        &cfg.etl.lake.raw_bucket,
         "bad.ndjson",
         b"nope\n{\"event_type\":1}\n".to_vec(),
     )
@@ -309,11 +330,13 @@ async fn gzip_odd_keys_empty_and_all_bad_objects() {
     // The notification as S3 encodes keys: '+' for space, %3D for '=', UTF-8 percent-escaped.
     let record = |key: &str| {
         json!({"eventSource":"aws:s3","eventName":"ObjectCreated:Put",
-        "s3":{"bucket":{"name":cfg.raw_bucket},"object":{"key":key}}})
+        "s3":{"bucket":{"name":cfg.etl.lake.raw_bucket},"object":{"key":key}}})
     };
     let event = json!({"Records":[
         record("year%3D2024/my+events+%C3%A9+1.jsonl.gz"), record("empty.jsonl"), record("bad.ndjson")]});
-    let report = etl.handle(parse_trigger(&event).unwrap()).await;
+    let report = etl
+        .handle(work_of(Invocation::parse(&event).unwrap()).unwrap())
+        .await;
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     let counts: Vec<(u64, u64, usize)> = report
         .outcomes
@@ -338,7 +361,7 @@ async fn sqs_batch_reports_only_the_failing_message() {
     let (cfg, etl) = setup().await;
     put(
         &etl,
-        &cfg.raw_bucket,
+        &cfg.etl.lake.raw_bucket,
         "good.jsonl",
         KNOWN.as_bytes().to_vec(),
     )
@@ -346,14 +369,14 @@ async fn sqs_batch_reports_only_the_failing_message() {
     // Gzip magic followed by garbage: a processing error, not bad lines.
     put(
         &etl,
-        &cfg.raw_bucket,
+        &cfg.etl.lake.raw_bucket,
         "corrupt.jsonl.gz",
         vec![0x1f, 0x8b, 0x08, 0, 1, 2, 3, 4, 5, 6, 7],
     )
     .await;
     let body = |key: &str| {
         json!({"Records":[{"eventSource":"aws:s3","eventName":"ObjectCreated:Put",
-        "s3":{"bucket":{"name":cfg.raw_bucket},"object":{"key":key}}}]})
+        "s3":{"bucket":{"name":cfg.etl.lake.raw_bucket},"object":{"key":key}}}]})
         .to_string()
     };
     let event = json!({"Records":[
@@ -361,7 +384,9 @@ async fn sqs_batch_reports_only_the_failing_message() {
         {"messageId":"m-bad","eventSource":"aws:sqs","body":body("corrupt.jsonl.gz")},
         {"messageId":"m-test","eventSource":"aws:sqs","body":"{\"Event\":\"s3:TestEvent\"}"},
     ]});
-    let report = etl.handle(parse_trigger(&event).unwrap()).await;
+    let report = etl
+        .handle(work_of(Invocation::parse(&event).unwrap()).unwrap())
+        .await;
     assert_eq!(report.failed_message_ids, vec!["m-bad".to_owned()]);
     let failed: Vec<_> = etl
         .checkpoints
@@ -379,10 +404,22 @@ async fn sqs_batch_reports_only_the_failing_message() {
 #[tokio::test]
 async fn forget_and_backfill_reprocess_without_double_counting() {
     let (cfg, etl) = setup().await;
-    put(&etl, &cfg.raw_bucket, "a.jsonl", KNOWN.as_bytes().to_vec()).await;
-    put(&etl, &cfg.raw_bucket, "b.jsonl", KNOWN.as_bytes().to_vec()).await;
+    put(
+        &etl,
+        &cfg.etl.lake.raw_bucket,
+        "a.jsonl",
+        KNOWN.as_bytes().to_vec(),
+    )
+    .await;
+    put(
+        &etl,
+        &cfg.etl.lake.raw_bucket,
+        "b.jsonl",
+        KNOWN.as_bytes().to_vec(),
+    )
+    .await;
     // Objects that arrived before notifications existed.
-    let r = etl.backfill(&cfg.raw_bucket, "").await.unwrap();
+    let r = etl.backfill(&cfg.etl.lake.raw_bucket, "").await.unwrap();
     assert_eq!(
         r.outcomes
             .iter()
@@ -395,7 +432,7 @@ async fn forget_and_backfill_reprocess_without_double_counting() {
         assert!(etl.checkpoints.forget(&c.id).await.unwrap());
     }
     assert_eq!(etl.checkpoints.pipeline().await.unwrap().files_processed, 0);
-    etl.backfill(&cfg.raw_bucket, "").await.unwrap();
+    etl.backfill(&cfg.etl.lake.raw_bucket, "").await.unwrap();
     let p = etl.checkpoints.pipeline().await.unwrap();
     assert_eq!((p.files_processed, p.events_accepted), (2, 18));
     let doubled: BTreeMap<_, _> = expected_known()
@@ -410,8 +447,8 @@ async fn forget_and_backfill_reprocess_without_double_counting() {
 async fn served(etl: &TestEtl, cfg: &Config) -> Vec<(String, String, u64, u64)> {
     let reader = dataflow_core::analytics::LakeReader::new(
         std::sync::Arc::new(etl.store.as_ref().clone()),
-        cfg.lake_bucket.clone(),
-        cfg.layout.clone(),
+        cfg.etl.lake.lake_bucket.clone(),
+        cfg.etl.lake.layout.clone(),
         std::time::Duration::ZERO,
     );
     let (snap, _) = reader.snapshot().await.unwrap();
@@ -430,7 +467,9 @@ async fn output_shapes(etl: &TestEtl, cfg: &Config) -> Vec<String> {
     let mut shapes: Vec<String> = lake_keys(etl, cfg)
         .await
         .into_iter()
-        .filter(|k| !k.contains("/compacted-") && !k.starts_with(&cfg.layout.rollup_prefix()))
+        .filter(|k| {
+            !k.contains("/compacted-") && !k.starts_with(&cfg.etl.lake.layout.rollup_prefix())
+        })
         .map(|k| k.replace("/_sources/", "/"))
         .map(|k| match k.rfind('/') {
             Some(i) => format!("{}/<source>", &k[..i]),
@@ -445,8 +484,8 @@ async fn output_shapes(etl: &TestEtl, cfg: &Config) -> Vec<String> {
 async fn alone(objects: &[(&str, Vec<u8>)]) -> (Config, TestEtl) {
     let (cfg, etl) = setup().await;
     for (key, body) in objects {
-        put(&etl, &cfg.raw_bucket, key, body.clone()).await;
-        etl.process_object(ObjectRef::new(&cfg.raw_bucket, *key))
+        put(&etl, &cfg.etl.lake.raw_bucket, key, body.clone()).await;
+        etl.process_object(ObjectRef::new(&cfg.etl.lake.raw_bucket, *key))
             .await
             .unwrap();
     }
@@ -473,13 +512,19 @@ async fn an_overwrite_with_fewer_lines_on_other_dates_replaces_the_old_version()
         b"{\"user_id\":\"n1\",\"event_type\":\"signup\",\"timestamp\":\"2024-04-10T08:00:00Z\"}\n\
 {\"user_id\":\"n2\",\"event_type\":\"signup\",\"timestamp\":\"2024-04-10T09:00:00Z\"}\n"
             .to_vec();
-    put(&etl, &cfg.raw_bucket, "k.jsonl", KNOWN.as_bytes().to_vec()).await;
-    etl.process_object(ObjectRef::new(&cfg.raw_bucket, "k.jsonl"))
+    put(
+        &etl,
+        &cfg.etl.lake.raw_bucket,
+        "k.jsonl",
+        KNOWN.as_bytes().to_vec(),
+    )
+    .await;
+    etl.process_object(ObjectRef::new(&cfg.etl.lake.raw_bucket, "k.jsonl"))
         .await
         .unwrap();
-    put(&etl, &cfg.raw_bucket, "k.jsonl", v2.clone()).await;
+    put(&etl, &cfg.etl.lake.raw_bucket, "k.jsonl", v2.clone()).await;
     let out = etl
-        .process_object(ObjectRef::new(&cfg.raw_bucket, "k.jsonl"))
+        .process_object(ObjectRef::new(&cfg.etl.lake.raw_bucket, "k.jsonl"))
         .await
         .unwrap();
     assert!(matches!(out, ObjectOutcome::Processed(_)), "{out:?}");
@@ -510,24 +555,24 @@ async fn a_truncated_upload_then_the_full_upload_counts_once() {
         b"{\"user_id\":\"z\",\"event_type\":\"click\",\"timestamp\":\"2024-03-01T05:00:00Z\"}\n"
             .to_vec();
     for (key, body) in [("day.jsonl", cut), ("neighbour.jsonl", neighbour.clone())] {
-        put(&etl, &cfg.raw_bucket, key, body).await;
-        etl.process_object(ObjectRef::new(&cfg.raw_bucket, key))
+        put(&etl, &cfg.etl.lake.raw_bucket, key, body).await;
+        etl.process_object(ObjectRef::new(&cfg.etl.lake.raw_bucket, key))
             .await
             .unwrap();
     }
     // The hourly run folds the truncated version into a compacted file first.
-    let report = etl.handle(dataflow_core::trigger::Trigger::Compact).await;
+    let report = etl.handle(dataflow_core::work::Work::Compact).await;
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     assert_eq!(report.compacted, 1, "2024-03-01 had two partials");
-    put(&etl, &cfg.raw_bucket, "day.jsonl", full.clone()).await;
-    etl.process_object(ObjectRef::new(&cfg.raw_bucket, "day.jsonl"))
+    put(&etl, &cfg.etl.lake.raw_bucket, "day.jsonl", full.clone()).await;
+    etl.process_object(ObjectRef::new(&cfg.etl.lake.raw_bucket, "day.jsonl"))
         .await
         .unwrap();
     let reference = alone(&[("day.jsonl", full), ("neighbour.jsonl", neighbour)]).await;
     assert_like(&etl, &cfg, &reference).await;
     // Removing the truncated version already compacted 2024-03-01 again (without it, with the
     // full version): the next scheduled run finds nothing to do, and the answers hold.
-    let report = etl.handle(dataflow_core::trigger::Trigger::Compact).await;
+    let report = etl.handle(dataflow_core::work::Work::Compact).await;
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     assert_eq!(report.compacted, 0);
     assert_like(&etl, &cfg, &reference).await;
@@ -541,7 +586,7 @@ async fn the_done_step_refuses_a_stale_view_of_the_key() {
     let (cfg, etl) = setup().await;
     let version = |etag: &str| ObjectRef {
         etag: Some(etag.to_owned()),
-        ..ObjectRef::new(&cfg.raw_bucket, "k.jsonl")
+        ..ObjectRef::new(&cfg.etl.lake.raw_bucket, "k.jsonl")
     };
     let (v1, v2) = (version("e1"), version("e2"));
     let claim = |o: ObjectRef| {
@@ -555,7 +600,7 @@ async fn the_done_step_refuses_a_stale_view_of_the_key() {
     };
     let (c1, c2) = (claim(v1.clone()).await, claim(v2.clone()).await);
     let done = |accepted: u64| dataflow_core::checkpoint::Completion {
-        bucket: cfg.raw_bucket.clone(),
+        bucket: cfg.etl.lake.raw_bucket.clone(),
         key: "k.jsonl".into(),
         accepted,
         ..Default::default()

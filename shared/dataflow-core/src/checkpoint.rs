@@ -222,19 +222,40 @@ pub trait CheckpointStore: Send + Sync + 'static {
     async fn release_lock(&self, claim: &Claim) -> Result<(), CheckpointError>;
 }
 
-/// How totals move when `add` is marked done and `remove` (a previous version) leaves them.
-pub fn apply_totals(p: &mut PipelineState, add: Option<&Completion>, remove: Option<&Completion>) {
-    if let Some(c) = add {
-        p.files_processed += 1;
-        p.events_accepted += c.accepted;
-        p.events_rejected += c.rejected;
-        p.bytes_processed += c.bytes;
+/// How the pipeline totals move when `add` starts counting and `remove` (a previous version, or
+/// a forgotten object) stops: one rule for every checkpoint store (memory applies it, DynamoDB
+/// sends it as `ADD` values in the same transaction).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TotalsDelta {
+    pub files: i64,
+    pub accepted: i128,
+    pub rejected: i128,
+    pub bytes: i128,
+}
+
+impl TotalsDelta {
+    pub fn between(add: Option<&Completion>, remove: Option<&Completion>) -> Self {
+        let mut d = Self::default();
+        for (c, sign) in [(add, 1), (remove, -1)] {
+            if let Some(c) = c {
+                d.files += sign;
+                d.accepted += i128::from(sign) * i128::from(c.accepted);
+                d.rejected += i128::from(sign) * i128::from(c.rejected);
+                d.bytes += i128::from(sign) * i128::from(c.bytes);
+            }
+        }
+        d
     }
-    if let Some(c) = remove {
-        p.files_processed = p.files_processed.saturating_sub(1);
-        p.events_accepted = p.events_accepted.saturating_sub(c.accepted);
-        p.events_rejected = p.events_rejected.saturating_sub(c.rejected);
-        p.bytes_processed = p.bytes_processed.saturating_sub(c.bytes);
+
+    /// Applies the delta, never below zero.
+    pub fn apply(&self, p: &mut PipelineState) {
+        fn moved(v: u64, by: i128) -> u64 {
+            u64::try_from((i128::from(v) + by).max(0)).unwrap_or(u64::MAX)
+        }
+        p.files_processed = moved(p.files_processed, i128::from(self.files));
+        p.events_accepted = moved(p.events_accepted, self.accepted);
+        p.events_rejected = moved(p.events_rejected, self.rejected);
+        p.bytes_processed = moved(p.bytes_processed, self.bytes);
     }
 }
 
@@ -368,11 +389,11 @@ impl CheckpointStore for MemoryCheckpoints {
             None => None,
         };
         let pipe = &mut g.pipeline;
-        apply_totals(
-            pipe,
+        TotalsDelta::between(
             Some(c),
             replaced.as_ref().and_then(|r| r.completion.as_ref()),
-        );
+        )
+        .apply(pipe);
         pipe.latest_event_time_us = pipe.latest_event_time_us.max(c.max_event_time_us);
         pipe.last_object = Some(format!("s3://{}/{}", c.bucket, c.key));
         pipe.last_processed_ms = Some(now_ms);
@@ -445,7 +466,7 @@ impl CheckpointStore for MemoryCheckpoints {
             return Ok(false);
         };
         if rec.state == State::Done {
-            apply_totals(&mut g.pipeline, None, rec.completion.as_ref());
+            TotalsDelta::between(None, rec.completion.as_ref()).apply(&mut g.pipeline);
         }
         Ok(true)
     }
@@ -479,5 +500,44 @@ impl CheckpointStore for MemoryCheckpoints {
             g.locks.remove(&claim.id);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn done(accepted: u64, rejected: u64, bytes: u64) -> Completion {
+        Completion {
+            bucket: "b".into(),
+            key: "k".into(),
+            accepted,
+            rejected,
+            bytes,
+            output_keys: Vec::new(),
+            max_event_time_us: None,
+            duration_ms: 0,
+        }
+    }
+
+    #[test]
+    fn totals_move_by_the_difference_and_never_below_zero() {
+        let (new, old) = (done(7, 1, 100), done(10, 0, 300));
+        let d = TotalsDelta::between(Some(&new), Some(&old));
+        assert_eq!((d.files, d.accepted, d.rejected, d.bytes), (0, -3, 1, -200));
+        let mut p = PipelineState {
+            files_processed: 1,
+            events_accepted: 10,
+            events_rejected: 0,
+            bytes_processed: 300,
+            ..PipelineState::default()
+        };
+        d.apply(&mut p);
+        assert_eq!(p.counts(), (1, 7, 1, 100));
+        TotalsDelta::between(None, Some(&done(u64::MAX, 5, 5))).apply(&mut p);
+        assert_eq!(p.counts(), (0, 0, 0, 95));
+        let max = done(u64::MAX, u64::MAX, u64::MAX);
+        TotalsDelta::between(Some(&max), None).apply(&mut p);
+        assert_eq!(p.counts(), (1, u64::MAX, u64::MAX, u64::MAX));
     }
 }

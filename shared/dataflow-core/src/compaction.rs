@@ -20,7 +20,7 @@ use crate::checkpoint::{CheckpointError, CheckpointStore};
 use crate::layout::Layout;
 use crate::parquet::{encode_aggregate_file, AggregateRow, ParquetError};
 use crate::sketch::SketchMerger;
-use crate::storage::{Body, ObjectStore, StoreError};
+use dataflow_store::{Body, ObjectStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CompactionError {
@@ -344,20 +344,21 @@ mod tests {
         view.summary(&Filter::default()).await.unwrap()
     }
     use crate::checkpoint::MemoryCheckpoints;
-    use crate::config::Config;
+    use crate::config::EtlConfig;
     use crate::etl::Etl;
     use crate::source::ObjectRef;
-    use crate::storage::MemoryStore;
+    use dataflow_config::{Env, FromEnv};
+    use dataflow_store::MemoryStore;
 
     type Fixture = (
-        Config,
+        EtlConfig,
         Arc<MemoryStore>,
         Arc<MemoryCheckpoints>,
         Etl<MemoryStore, MemoryCheckpoints>,
     );
 
     fn fixture() -> Fixture {
-        let cfg = Config::from_lookup(|_| None).unwrap();
+        let cfg = EtlConfig::from_env_vars(&Env::from_pairs(&[])).unwrap();
         let store = Arc::new(MemoryStore::default());
         let ckpt = Arc::new(MemoryCheckpoints::default());
         let etl = Etl::new(store.clone(), ckpt.clone(), &cfg);
@@ -380,15 +381,20 @@ mod tests {
             LakeReader::new(
                 s,
                 "dataflow-lake".into(),
-                cfg.layout.clone(),
+                cfg.lake.layout.clone(),
                 std::time::Duration::ZERO,
             )
         };
         let before = summary_of(&reader(store.clone())).await;
         assert_eq!(before.total_events, 100);
-        let out = compact_all(store.as_ref(), ckpt.as_ref(), "dataflow-lake", &cfg.layout)
-            .await
-            .unwrap();
+        let out = compact_all(
+            store.as_ref(),
+            ckpt.as_ref(),
+            "dataflow-lake",
+            &cfg.lake.layout,
+        )
+        .await
+        .unwrap();
         assert_eq!(out.len(), 2);
         assert!(out
             .iter()
@@ -405,9 +411,14 @@ mod tests {
         // One compacted file per date; the 10 partials move to the archive.
         assert_eq!((compacted, archived, aggs.len()), (2, 10, 12), "{aggs:?}");
         // Again: nothing to do; a new partial then a second compaction still gives exact totals.
-        let again = compact_all(store.as_ref(), ckpt.as_ref(), "dataflow-lake", &cfg.layout)
-            .await
-            .unwrap();
+        let again = compact_all(
+            store.as_ref(),
+            ckpt.as_ref(),
+            "dataflow-lake",
+            &cfg.lake.layout,
+        )
+        .await
+        .unwrap();
         assert!(again.is_empty());
         store.insert(
             "dataflow-raw",
@@ -418,9 +429,14 @@ mod tests {
         etl.process_object(ObjectRef::new("dataflow-raw", "late.jsonl"))
             .await
             .unwrap();
-        compact_all(store.as_ref(), ckpt.as_ref(), "dataflow-lake", &cfg.layout)
-            .await
-            .unwrap();
+        compact_all(
+            store.as_ref(),
+            ckpt.as_ref(),
+            "dataflow-lake",
+            &cfg.lake.layout,
+        )
+        .await
+        .unwrap();
         let last = summary_of(&reader(store.clone())).await;
         assert_eq!(last.total_events, 101);
         assert_eq!(last.unique_users, before.unique_users + 1);
@@ -450,9 +466,14 @@ mod tests {
             }
             v
         };
-        compact_all(store.as_ref(), ckpt.as_ref(), "dataflow-lake", &cfg.layout)
-            .await
-            .unwrap();
+        compact_all(
+            store.as_ref(),
+            ckpt.as_ref(),
+            "dataflow-lake",
+            &cfg.lake.layout,
+        )
+        .await
+        .unwrap();
         // As if the compaction died after writing its file, before moving the partials.
         for (k, bytes) in &partials {
             store.insert("dataflow-lake", k, bytes.clone());
@@ -460,19 +481,24 @@ mod tests {
         let reader = LakeReader::new(
             store.clone(),
             "dataflow-lake".into(),
-            cfg.layout.clone(),
+            cfg.lake.layout.clone(),
             std::time::Duration::ZERO,
         );
         let s = summary_of(&reader).await;
         assert_eq!((s.total_events, s.unique_users), (3, 3));
-        let again = compact_all(store.as_ref(), ckpt.as_ref(), "dataflow-lake", &cfg.layout)
-            .await
-            .unwrap();
+        let again = compact_all(
+            store.as_ref(),
+            ckpt.as_ref(),
+            "dataflow-lake",
+            &cfg.lake.layout,
+        )
+        .await
+        .unwrap();
         assert!(again.is_empty(), "{again:?}");
         let in_partition = store
             .keys("dataflow-lake")
             .into_iter()
-            .filter(|k| k.starts_with(&cfg.layout.partitions_prefix()))
+            .filter(|k| k.starts_with(&cfg.lake.layout.partitions_prefix()))
             .count();
         assert_eq!(in_partition, 1, "the partials moved to the archive");
         let s = summary_of(&reader).await;

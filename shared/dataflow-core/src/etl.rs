@@ -20,9 +20,9 @@ use crate::process::{
     maybe_decompress, process, ProcessError, ProcessOptions, ProcessReport, WindowRule,
 };
 use crate::source::{is_supported_key, ObjectRef};
-use crate::storage::{Body, ObjectStore, StoreError};
 use crate::time::now_ms;
-use crate::trigger::Trigger;
+use crate::work::Work;
+use dataflow_store::{Body, ObjectStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EtlError {
@@ -82,7 +82,7 @@ pub struct Deferred {
 
 /// Outcome of one invocation.
 #[derive(Debug, Default)]
-pub struct TriggerReport {
+pub struct WorkReport {
     pub outcomes: Vec<ObjectOutcome>,
     /// SQS message ids to report as `batchItemFailures`.
     pub failed_message_ids: Vec<String>,
@@ -98,15 +98,15 @@ pub struct TriggerReport {
 }
 
 impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
-    pub fn new(store: Arc<S>, checkpoints: Arc<C>, cfg: &crate::config::Config) -> Self {
+    pub fn new(store: Arc<S>, checkpoints: Arc<C>, cfg: &crate::config::EtlConfig) -> Self {
         // At start: a killed attempt's scratch folder would otherwise stay for good.
         clean_stale_work_dirs_once(&std::env::temp_dir());
         Self {
             store,
             checkpoints,
-            lake_bucket: cfg.lake_bucket.clone(),
+            lake_bucket: cfg.lake.lake_bucket.clone(),
             raw_prefix: cfg.raw_prefix.clone(),
-            layout: cfg.layout.clone(),
+            layout: cfg.lake.layout.clone(),
             options: cfg.process_options(),
             window: cfg.window_rule(),
             lease_ms: cfg.lease_seconds as i64 * 1000,
@@ -114,11 +114,11 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
         }
     }
 
-    pub async fn handle(&self, trigger: Trigger) -> TriggerReport {
-        let mut report = TriggerReport::default();
-        match trigger {
-            Trigger::Sweep => self.sweep_into(&mut report).await,
-            Trigger::Compact => {
+    pub async fn handle(&self, work: Work) -> WorkReport {
+        let mut report = WorkReport::default();
+        match work {
+            Work::Sweep => self.sweep_into(&mut report).await,
+            Work::Compact => {
                 self.sweep_into(&mut report).await;
                 let r = crate::compaction::compact_all(
                     self.store.as_ref(),
@@ -137,7 +137,7 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
                     Err(e) => report.errors.push(e.to_string()),
                 }
             }
-            Trigger::S3(objects) => {
+            Work::Objects(objects) => {
                 for obj in objects {
                     match self.process_object(obj).await {
                         Ok(o) => report.outcomes.push(o),
@@ -145,7 +145,7 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
                     }
                 }
             }
-            Trigger::Sqs(messages) => {
+            Work::Messages(messages) => {
                 for msg in messages {
                     let objects = match msg.objects {
                         Ok(o) => o,
@@ -407,13 +407,13 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
     /// Takes over attempts whose lease expired (the process died: a kill, an out-of-memory, a
     /// timeout) and finishes removing replaced versions' outputs. Runs on the schedule, so a
     /// crash heals without an operator and without waiting for the queue to redeliver.
-    pub async fn sweep(&self) -> TriggerReport {
-        let mut report = TriggerReport::default();
+    pub async fn sweep(&self) -> WorkReport {
+        let mut report = WorkReport::default();
         self.sweep_into(&mut report).await;
         report
     }
 
-    async fn sweep_into(&self, report: &mut TriggerReport) {
+    async fn sweep_into(&self, report: &mut WorkReport) {
         let records = match self.checkpoints.attention().await {
             Ok(r) => r,
             Err(e) => {
@@ -543,7 +543,7 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
 
     /// Processes every object under `prefix` in `bucket` that has no done checkpoint: objects that
     /// were in the bucket before notifications existed, or after a forced reprocess.
-    pub async fn backfill(&self, bucket: &str, prefix: &str) -> Result<TriggerReport, EtlError> {
+    pub async fn backfill(&self, bucket: &str, prefix: &str) -> Result<WorkReport, EtlError> {
         let objects = self.store.list(bucket, prefix).await?;
         let refs = objects
             .into_iter()
@@ -555,7 +555,7 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
                 size: Some(m.size),
             })
             .collect();
-        Ok(self.handle(Trigger::S3(refs)).await)
+        Ok(self.handle(Work::Objects(refs)).await)
     }
 }
 
@@ -623,11 +623,12 @@ fn clean_stale_work_dirs(root: &std::path::Path) -> usize {
 mod tests {
     use super::*;
     use crate::checkpoint::{MemoryCheckpoints, State};
-    use crate::config::Config;
-    use crate::storage::MemoryStore;
+    use crate::config::EtlConfig;
+    use dataflow_config::{Env, FromEnv};
+    use dataflow_store::MemoryStore;
 
     fn etl() -> Etl<MemoryStore, MemoryCheckpoints> {
-        let cfg = Config::from_lookup(|_| None).unwrap();
+        let cfg = EtlConfig::from_env_vars(&Env::from_pairs(&[])).unwrap();
         Etl::new(
             Arc::new(MemoryStore::default()),
             Arc::new(MemoryCheckpoints::default()),
@@ -975,7 +976,7 @@ mod tests {
             "s3": {"bucket": {"name": "dataflow-raw"}, "object": {"key": "k.jsonl"}}}]})
         .to_string();
         let report = e
-            .handle(Trigger::Sqs(vec![crate::trigger::SqsMessage {
+            .handle(Work::Messages(vec![crate::work::QueuedMessage {
                 message_id: "m1".into(),
                 body: body.clone(),
                 queue_arn: "arn:aws:sqs:us-east-1:000000000000:q".into(),

@@ -1,6 +1,6 @@
 //! DataFlow's domain core. Everything here is plain Rust with no AWS types: the event contract,
 //! the streaming aggregation, distinct-user sketches, Parquet encoding, the checkpoint protocol
-//! and the ETL orchestration over the [`storage::ObjectStore`] and
+//! and the ETL orchestration over the [`dataflow_store::ObjectStore`] and
 //! [`checkpoint::CheckpointStore`] traits that `dataflow-aws` implements.
 
 pub mod aggregate;
@@ -17,6 +17,5 @@ pub mod rejected;
 pub mod rollup;
 pub mod sketch;
 pub mod source;
-pub mod storage;
 pub mod time;
-pub mod trigger;
+pub mod work;

@@ -60,11 +60,6 @@ impl ObjectRef {
     }
 }
 
-/// Normalizes an ETag as S3 returns it (`"abc"`) to the bare value.
-pub fn clean_etag(etag: &str) -> String {
-    etag.trim().trim_matches('"').to_owned()
-}
-
 /// Whether a key names an input the ETL reads: JSON Lines, optionally gzip-compressed.
 pub fn is_supported_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
@@ -91,11 +86,6 @@ mod tests {
         o.version_id = Some("v2".into());
         assert_ne!(o.source_id(), by_etag);
         assert_eq!(o.source_id().len(), 24);
-    }
-
-    #[test]
-    fn clean_etags() {
-        assert_eq!(clean_etag("\"d41d8\""), "d41d8");
     }
 
     #[test]

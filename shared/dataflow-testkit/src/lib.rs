@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use dataflow_core::config::Config;
+use dataflow_dev::StackConfig as Config;
 
 static ENDPOINT: OnceLock<Result<String, String>> = OnceLock::new();
 
@@ -119,15 +119,20 @@ pub fn config() -> Config {
 }
 
 /// Creates the buckets and the table of `cfg`.
-pub async fn provision(cfg: &Config) -> dataflow_aws::Clients {
-    let clients = dataflow_aws::Clients::new(cfg).await;
-    for b in [&cfg.raw_bucket, &cfg.lake_bucket, &cfg.index_bucket] {
-        if let Err(e) = dataflow_aws::resources::ensure_bucket(&clients.s3, b).await {
+pub async fn provision(cfg: &Config) -> dataflow_dev::Clients {
+    let clients = dataflow_dev::Clients::new(cfg).await;
+    for b in [
+        &cfg.etl.lake.raw_bucket,
+        &cfg.etl.lake.lake_bucket,
+        &cfg.search.index.bucket,
+    ] {
+        if let Err(e) = dataflow_dev::resources::ensure_bucket(&clients.s3, b).await {
             panic!("creating bucket {b}: {e}");
         }
     }
     if let Err(e) =
-        dataflow_aws::resources::ensure_table(&clients.dynamodb, &cfg.checkpoint_table).await
+        dataflow_dev::resources::ensure_table(&clients.dynamodb, &cfg.etl.lake.checkpoint_table)
+            .await
     {
         panic!("creating table: {e}");
     }

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::event::parse_date;
 use crate::layout::Layout;
 use crate::parquet::{aggregate_covers, decode_aggregate_rows, AggregateRow, ParquetError};
-use crate::storage::StoreError;
+use dataflow_store::StoreError;
 
 mod reader;
 mod view;

@@ -12,7 +12,7 @@ use super::{LakeError, View, DETAIL_CACHE_BYTES};
 use crate::event::parse_date;
 use crate::layout::Layout;
 use crate::rollup::{month_label, Catalog, FileCache, Patch};
-use crate::storage::{ObjectMeta, ObjectStore};
+use dataflow_store::{ObjectMeta, ObjectStore};
 
 struct Loaded {
     view: Arc<View>,

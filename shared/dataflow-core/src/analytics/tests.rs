@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::event::format_date;
 use crate::sketch::{SketchMerger, UserSketch};
-use crate::storage::{ObjectMeta, ObjectStore};
+use dataflow_store::{ObjectMeta, ObjectStore};
 
 fn file(
     name: &str,
@@ -318,7 +318,7 @@ fn filtered_ranges_from_month_sketches_match_direct_merges() {
 }
 
 /// Writes `f` into a store as a daily aggregate file.
-fn put_file(store: &crate::storage::MemoryStore, f: &AggregateFile) {
+fn put_file(store: &dataflow_store::MemoryStore, f: &AggregateFile) {
     let bytes = crate::parquet::encode_aggregate_file(&f.rows, &f.covers, f.generation).unwrap();
     store.insert("lake", &f.key, bytes);
 }
@@ -402,11 +402,11 @@ async fn answers(v: &View) -> Vec<String> {
 
 /// [`lake_files`] in a store, typed twice: for inspection and as the reader's port.
 fn stored_lake() -> (
-    Arc<crate::storage::MemoryStore>,
+    Arc<dataflow_store::MemoryStore>,
     Arc<dyn ObjectStore>,
     Vec<AggregateFile>,
 ) {
-    let store = Arc::new(crate::storage::MemoryStore::default());
+    let store = Arc::new(dataflow_store::MemoryStore::default());
     let files = lake_files();
     for f in &files {
         put_file(&store, f);
@@ -414,7 +414,7 @@ fn stored_lake() -> (
     (store.clone(), store, files)
 }
 
-fn reader(store: &Arc<crate::storage::MemoryStore>) -> LakeReader {
+fn reader(store: &Arc<dataflow_store::MemoryStore>) -> LakeReader {
     LakeReader::new(
         store.clone(),
         "lake".into(),
@@ -641,7 +641,7 @@ async fn month_details_stay_within_the_cache_budget() {
 /// its month objects, before its catalog).
 #[derive(Default)]
 struct Counting {
-    inner: crate::storage::MemoryStore,
+    inner: dataflow_store::MemoryStore,
     gets: std::sync::Mutex<Vec<String>>,
     die_at_catalog: std::sync::atomic::AtomicBool,
 }
@@ -656,7 +656,7 @@ impl ObjectStore for Counting {
         b: &str,
         k: &str,
         e: Option<&str>,
-    ) -> Result<crate::storage::ObjectReader, StoreError> {
+    ) -> Result<dataflow_store::ObjectReader, StoreError> {
         self.inner.open(b, k, e).await
     }
     async fn get(&self, b: &str, k: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -667,7 +667,7 @@ impl ObjectStore for Counting {
         &self,
         b: &str,
         k: &str,
-        body: crate::storage::Body,
+        body: dataflow_store::Body,
         ct: &str,
     ) -> Result<(), StoreError> {
         if k.ends_with("catalog.json")

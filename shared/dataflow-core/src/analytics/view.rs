@@ -11,7 +11,7 @@ use crate::rollup::{
     month_label, month_of, CatalogYear, MonthBuild, MonthDays, MonthHead, Patch, TypeMonth,
 };
 use crate::sketch::{SketchMerger, UserSketch};
-use crate::storage::{ObjectMeta, ObjectStore};
+use dataflow_store::{ObjectMeta, ObjectStore};
 
 /// Where a month's details come from.
 #[derive(Clone)]

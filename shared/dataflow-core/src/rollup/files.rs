@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::*;
 use crate::analytics::{name_of, AggregateFile, LakeError};
 use crate::layout::Layout;
-use crate::storage::{ObjectMeta, ObjectStore};
+use dataflow_store::{ObjectMeta, ObjectStore};
 
 pub fn by_month(layout: &Layout, listed: Vec<ObjectMeta>) -> BTreeMap<i32, Vec<ObjectMeta>> {
     let mut out: BTreeMap<i32, Vec<ObjectMeta>> = BTreeMap::new();

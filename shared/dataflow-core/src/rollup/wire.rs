@@ -9,7 +9,7 @@ use super::*;
 use crate::analytics::{name_of, LakeError};
 use crate::layout::Layout;
 use crate::sketch::UserSketch;
-use crate::storage::{ObjectMeta, ObjectStore};
+use dataflow_store::{ObjectMeta, ObjectStore};
 
 pub(super) mod b64 {
     use base64::Engine;

@@ -10,7 +10,7 @@ use super::*;
 use crate::analytics::{effective_files, AggregateFile, LakeError};
 use crate::event::format_date;
 use crate::layout::Layout;
-use crate::storage::{Body, ObjectStore};
+use dataflow_store::{Body, ObjectStore};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct RollupReport {

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use dataflow_core::storage::{Body, ObjectMeta, ObjectStore};
+use dataflow_store::{Body, ObjectMeta, ObjectStore};
 use serde::{Deserialize, Serialize};
 
 use super::*;

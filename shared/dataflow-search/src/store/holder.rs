@@ -3,7 +3,7 @@
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use dataflow_core::storage::ObjectStore;
+use dataflow_store::ObjectStore;
 
 use super::*;
 use crate::index::{self, IndexError, SearchIndex};

@@ -11,7 +11,7 @@
 //! atomically, so a reader sees the old manifest or the new one, and the object either names is
 //! complete (the previous objects are kept, see [`KEEP_PREVIOUS`]).
 
-use dataflow_core::storage::StoreError;
+use dataflow_store::StoreError;
 use serde::{Deserialize, Serialize};
 
 use crate::index::IndexError;
@@ -63,13 +63,6 @@ pub struct IndexLocation {
 }
 
 impl IndexLocation {
-    pub fn from_config(cfg: &dataflow_core::config::Config) -> Self {
-        Self {
-            bucket: cfg.index_bucket.clone(),
-            docs_prefix: cfg.docs_prefix.clone(),
-            index_prefix: cfg.index_prefix.clone(),
-        }
-    }
     pub fn manifest_key(&self) -> String {
         format!("{}current.json", self.index_prefix)
     }

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use dataflow_core::storage::{Body, ObjectMeta, ObjectStore};
+use dataflow_store::{Body, ObjectMeta, ObjectStore};
 use serde::Serialize;
 
 use super::corpus::listing_signature;

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use dataflow_core::storage::{MemoryStore, ObjectMeta};
+use dataflow_store::{MemoryStore, ObjectMeta};
 
 use super::publish::prunable;
 use super::*;

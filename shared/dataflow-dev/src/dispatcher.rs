@@ -8,7 +8,7 @@ use std::future::Future;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
 use serde_json::{json, Value};
 
-use crate::describe;
+use dataflow_aws::describe;
 
 pub struct Dispatcher {
     pub sqs: aws_sdk_sqs::Client,

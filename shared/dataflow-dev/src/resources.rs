@@ -7,9 +7,7 @@ use aws_sdk_dynamodb::types::{
     ScalarAttributeType,
 };
 
-use crate::dynamo::{ATTENTION_ATTR, ATTENTION_INDEX};
-
-use crate::{describe, status_of};
+use dataflow_aws::{describe, status_of, ATTENTION_ATTR, ATTENTION_INDEX};
 
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]

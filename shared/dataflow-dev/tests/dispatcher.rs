@@ -3,8 +3,8 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use dataflow_aws::dispatcher::Dispatcher;
-use dataflow_aws::resources;
+use dataflow_dev::dispatcher::Dispatcher;
+use dataflow_dev::resources;
 use serde_json::{json, Value};
 
 #[tokio::test]
@@ -13,17 +13,17 @@ async fn partial_failures_are_retried_then_dead_lettered() {
     let clients = dataflow_testkit::provision(&cfg).await;
     let (url, arn) = resources::ensure_queue_with_dlq(
         &clients.sqs,
-        &cfg.etl_queue.replace("dataflow", &cfg.raw_bucket),
+        &cfg.etl_queue.replace("dataflow", &cfg.etl.lake.raw_bucket),
         1,
         2,
     )
     .await
     .unwrap();
-    resources::wire_bucket_to_queue(&clients.s3, &cfg.raw_bucket, &arn)
+    resources::wire_bucket_to_queue(&clients.s3, &cfg.etl.lake.raw_bucket, &arn)
         .await
         .unwrap();
     assert!(
-        resources::notifications_wired(&clients.s3, &cfg.raw_bucket, &arn)
+        resources::notifications_wired(&clients.s3, &cfg.etl.lake.raw_bucket, &arn)
             .await
             .unwrap()
     );
@@ -31,7 +31,7 @@ async fn partial_failures_are_retried_then_dead_lettered() {
         clients
             .s3
             .put_object()
-            .bucket(&cfg.raw_bucket)
+            .bucket(&cfg.etl.lake.raw_bucket)
             .key(key)
             .body(b"{}".to_vec().into())
             .send()
@@ -85,7 +85,10 @@ async fn partial_failures_are_retried_then_dead_lettered() {
     assert_eq!(r.failed, 0);
     let dlq_url = resources::queue_url(
         &clients.sqs,
-        &format!("{}-dlq", cfg.etl_queue.replace("dataflow", &cfg.raw_bucket)),
+        &format!(
+            "{}-dlq",
+            cfg.etl_queue.replace("dataflow", &cfg.etl.lake.raw_bucket)
+        ),
     )
     .await
     .unwrap()

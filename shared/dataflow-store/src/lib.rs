@@ -1,4 +1,6 @@
-//! Object storage port. `dataflow-aws` implements it for S3; [`MemoryStore`] serves unit tests.
+//! The object storage port. `dataflow-aws` implements it for S3; [`MemoryStore`] serves unit
+//! tests and [`FsStore`] local runs over folders. Kept apart from the ETL's crate so the search
+//! functions reach storage without building polars.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -13,8 +15,28 @@ pub enum StoreError {
     NotFound { bucket: String, key: String },
     #[error("object s3://{bucket}/{key} changed since it was announced (ETag mismatch)")]
     Changed { bucket: String, key: String },
-    #[error("storage request failed: {0}")]
+    /// A request failed; `context` names the operation and object (with the cause's full text,
+    /// since SDK errors' own messages say only "service error").
+    #[error("{context}")]
+    Failed {
+        context: String,
+        #[source]
+        source: BoxError,
+    },
+    /// A request this store refuses or cannot serve, with no underlying error.
+    #[error("{0}")]
     Other(String),
+}
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+impl StoreError {
+    pub fn failed(context: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        StoreError::Failed {
+            context: context.into(),
+            source: source.into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,7 +167,8 @@ impl ObjectStore for MemoryStore {
     async fn put(&self, bucket: &str, key: &str, body: Body, _: &str) -> Result<(), StoreError> {
         let bytes = match body {
             Body::Bytes(b) => b,
-            Body::File(p) => std::fs::read(&p).map_err(|e| StoreError::Other(e.to_string()))?,
+            Body::File(p) => std::fs::read(&p)
+                .map_err(|e| StoreError::failed(format!("reading {}: {e}", p.display()), e))?,
         };
         let etag = Self::etag_of(&bytes);
         self.lock()?
@@ -216,7 +239,7 @@ fn io_err(e: std::io::Error, bucket: &str, key: &str) -> StoreError {
             key: key.into(),
         }
     } else {
-        StoreError::Other(format!("{bucket}/{key}: {e}"))
+        StoreError::failed(format!("{bucket}/{key}: {e}"), e)
     }
 }
 
