@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Measures how long the local stack takes to heal a killed ETL attempt with no operator step:
 # brings the stack up on free ports, drops a large object, `kill -9`s the dispatcher while it
-# processes it, runs `scripts/local up` again (as a user would after a crash), and prints the
+# processes it, runs `infra/stack up` again (as a user would after a crash), and prints the
 # seconds from the kill to exact totals. Usage: bench/takeover.sh [LINES] (default 1,000,000,
 # ~160 MB).
 set -euo pipefail
@@ -12,9 +12,9 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 export AWS_ENDPOINT_URL="http://127.0.0.1:$(free_port)" API_ADDR="127.0.0.1:$(free_port)"
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
 export LOCAL_STATE="$(mktemp -d)"
-cleanup() { scripts/local down --all >/dev/null 2>&1 || true; [ -n "${KEEP_STATE:-}" ] || rm -rf "$LOCAL_STATE"; echo "state: $LOCAL_STATE" >&2; }
+cleanup() { infra/stack down --all >/dev/null 2>&1 || true; [ -n "${KEEP_STATE:-}" ] || rm -rf "$LOCAL_STATE"; echo "state: $LOCAL_STATE" >&2; }
 trap cleanup EXIT
-scripts/local up > "$LOCAL_STATE/up.log" 2>&1 || { cat "$LOCAL_STATE/up.log"; exit 1; }
+infra/stack up > "$LOCAL_STATE/up.log" 2>&1 || { cat "$LOCAL_STATE/up.log"; exit 1; }
 data="$LOCAL_STATE/big.jsonl"
 python3 bench/gen_events.py --lines "$lines" --out "$data"
 .venv/bin/python - "$data" <<'PY'
@@ -47,7 +47,7 @@ pid = int(open(os.path.join(state, "dispatcher.pid")).read())
 os.kill(pid, signal.SIGKILL)
 killed = time.time()
 print(f"killed the dispatcher (pid {pid}) while it processed incoming/big.jsonl")
-subprocess.run(["scripts/local", "up"], check=True, stdout=open(os.path.join(state, "up-again.log"), "w"), stderr=subprocess.STDOUT)
+subprocess.run(["infra/stack", "up"], check=True, stdout=open(os.path.join(state, "up-again.log"), "w"), stderr=subprocess.STDOUT)
 restarted = time.time() - killed
 while True:
     p = pipeline()
@@ -60,6 +60,6 @@ healed = time.time() - killed
 accepted = p["events_accepted"] - base.get("events_accepted", 0)
 rejected = p["events_rejected"] - base.get("events_rejected", 0)
 assert (accepted, rejected) == (good, bad), (accepted, rejected, good, bad)
-print(f"scripts/local up again after {restarted:.1f} s; exact totals ({accepted} accepted, {rejected} rejected; "
+print(f"infra/stack up again after {restarted:.1f} s; exact totals ({accepted} accepted, {rejected} rejected; "
       f"as one uninterrupted run) {healed:.1f} s after kill -9")
 PY

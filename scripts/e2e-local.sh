@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# End-to-end test of the local stack, as a user meets it: bring it up with `scripts/local up`,
+# End-to-end test of the local stack, as a user meets it: bring it up with `infra/stack up`,
 # drop a file with a plain S3 client (boto3), see the API report it, stop it. Runs on its own
 # ports and state folder so it does not disturb a stack you have running.
 #   scripts/e2e-local.sh                 moto serves S3, DynamoDB and SQS
@@ -18,9 +18,9 @@ if [ "${1:-}" = --localstack ]; then
 fi
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
 export LOCAL_STATE="$(mktemp -d)"
-cleanup() { scripts/local down --all >/dev/null 2>&1 || true; [ -n "${KEEP_STATE:-}" ] || rm -rf "$LOCAL_STATE"; }
+cleanup() { infra/stack down --all >/dev/null 2>&1 || true; [ -n "${KEEP_STATE:-}" ] || rm -rf "$LOCAL_STATE"; }
 trap cleanup EXIT
-scripts/local up "${mode[@]}" > "$LOCAL_STATE/up.log" 2>&1 || { cat "$LOCAL_STATE/up.log"; exit 1; }
+infra/stack up "${mode[@]}" > "$LOCAL_STATE/up.log" 2>&1 || { cat "$LOCAL_STATE/up.log"; exit 1; }
 .venv/bin/python - <<'PY'
 import json, os, time, urllib.request, boto3
 api = "http://" + os.environ["API_ADDR"]
@@ -104,15 +104,15 @@ if [ "${#mode[@]}" -eq 0 ]; then
     > "$LOCAL_STATE/fuzz.log" 2>&1 || { cat "$LOCAL_STATE/fuzz.log"; echo "the API does not match /openapi.json" >&2; exit 1; }
   echo "e2e: /openapi.json matches the API ($(grep -Eo '[0-9]+ generated' "$LOCAL_STATE/fuzz.log" | head -1) requests)"
 fi
-scripts/local doctor --api "$API_ADDR" > "$LOCAL_STATE/doctor.log" 2>&1 || { cat "$LOCAL_STATE/doctor.log"; exit 1; }
+infra/stack doctor --api "$API_ADDR" > "$LOCAL_STATE/doctor.log" 2>&1 || { cat "$LOCAL_STATE/doctor.log"; exit 1; }
 # A restart appends to the logs (a crashed process's log survives the next start).
-scripts/local down > /dev/null
-scripts/local up "${mode[@]}" > "$LOCAL_STATE/up-again.log" 2>&1 || { cat "$LOCAL_STATE/up-again.log"; exit 1; }
+infra/stack down > /dev/null
+infra/stack up "${mode[@]}" > "$LOCAL_STATE/up-again.log" 2>&1 || { cat "$LOCAL_STATE/up-again.log"; exit 1; }
 starts=$(grep -c '^=== .* start: ' "$LOCAL_STATE/dispatcher.log")
 [ "$starts" = 2 ] || { echo "dispatcher.log holds $starts start(s), want 2: it was truncated" >&2; exit 1; }
 label=""
 if [ "${#mode[@]}" -gt 0 ]; then
-  st="$(scripts/local status)"
+  st="$(infra/stack status)"
   grep -q '^localstack: running' <<< "$st" || { echo "LocalStack was not the emulator: $st" >&2; exit 1; }
   label=" (LocalStack)"
 fi

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Checks the cargo-lambda workflow the README documents, against a local stack of its own:
-# `cargo lambda watch --env-file .env.local` serves every function, `cargo lambda invoke
+# `cargo lambda watch --env-file infra/local/lambda.env` serves every function, `cargo lambda invoke
 # --data-file events/...` works for each event in events/, and the HTTP functions answer on
 # watch's /lambda-url/ paths. Runs on free ports and its own state folder (the env file is
-# .env.local with the endpoint swapped), so it does not disturb a stack you have running.
+# infra/local/lambda.env with the endpoint swapped), so it does not disturb a stack you have running.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -15,16 +15,16 @@ export LOCAL_STATE="$(mktemp -d)"
 watch_pid=""
 cleanup() {
   if [ -n "$watch_pid" ]; then kill -- "-$watch_pid" 2>/dev/null || kill "$watch_pid" 2>/dev/null || true; fi
-  scripts/local down --all >/dev/null 2>&1 || true
+  infra/stack down --all >/dev/null 2>&1 || true
   rm -rf "$LOCAL_STATE"
 }
 trap cleanup EXIT
 
-bash scripts/tools.sh
+bash infra/tools/install.sh
 export PATH="$root/.venv-tools/bin:$PATH"
 
-scripts/local up > "$LOCAL_STATE/up.log" 2>&1 || { cat "$LOCAL_STATE/up.log"; exit 1; }
-sed "s#^AWS_ENDPOINT_URL=.*#AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL#" .env.local > "$LOCAL_STATE/env"
+infra/stack up > "$LOCAL_STATE/up.log" 2>&1 || { cat "$LOCAL_STATE/up.log"; exit 1; }
+sed "s#^AWS_ENDPOINT_URL=.*#AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL#" infra/local/lambda.env > "$LOCAL_STATE/env"
 
 # Its own process group, so cleanup also stops the functions it started.
 set -m

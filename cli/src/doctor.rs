@@ -48,7 +48,7 @@ pub async fn doctor(api: &str) -> Result<()> {
             .map(|_| format!("{endpoint} answers"))
             .map_err(|e| {
                 format!(
-                    "{endpoint} unreachable ({}): run `scripts/local up`",
+                    "{endpoint} unreachable ({}): run `infra/stack up`",
                     dataflow_aws::describe(&e)
                 )
             }),
@@ -67,7 +67,7 @@ pub async fn doctor(api: &str) -> Result<()> {
             match r {
                 Ok(true) => Ok("exists".into()),
                 Ok(false) => Err(
-                    "missing: run `dataflow setup --notifications` (or `scripts/local up`)".into(),
+                    "missing: run `dataflow setup --notifications` (or `infra/stack up`)".into(),
                 ),
                 Err(e) => Err(e.to_string()),
             },
@@ -116,7 +116,7 @@ pub async fn doctor(api: &str) -> Result<()> {
                 if depth < 100 {
                     Ok(format!("{depth} message(s) waiting"))
                 } else {
-                    Err(format!("{depth} messages waiting: is the dispatcher running? `scripts/local status`; restart with `scripts/local up`"))
+                    Err(format!("{depth} messages waiting: is the dispatcher running? `infra/stack status`; restart with `infra/stack up`"))
                 },
             );
             report("dead-letter queue", dead_letters(&clients, &cfg).await);
@@ -182,7 +182,7 @@ pub async fn doctor(api: &str) -> Result<()> {
             Ok((200, _)) => Ok("/health answers 200".into()),
             Ok((code, body)) => Err(format!("/health answered {code}: {body}")),
             Err(e) => Err(format!(
-                "{e}: start it with `scripts/local up` (or `dataflow serve`)"
+                "{e}: start it with `infra/stack up` (or `dataflow serve`)"
             )),
         },
     );

@@ -1,6 +1,6 @@
 //! Emulator harness for integration tests. Uses `DATAFLOW_TEST_ENDPOINT` when set; otherwise
 //! starts one moto server per test binary on a free loopback port (from the project's `.venv`,
-//! created by `scripts/venv.sh`, or `moto_server` on PATH). The server dies with the test process.
+//! created by `infra/local/venv.sh`, or `moto_server` on PATH). The server dies with the test process.
 //! Tests isolate themselves with unique resource names instead of resetting shared state.
 
 use std::net::TcpListener;
@@ -46,7 +46,7 @@ fn start() -> Result<String, String> {
         return Ok(e);
     }
     let bin = moto_binary().ok_or(
-        "no emulator: run scripts/venv.sh (installs moto[server] into .venv) or set DATAFLOW_TEST_ENDPOINT",
+        "no emulator: run infra/local/venv.sh (installs moto[server] into .venv) or set DATAFLOW_TEST_ENDPOINT",
     )?;
     let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

@@ -2,9 +2,9 @@
 # Creates (or updates) the project's virtualenv in .venv with the pinned emulator and tools.
 # Idempotent and quiet when nothing changed; safe to call from every other script.
 set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 venv="$root/.venv"
-req="$root/scripts/requirements-emulator.txt"
+req="$root/infra/local/requirements.txt"
 stamp="$venv/.requirements.sha"
 want="$(sha256sum "$req" | cut -d' ' -f1)"
 if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Validates template.yaml offline with AWS SAM CLI (`sam validate --lint`), installing the pinned
-# tools into .venv-tools on first use (scripts/tools.sh). With --build it also runs `sam build`:
+# tools into .venv-tools on first use (infra/tools/install.sh). With --build it also runs `sam build`:
 # cargo-lambda cross-compiles the four functions for arm64 in release (fat LTO); measured here
 # at ~NN min cold on 2 cores, so CI runs only the validation.
 set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
-bash scripts/tools.sh
+bash infra/tools/install.sh
 export PATH="$root/.venv-tools/bin:$PATH"
 export SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}"
 sam validate --lint --template template.yaml

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Installs the pinned deployment tooling (scripts/requirements-tools.txt: AWS SAM CLI, and
+# Installs the pinned deployment tooling (infra/tools/requirements.txt: AWS SAM CLI, and
 # cargo-lambda, which brings zig for cross-compiling) into .venv-tools, once per change of the
 # pins. Kept apart from the emulator's virtualenv: aws-sam-cli pins its own boto3.
 set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 venv="$root/.venv-tools"
-req="$root/scripts/requirements-tools.txt"
+req="$root/infra/tools/requirements.txt"
 want="$(sha256sum "$req" | cut -d' ' -f1)"
 if ! [ -x "$venv/bin/sam" ] || ! [ -x "$venv/bin/cargo-lambda" ] \
     || [ "$(cat "$venv/.requirements.sha" 2>/dev/null)" != "$want" ]; then

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Creates (or updates) .venv-localstack with LocalStack pinned as in
-# scripts/requirements-localstack.txt. LocalStack needs Python >= 3.12: the first of
+# infra/localstack/requirements.txt. LocalStack needs Python >= 3.12: the first of
 # $LOCALSTACK_PYTHON, python3.13/python3.12 on PATH, or pyenv's 3.12+ versions is used; without
 # one it fails and says so (it never falls back to another emulator). Idempotent and quiet when
 # nothing changed.
 set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 venv="$root/.venv-localstack"
-req="$root/scripts/requirements-localstack.txt"
+req="$root/infra/localstack/requirements.txt"
 stamp="$venv/.requirements.sha"
 want="$(sha256sum "$req" | cut -d' ' -f1)"
 if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
