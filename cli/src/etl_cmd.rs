@@ -32,7 +32,7 @@ pub fn print_report(report: &WorkReport) -> Result<()> {
     let skipped = report.outcomes.len() - processed;
     println!(
         "{}",
-        json!({"processed": processed, "skipped_or_done": skipped, "swept": report.swept, "errors": report.errors})
+        json!({"processed": processed, "skipped_or_done": skipped, "swept": report.swept, "errors": report.errors.iter().map(ToString::to_string).collect::<Vec<_>>()})
     );
     if !report.errors.is_empty() {
         bail!("{} object(s) failed", report.errors.len());
@@ -124,7 +124,7 @@ pub async fn compact() -> Result<()> {
     let report = etl.handle(Work::Compact).await;
     println!(
         "{}",
-        json!({"compacted_dates": report.compacted, "swept": report.swept, "rollup": report.rollup, "errors": report.errors})
+        json!({"compacted_dates": report.compacted, "swept": report.swept, "rollup": report.rollup, "errors": report.errors.iter().map(ToString::to_string).collect::<Vec<_>>()})
     );
     if !report.errors.is_empty() {
         bail!("compaction failed");
@@ -207,7 +207,7 @@ pub async fn local_etl(
             "files": p.files_processed, "accepted": p.events_accepted, "rejected": p.events_rejected,
             "bytes": p.bytes_processed, "seconds": (secs * 1000.0).round() / 1000.0,
             "mb_per_s": ((p.bytes_processed as f64 / 1e6 / secs) * 10.0).round() / 10.0,
-            "output": output, "errors": report.errors,
+            "output": output, "errors": report.errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
         })
     );
     if !report.errors.is_empty() {

@@ -36,6 +36,23 @@ pub async fn setup(notifications: bool) -> Result<()> {
         cfg.search.index.bucket,
         cfg.etl.lake.checkpoint_table
     );
+    // The delivery stream behind POST /events writes into the raw bucket, where the notification
+    // below hands its objects to the ETL. An emulator without Firehose leaves POST /events
+    // answering 503; everything else still runs.
+    match dataflow_dev::resources::ensure_delivery_stream(
+        &clients.firehose,
+        &cfg.ingest.stream,
+        &cfg.etl.lake.raw_bucket,
+        &cfg.etl.firehose_prefix,
+    )
+    .await
+    {
+        Ok(()) => eprintln!(
+            "ready: delivery stream {} -> s3://{}/{}",
+            cfg.ingest.stream, cfg.etl.lake.raw_bucket, cfg.etl.firehose_prefix
+        ),
+        Err(e) => eprintln!("warning: no delivery stream for POST /events: {e}"),
+    }
     if notifications {
         let (_, arn) = dataflow_dev::resources::ensure_queue_with_dlq(
             &clients.sqs,
@@ -81,12 +98,19 @@ pub async fn serve(addr: &str) -> Result<()> {
         &cfg.search,
         &clients.aws,
     )));
-    let app = dataflow_http::finish(analytics.merge(search));
+    let ingest = ingest_api::routes(Arc::new(ingest_api::AppState::new(
+        Arc::new(dataflow_aws::FirehoseSink::new(
+            clients.firehose.clone(),
+            cfg.ingest.stream.clone(),
+        )),
+        cfg.ingest.window,
+    )));
+    let app = dataflow_http::finish(analytics.merge(search).merge(ingest));
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {addr}"))?;
     eprintln!(
-        "serving on http://{addr}: /health /analytics/metrics /analytics/summary /docs /docs/search /docs/{{path}} (PUT, DELETE) /openapi.json"
+        "serving on http://{addr}: /health /analytics/metrics /analytics/summary /docs /docs/search /docs/{{path}} (PUT, DELETE) /events (POST) /openapi.json"
     );
     axum::serve(dataflow_http::wire::JsonErrorListener(listener), app).await?;
     Ok(())

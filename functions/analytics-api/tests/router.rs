@@ -275,6 +275,7 @@ async fn api_gateway_samples_reach_the_router() {
 #[tokio::test]
 async fn the_openapi_document_describes_these_routes() {
     let f = loaded().await;
-    let failures = dataflow_http::spec_check::run(&f.app, |p| !p.starts_with("/docs")).await;
+    let failures =
+        dataflow_http::spec_check::run(&f.app, |p| !p.starts_with("/docs") && p != "/events").await;
     assert!(failures.is_empty(), "{failures:#?}");
 }

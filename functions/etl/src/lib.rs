@@ -97,7 +97,12 @@ pub async fn handle<S: ObjectStore, C: CheckpointStore>(
     if !report.errors.is_empty() {
         return Err(HandlerError::Objects {
             failed: report.errors.len(),
-            errors: report.errors.join("; "),
+            errors: report
+                .errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
         });
     }
     let mut out = serde_json::json!({ "processed": report.outcomes.len(), "compacted_dates": report.compacted, "swept": report.swept });

@@ -75,4 +75,13 @@ impl Aws {
         }
         aws_sdk_sqs::Client::from_conf(conf.build())
     }
+
+    #[cfg(feature = "firehose")]
+    pub fn firehose(&self) -> aws_sdk_firehose::Client {
+        let mut conf = aws_sdk_firehose::config::Builder::from(&self.shared);
+        if let Some(e) = self.settings.endpoint(Service::Firehose) {
+            conf = conf.endpoint_url(e);
+        }
+        aws_sdk_firehose::Client::from_conf(conf.build())
+    }
 }

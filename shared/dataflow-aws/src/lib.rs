@@ -1,7 +1,8 @@
 //! What runs inside the Lambda functions on the AWS side: invocation envelopes ([`events`]), the
 //! S3 adapter of the object storage port ([`S3Store`]), the DynamoDB adapter of the checkpoint
 //! port ([`DynamoCheckpoints`], feature `dynamodb`), sending an SQS message again ([`requeue`],
-//! feature `sqs`), clients that honour `AWS_ENDPOINT_URL` with path-style S3 addressing (so
+//! feature `sqs`), the Firehose adapter of the ingest delivery port ([`FirehoseSink`], feature
+//! `firehose`), clients that honour `AWS_ENDPOINT_URL` with path-style S3 addressing (so
 //! LocalStack, moto's server and real AWS all work with no code change), and each function's
 //! start ([`start`]). Each function enables only the features it uses, so the search functions
 //! build neither the DynamoDB and SQS SDKs nor the ETL's crate.
@@ -11,6 +12,8 @@ mod clients;
 #[cfg(feature = "dynamodb")]
 mod dynamo;
 pub mod events;
+#[cfg(feature = "firehose")]
+mod firehose;
 #[cfg(feature = "sqs")]
 pub mod requeue;
 mod s3;
@@ -20,6 +23,8 @@ pub use clients::Aws;
 use dataflow_config::{AwsSettings, ConfigError, Env, FromEnv};
 #[cfg(feature = "dynamodb")]
 pub use dynamo::{DynamoCheckpoints, ATTENTION_ATTR, ATTENTION_INDEX};
+#[cfg(feature = "firehose")]
+pub use firehose::FirehoseSink;
 pub use s3::S3Store;
 
 /// The status code of a failed SDK call, when the service answered.

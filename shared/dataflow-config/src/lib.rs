@@ -162,12 +162,14 @@ pub struct AwsSettings {
     pub region: Option<String>,
 }
 
-/// `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL_DYNAMODB`, `AWS_ENDPOINT_URL_SQS`.
+/// `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL_DYNAMODB`, `AWS_ENDPOINT_URL_SQS`,
+/// `AWS_ENDPOINT_URL_FIREHOSE`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServiceEndpoints {
     pub s3: Option<String>,
     pub dynamodb: Option<String>,
     pub sqs: Option<String>,
+    pub firehose: Option<String>,
 }
 
 /// The AWS services the product calls.
@@ -176,10 +178,16 @@ pub enum Service {
     S3,
     DynamoDb,
     Sqs,
+    Firehose,
 }
 
 impl Service {
-    pub const ALL: [Service; 3] = [Service::S3, Service::DynamoDb, Service::Sqs];
+    pub const ALL: [Service; 4] = [
+        Service::S3,
+        Service::DynamoDb,
+        Service::Sqs,
+        Service::Firehose,
+    ];
 
     /// The SDKs' name for it in `AWS_ENDPOINT_URL_<NAME>`.
     pub fn env_var(self) -> &'static str {
@@ -187,6 +195,7 @@ impl Service {
             Service::S3 => "AWS_ENDPOINT_URL_S3",
             Service::DynamoDb => "AWS_ENDPOINT_URL_DYNAMODB",
             Service::Sqs => "AWS_ENDPOINT_URL_SQS",
+            Service::Firehose => "AWS_ENDPOINT_URL_FIREHOSE",
         }
     }
 }
@@ -199,6 +208,7 @@ impl FromEnv for AwsSettings {
                 s3: env.url(Service::S3.env_var())?,
                 dynamodb: env.url(Service::DynamoDb.env_var())?,
                 sqs: env.url(Service::Sqs.env_var())?,
+                firehose: env.url(Service::Firehose.env_var())?,
             },
             region: env
                 .get("AWS_REGION")
@@ -215,6 +225,7 @@ impl AwsSettings {
             Service::S3 => &self.service_endpoints.s3,
             Service::DynamoDb => &self.service_endpoints.dynamodb,
             Service::Sqs => &self.service_endpoints.sqs,
+            Service::Firehose => &self.service_endpoints.firehose,
         };
         own.as_deref().or(self.endpoint_url.as_deref())
     }

@@ -4,7 +4,8 @@
 //! ([`dataflow_config::AwsSettings`], `dataflow_search::config`), so a bad `ETL_CHUNK_BYTES`
 //! never stops the search API.
 
-use dataflow_config::{parse_duration_seconds, ConfigError, Env, FromEnv};
+use dataflow_config::{ConfigError, Env, FromEnv};
+use dataflow_contract::window::WindowRule;
 
 use crate::layout::Layout;
 
@@ -12,8 +13,7 @@ pub const DEFAULT_RAW_BUCKET: &str = "dataflow-raw";
 pub const DEFAULT_LAKE_BUCKET: &str = "dataflow-lake";
 pub const DEFAULT_CHECKPOINT_TABLE: &str = "dataflow-checkpoints";
 
-/// Default `ETL_MIN_DATE`: 2000-01-01 (day 10957). Devices with unset clocks report 1970.
-pub const DEFAULT_MIN_DATE: i32 = 10_957;
+pub use dataflow_contract::window::DEFAULT_MIN_DATE;
 
 /// The lake's names, read the same way by the ETL (which writes it) and the Analytics API (which
 /// reads it).
@@ -69,28 +69,16 @@ pub struct EtlConfig {
     /// `timestamp_out_of_range` (`ETL_MAX_FUTURE`: seconds, or with a unit `90s`, `15m`, `48h`,
     /// `2d`; default one day).
     pub max_future_seconds: u64,
+    /// Where the `POST /events` delivery stream writes in the raw bucket (`FIREHOSE_PREFIX`,
+    /// default `firehose/`): its objects are ETL input whatever their names end with (the
+    /// emulators' have no extension).
+    pub firehose_prefix: String,
 }
 
 impl FromEnv for EtlConfig {
     fn from_env_vars(env: &Env<'_>) -> Result<Self, ConfigError> {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let min_date = match env.get("ETL_MIN_DATE") {
-            None => DEFAULT_MIN_DATE,
-            Some(v) => crate::event::parse_date(&v).ok_or_else(|| {
-                ConfigError::new("ETL_MIN_DATE", format!("{v:?} is not a date YYYY-MM-DD"))
-            })?,
-        };
-        let max_future_seconds = match env.get("ETL_MAX_FUTURE") {
-            None => 86_400,
-            Some(v) => parse_duration_seconds(&v)
-                .filter(|s| *s <= 3_650 * 86_400)
-                .ok_or_else(|| {
-                    ConfigError::new(
-                        "ETL_MAX_FUTURE",
-                        format!("{v:?} is not a duration up to 3650d (seconds, or a number with s, m, h or d)"),
-                    )
-                })?,
-        };
+        let window = WindowRule::from_env_vars(env)?;
         let cfg = Self {
             lake: LakeNames::from_env_vars(env)?,
             raw_prefix: env.prefix("RAW_PREFIX", "")?,
@@ -99,8 +87,9 @@ impl FromEnv for EtlConfig {
             chunk_bytes: env.number("ETL_CHUNK_BYTES", 4 << 20, 4096..=(256 << 20))?,
             max_line_bytes: env.number("ETL_MAX_LINE_BYTES", 1 << 20, 256..=(64 << 20))?,
             write_events: env.flag("ETL_WRITE_EVENTS", true)?,
-            min_date,
-            max_future_seconds,
+            min_date: window.min_date,
+            max_future_seconds: window.max_future_seconds,
+            firehose_prefix: env.prefix("FIREHOSE_PREFIX", "firehose/")?,
         };
         cfg.check_no_retrigger()?;
         Ok(cfg)
@@ -114,7 +103,17 @@ impl EtlConfig {
             return Ok(());
         }
         for p in self.lake.layout.prefixes() {
-            if p.starts_with(&self.raw_prefix) || self.raw_prefix.starts_with(p) {
+            let overlaps = |input: &str| p.starts_with(input) || input.starts_with(p);
+            if overlaps(&self.firehose_prefix) {
+                return Err(ConfigError::new(
+                    "FIREHOSE_PREFIX",
+                    format!(
+                        "RAW_BUCKET and LAKE_BUCKET are the same bucket, so FIREHOSE_PREFIX {:?} must not overlap the output prefix {p:?}",
+                        self.firehose_prefix
+                    ),
+                ));
+            }
+            if overlaps(&self.raw_prefix) {
                 return Err(ConfigError::new(
                     "RAW_PREFIX",
                     format!(
@@ -139,8 +138,8 @@ impl EtlConfig {
     }
 
     /// The accepted event-time rule (`ETL_MIN_DATE`, `ETL_MAX_FUTURE`).
-    pub fn window_rule(&self) -> crate::process::WindowRule {
-        crate::process::WindowRule {
+    pub fn window_rule(&self) -> WindowRule {
+        WindowRule {
             min_date: self.min_date,
             max_future_seconds: self.max_future_seconds,
         }

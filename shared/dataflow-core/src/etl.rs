@@ -61,6 +61,8 @@ pub struct Etl<S, C> {
     pub checkpoints: Arc<C>,
     pub lake_bucket: String,
     pub raw_prefix: String,
+    /// The delivery stream's objects: input whatever their names end with.
+    pub firehose_prefix: String,
     pub layout: Layout,
     pub options: ProcessOptions,
     /// Accepted event times (`ETL_MIN_DATE`, `ETL_MAX_FUTURE`), taken at each object's start.
@@ -80,6 +82,23 @@ pub struct Deferred {
     pub delay_seconds: u32,
 }
 
+/// Why part of an invocation's work failed (the rest went on).
+#[derive(Debug, thiserror::Error)]
+pub enum WorkError {
+    #[error(transparent)]
+    Object(#[from] EtlError),
+    #[error(transparent)]
+    Checkpoints(#[from] CheckpointError),
+    #[error("compaction: {0}")]
+    Compaction(#[from] crate::compaction::CompactionError),
+    #[error("rollups: {0}")]
+    Rollups(#[from] crate::analytics::LakeError),
+    #[error("message {message_id} cannot be read: {reason}")]
+    UnreadableMessage { message_id: String, reason: String },
+    #[error("{id}: {reason}")]
+    GaveUp { id: String, reason: String },
+}
+
 /// Outcome of one invocation.
 #[derive(Debug, Default)]
 pub struct WorkReport {
@@ -88,7 +107,7 @@ pub struct WorkReport {
     pub failed_message_ids: Vec<String>,
     /// SQS messages to send again later (see [`Deferred`]).
     pub deferred: Vec<Deferred>,
-    pub errors: Vec<String>,
+    pub errors: Vec<WorkError>,
     /// Dates compacted by a scheduled run.
     pub compacted: usize,
     /// Dead attempts taken over and replaced versions cleaned by the sweep.
@@ -106,6 +125,7 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
             checkpoints,
             lake_bucket: cfg.lake.lake_bucket.clone(),
             raw_prefix: cfg.raw_prefix.clone(),
+            firehose_prefix: cfg.firehose_prefix.clone(),
             layout: cfg.lake.layout.clone(),
             options: cfg.process_options(),
             window: cfg.window_rule(),
@@ -129,19 +149,19 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
                 .await;
                 match r {
                     Ok(done) => report.compacted = done.len(),
-                    Err(e) => report.errors.push(e.to_string()),
+                    Err(e) => report.errors.push(e.into()),
                 }
                 // After compaction, so the rollups name the compacted files.
                 match self.refresh_rollups().await {
                     Ok(r) => report.rollup = Some(r),
-                    Err(e) => report.errors.push(e.to_string()),
+                    Err(e) => report.errors.push(e.into()),
                 }
             }
             Work::Objects(objects) => {
                 for obj in objects {
                     match self.process_object(obj).await {
                         Ok(o) => report.outcomes.push(o),
-                        Err(e) => report.errors.push(e.to_string()),
+                        Err(e) => report.errors.push(e.into()),
                     }
                 }
             }
@@ -151,7 +171,10 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
                         Ok(o) => o,
                         Err(e) => {
                             tracing::error!(message_id = %msg.message_id, error = %e, "unreadable SQS message");
-                            report.errors.push(e);
+                            report.errors.push(WorkError::UnreadableMessage {
+                                message_id: msg.message_id.clone(),
+                                reason: e,
+                            });
                             report.failed_message_ids.push(msg.message_id);
                             continue;
                         }
@@ -167,7 +190,7 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
                                 busy_until = busy_until.max(Some(lease_expires_ms));
                             }
                             Err(e) => {
-                                report.errors.push(e.to_string());
+                                report.errors.push(e.into());
                                 failed = true;
                             }
                         }
@@ -207,13 +230,15 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
     }
 
     pub async fn process_object(&self, mut obj: ObjectRef) -> Result<ObjectOutcome, EtlError> {
-        if !obj.key.starts_with(&self.raw_prefix) {
+        let from_stream =
+            !self.firehose_prefix.is_empty() && obj.key.starts_with(&self.firehose_prefix);
+        if !obj.key.starts_with(&self.raw_prefix) && !from_stream {
             return Ok(ObjectOutcome::Skipped(format!(
                 "{} is outside RAW_PREFIX",
                 obj.key
             )));
         }
-        if !is_supported_key(&obj.key) {
+        if !is_supported_key(&obj.key) && !from_stream {
             tracing::info!(bucket = %obj.bucket, key = %obj.key, "skipped: not a .jsonl/.ndjson/.json(.gz) key");
             return Ok(ObjectOutcome::Skipped(format!(
                 "{} is not a JSON Lines key",
@@ -417,7 +442,7 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
         let records = match self.checkpoints.attention().await {
             Ok(r) => r,
             Err(e) => {
-                report.errors.push(e.to_string());
+                report.errors.push(e.into());
                 return;
             }
         };
@@ -426,7 +451,7 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
             if !rec.cleanup.is_empty() {
                 match self.clean_replaced(&rec.id, &rec.cleanup).await {
                     Ok(()) => report.swept += 1,
-                    Err(e) => report.errors.push(e.to_string()),
+                    Err(e) => report.errors.push(e.into()),
                 }
             } else if rec.is_stuck(now) {
                 let Some(source) = rec.source else { continue };
@@ -442,8 +467,11 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
                         self.checkpoints.claim(&source, now, self.lease_ms).await
                     {
                         match self.checkpoints.fail(&c, &reason, now).await {
-                            Ok(()) => report.errors.push(format!("{}: {reason}", rec.id)),
-                            Err(e) => report.errors.push(e.to_string()),
+                            Ok(()) => report.errors.push(WorkError::GaveUp {
+                                id: rec.id.clone(),
+                                reason: reason.clone(),
+                            }),
+                            Err(e) => report.errors.push(e.into()),
                         }
                     }
                     continue;
@@ -456,7 +484,7 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
                     }
                     // Someone else took it over first.
                     Err(EtlError::Busy { .. }) => {}
-                    Err(e) => report.errors.push(e.to_string()),
+                    Err(e) => report.errors.push(e.into()),
                 }
             }
         }
@@ -1066,7 +1094,7 @@ mod tests {
         let report = e.sweep().await;
         assert_eq!((report.swept, report.outcomes.len()), (0, 0));
         assert!(
-            report.errors[0].contains("gave up after 5 attempts"),
+            matches!(&report.errors[0], WorkError::GaveUp { reason, .. } if reason.contains("gave up after 5 attempts")),
             "{:?}",
             report.errors
         );

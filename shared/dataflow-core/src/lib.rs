@@ -9,7 +9,8 @@ pub mod checkpoint;
 pub mod compaction;
 pub mod config;
 pub mod etl;
-pub mod event;
+/// The event contract, shared with `POST /events` (`dataflow-contract`).
+pub use dataflow_contract as event;
 pub mod layout;
 pub mod parquet;
 pub mod process;

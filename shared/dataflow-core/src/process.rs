@@ -47,47 +47,7 @@ pub struct ProcessOptions {
     pub window: TimeWindow,
 }
 
-/// Inclusive bounds on accepted event times, in microseconds since the epoch. A business rule
-/// (no events from unset device clocks or far in the future), applied after the contract's own
-/// checks so the rejection says which rule a line broke.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TimeWindow {
-    pub min_us: i64,
-    pub max_us: i64,
-}
-
-/// Where the window sits relative to processing time: from a fixed first day to some time
-/// after now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WindowRule {
-    pub min_date: i32,
-    pub max_future_seconds: u64,
-}
-
-impl WindowRule {
-    pub fn at(&self, now_ms: i64) -> TimeWindow {
-        TimeWindow {
-            min_us: i64::from(self.min_date) * 86_400_000_000,
-            max_us: now_ms
-                .saturating_mul(1000)
-                .saturating_add(self.max_future_seconds as i64 * 1_000_000),
-        }
-    }
-}
-
-impl TimeWindow {
-    /// Everything the contract accepts.
-    pub fn open() -> Self {
-        Self {
-            min_us: i64::MIN,
-            max_us: i64::MAX,
-        }
-    }
-    #[inline]
-    pub fn contains(&self, us: i64) -> bool {
-        (self.min_us..=self.max_us).contains(&us)
-    }
-}
+pub use dataflow_contract::window::{TimeWindow, WindowRule};
 
 impl Default for ProcessOptions {
     fn default() -> Self {

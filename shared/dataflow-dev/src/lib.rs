@@ -9,6 +9,7 @@ pub mod resources;
 use dataflow_aws::Aws;
 use dataflow_config::{AwsSettings, ConfigError, Env, FromEnv};
 use dataflow_core::config::{AnalyticsConfig, EtlConfig};
+use dataflow_ingest::IngestConfig;
 use dataflow_search::config::SearchConfig;
 
 /// Everything the local stack runs, read from one environment.
@@ -18,6 +19,7 @@ pub struct StackConfig {
     pub etl: EtlConfig,
     pub analytics: AnalyticsConfig,
     pub search: SearchConfig,
+    pub ingest: IngestConfig,
     /// SQS queue receiving the raw bucket's notifications (`ETL_QUEUE`); the local dispatcher
     /// polls it.
     pub etl_queue: String,
@@ -32,6 +34,7 @@ impl FromEnv for StackConfig {
             etl: EtlConfig::from_env_vars(env)?,
             analytics: AnalyticsConfig::from_env_vars(env)?,
             search: SearchConfig::from_env_vars(env)?,
+            ingest: IngestConfig::from_env_vars(env)?,
             etl_queue: env.string("ETL_QUEUE", "dataflow-raw-events"),
             docs_queue: env.string("DOCS_QUEUE", "dataflow-docs-events"),
         })
@@ -63,6 +66,7 @@ pub struct Clients {
     pub s3: aws_sdk_s3::Client,
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub sqs: aws_sdk_sqs::Client,
+    pub firehose: aws_sdk_firehose::Client,
 }
 
 impl Clients {
@@ -72,6 +76,7 @@ impl Clients {
             s3: aws.s3(),
             dynamodb: aws.dynamodb(),
             sqs: aws.sqs(),
+            firehose: aws.firehose(),
             aws,
         }
     }

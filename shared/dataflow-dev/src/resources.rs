@@ -10,19 +10,40 @@ use aws_sdk_dynamodb::types::{
 use dataflow_aws::{describe, status_of, ATTENTION_ATTR, ATTENTION_INDEX};
 
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ResourceError(pub String);
+#[error("{message}")]
+pub struct ResourceError {
+    /// The call and what it named, with the cause's full text (SDK errors' own messages say only
+    /// "service error").
+    pub message: String,
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl ResourceError {
+    /// A failed call: `context` names it, `e` is kept as the source.
+    fn call<E: std::error::Error + Send + Sync + 'static>(
+        context: impl std::fmt::Display,
+        e: E,
+    ) -> Self {
+        Self {
+            message: format!("{context}: {}", describe(&e)),
+            source: Some(Box::new(e)),
+        }
+    }
+
+    fn msg(message: String) -> Self {
+        Self {
+            message,
+            source: None,
+        }
+    }
+}
 
 pub async fn ensure_bucket(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<(), ResourceError> {
     match s3.head_bucket().bucket(bucket).send().await {
         Ok(_) => return Ok(()),
         Err(e) if matches!(status_of(&e), Some(404) | Some(403)) => {}
-        Err(e) => {
-            return Err(ResourceError(format!(
-                "HeadBucket {bucket}: {}",
-                describe(&e)
-            )))
-        }
+        Err(e) => return Err(ResourceError::call(format!("HeadBucket {bucket}"), e)),
     }
     match s3.create_bucket().bucket(bucket).send().await {
         Ok(_) => Ok(()),
@@ -33,10 +54,7 @@ pub async fn ensure_bucket(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<(), 
             if code == Some(true) {
                 Ok(())
             } else {
-                Err(ResourceError(format!(
-                    "CreateBucket {bucket}: {}",
-                    describe(&e)
-                )))
+                Err(ResourceError::call(format!("CreateBucket {bucket}"), e))
             }
         }
     }
@@ -46,10 +64,7 @@ pub async fn bucket_exists(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<bool
     match s3.head_bucket().bucket(bucket).send().await {
         Ok(_) => Ok(true),
         Err(e) if matches!(status_of(&e), Some(404)) => Ok(false),
-        Err(e) => Err(ResourceError(format!(
-            "HeadBucket {bucket}: {}",
-            describe(&e)
-        ))),
+        Err(e) => Err(ResourceError::call(format!("HeadBucket {bucket}"), e)),
     }
 }
 
@@ -64,14 +79,14 @@ pub async fn ensure_table(
             .attribute_name(name)
             .attribute_type(ScalarAttributeType::S)
             .build()
-            .map_err(|e| ResourceError(e.to_string()))
+            .map_err(|e| ResourceError::call("building the request", e))
     };
     let hash = |name: &str| {
         KeySchemaElement::builder()
             .attribute_name(name)
             .key_type(KeyType::Hash)
             .build()
-            .map_err(|e| ResourceError(e.to_string()))
+            .map_err(|e| ResourceError::call("building the request", e))
     };
     let all = || {
         Projection::builder()
@@ -83,14 +98,14 @@ pub async fn ensure_table(
         .key_schema(hash(ATTENTION_ATTR)?)
         .projection(all())
         .build()
-        .map_err(|e| ResourceError(e.to_string()))?;
+        .map_err(|e| ResourceError::call("building the request", e))?;
     if table_exists(ddb, table).await? {
         let d = ddb
             .describe_table()
             .table_name(table)
             .send()
             .await
-            .map_err(|e| ResourceError(format!("DescribeTable {table}: {}", describe(&e))))?;
+            .map_err(|e| ResourceError::call(format!("DescribeTable {table}"), e))?;
         let has_index = d
             .table()
             .map(|t| t.global_secondary_indexes())
@@ -109,17 +124,14 @@ pub async fn ensure_table(
                                 .key_schema(hash(ATTENTION_ATTR)?)
                                 .projection(all())
                                 .build()
-                                .map_err(|e| ResourceError(e.to_string()))?,
+                                .map_err(|e| ResourceError::call("building the request", e))?,
                         )
                         .build(),
                 )
                 .send()
                 .await
                 .map_err(|e| {
-                    ResourceError(format!(
-                        "adding the {ATTENTION_INDEX} index to {table}: {}",
-                        describe(&e)
-                    ))
+                    ResourceError::call(format!("adding the {ATTENTION_INDEX} index to {table}"), e)
                 })?;
         }
         return wait_active(ddb, table).await;
@@ -139,12 +151,7 @@ pub async fn ensure_table(
         Err(e)
             if e.as_service_error()
                 .is_some_and(|se| se.is_resource_in_use_exception()) => {}
-        Err(e) => {
-            return Err(ResourceError(format!(
-                "CreateTable {table}: {}",
-                describe(&e)
-            )))
-        }
+        Err(e) => return Err(ResourceError::call(format!("CreateTable {table}"), e)),
     }
     wait_active(ddb, table).await
 }
@@ -167,7 +174,7 @@ async fn wait_active(ddb: &aws_sdk_dynamodb::Client, table: &str) -> Result<(), 
         }
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
-    Err(ResourceError(format!(
+    Err(ResourceError::msg(format!(
         "table {table} did not become ACTIVE"
     )))
 }
@@ -184,10 +191,7 @@ pub async fn table_exists(
         {
             Ok(false)
         }
-        Err(e) => Err(ResourceError(format!(
-            "DescribeTable {table}: {}",
-            describe(&e)
-        ))),
+        Err(e) => Err(ResourceError::call(format!("DescribeTable {table}"), e)),
     }
 }
 
@@ -205,7 +209,7 @@ pub async fn ensure_queue_with_dlq(
         .queue_name(format!("{name}-dlq"))
         .send()
         .await
-        .map_err(|e| ResourceError(format!("CreateQueue {name}-dlq: {}", describe(&e))))?;
+        .map_err(|e| ResourceError::call(format!("CreateQueue {name}-dlq"), e))?;
     let dlq_url = dlq.queue_url().unwrap_or_default().to_owned();
     let dlq_arn = queue_arn(sqs, &dlq_url).await?;
     let redrive =
@@ -215,7 +219,7 @@ pub async fn ensure_queue_with_dlq(
         .queue_name(name)
         .send()
         .await
-        .map_err(|e| ResourceError(format!("CreateQueue {name}: {}", describe(&e))))?;
+        .map_err(|e| ResourceError::call(format!("CreateQueue {name}"), e))?;
     let url = q.queue_url().unwrap_or_default().to_owned();
     // Set apart from creation so that a queue made with older settings gets the current ones.
     sqs.set_queue_attributes()
@@ -224,7 +228,7 @@ pub async fn ensure_queue_with_dlq(
         .attributes(A::RedrivePolicy, redrive)
         .send()
         .await
-        .map_err(|e| ResourceError(format!("SetQueueAttributes {name}: {}", describe(&e))))?;
+        .map_err(|e| ResourceError::call(format!("SetQueueAttributes {name}"), e))?;
     let arn = queue_arn(sqs, &url).await?;
     Ok((url, arn))
 }
@@ -238,7 +242,7 @@ pub async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<u64, Re
         .attribute_names(A::ApproximateNumberOfMessages)
         .send()
         .await
-        .map_err(|e| ResourceError(format!("GetQueueAttributes {url}: {}", describe(&e))))?;
+        .map_err(|e| ResourceError::call(format!("GetQueueAttributes {url}"), e))?;
     Ok(out
         .attributes()
         .and_then(|m| m.get(&A::ApproximateNumberOfMessages))
@@ -259,7 +263,7 @@ pub async fn peek(
         .visibility_timeout(0)
         .send()
         .await
-        .map_err(|e| ResourceError(format!("ReceiveMessage {url}: {}", describe(&e))))?;
+        .map_err(|e| ResourceError::call(format!("ReceiveMessage {url}"), e))?;
     Ok(out
         .messages()
         .iter()
@@ -283,7 +287,7 @@ pub async fn redrive(
             .visibility_timeout(60)
             .send()
             .await
-            .map_err(|e| ResourceError(format!("ReceiveMessage {from}: {}", describe(&e))))?;
+            .map_err(|e| ResourceError::call(format!("ReceiveMessage {from}"), e))?;
         let messages = out.messages();
         if messages.is_empty() {
             return Ok(moved);
@@ -294,13 +298,13 @@ pub async fn redrive(
                 .message_body(m.body().unwrap_or_default())
                 .send()
                 .await
-                .map_err(|e| ResourceError(format!("SendMessage {to}: {}", describe(&e))))?;
+                .map_err(|e| ResourceError::call(format!("SendMessage {to}"), e))?;
             sqs.delete_message()
                 .queue_url(from)
                 .receipt_handle(m.receipt_handle().unwrap_or_default())
                 .send()
                 .await
-                .map_err(|e| ResourceError(format!("DeleteMessage {from}: {}", describe(&e))))?;
+                .map_err(|e| ResourceError::call(format!("DeleteMessage {from}"), e))?;
             moved += 1;
         }
     }
@@ -318,10 +322,7 @@ pub async fn queue_url(
         {
             Ok(None)
         }
-        Err(e) => Err(ResourceError(format!(
-            "GetQueueUrl {name}: {}",
-            describe(&e)
-        ))),
+        Err(e) => Err(ResourceError::call(format!("GetQueueUrl {name}"), e)),
     }
 }
 
@@ -332,12 +333,12 @@ pub async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<String, R
         .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
         .send()
         .await
-        .map_err(|e| ResourceError(format!("GetQueueAttributes {url}: {}", describe(&e))))?;
+        .map_err(|e| ResourceError::call(format!("GetQueueAttributes {url}"), e))?;
     attrs
         .attributes()
         .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
         .cloned()
-        .ok_or_else(|| ResourceError(format!("queue {url} has no ARN")))
+        .ok_or_else(|| ResourceError::msg(format!("queue {url} has no ARN")))
 }
 
 /// Sends the bucket's ObjectCreated notifications to the queue (what the SAM template does).
@@ -386,7 +387,9 @@ pub async fn wire_notifications(
                 .build(),
         );
     }
-    let qc = qc.build().map_err(|e| ResourceError(e.to_string()))?;
+    let qc = qc
+        .build()
+        .map_err(|e| ResourceError::call("building the request", e))?;
     s3.put_bucket_notification_configuration()
         .bucket(bucket)
         .notification_configuration(
@@ -397,10 +400,7 @@ pub async fn wire_notifications(
         .send()
         .await
         .map_err(|e| {
-            ResourceError(format!(
-                "PutBucketNotificationConfiguration {bucket}: {}",
-                describe(&e)
-            ))
+            ResourceError::call(format!("PutBucketNotificationConfiguration {bucket}"), e)
         })?;
     Ok(())
 }
@@ -416,12 +416,62 @@ pub async fn notifications_wired(
         .send()
         .await
         .map_err(|e| {
-            ResourceError(format!(
-                "GetBucketNotificationConfiguration {bucket}: {}",
-                describe(&e)
-            ))
+            ResourceError::call(format!("GetBucketNotificationConfiguration {bucket}"), e)
         })?;
     Ok(n.queue_configurations()
         .iter()
         .any(|q| q.queue_arn() == queue_arn))
+}
+
+/// The delivery stream behind `POST /events` (what the SAM template creates): direct put, into
+/// `<prefix>` of the raw bucket. The emulators write each `PutRecordBatch` as one object at once.
+pub async fn ensure_delivery_stream(
+    firehose: &aws_sdk_firehose::Client,
+    name: &str,
+    bucket: &str,
+    prefix: &str,
+) -> Result<(), ResourceError> {
+    use aws_sdk_firehose::types::{
+        BufferingHints, CompressionFormat, DeliveryStreamType, ExtendedS3DestinationConfiguration,
+    };
+    match firehose
+        .describe_delivery_stream()
+        .delivery_stream_name(name)
+        .send()
+        .await
+    {
+        Ok(_) => return Ok(()),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_not_found_exception()) => {}
+        Err(e) => {
+            return Err(ResourceError::call(
+                format!("DescribeDeliveryStream {name}"),
+                e,
+            ))
+        }
+    }
+    let dest = ExtendedS3DestinationConfiguration::builder()
+        // The emulators do not check the role; the template's is least privilege.
+        .role_arn("arn:aws:iam::000000000000:role/dataflow-events-stream")
+        .bucket_arn(format!("arn:aws:s3:::{bucket}"))
+        .prefix(prefix)
+        .buffering_hints(
+            BufferingHints::builder()
+                .interval_in_seconds(60)
+                .size_in_mbs(5)
+                .build(),
+        )
+        .compression_format(CompressionFormat::Uncompressed)
+        .build()
+        .map_err(|e| ResourceError::call("building the request", e))?;
+    firehose
+        .create_delivery_stream()
+        .delivery_stream_name(name)
+        .delivery_stream_type(DeliveryStreamType::DirectPut)
+        .extended_s3_destination_configuration(dest)
+        .send()
+        .await
+        .map_err(|e| ResourceError::call(format!("CreateDeliveryStream {name}"), e))?;
+    Ok(())
 }

@@ -10,10 +10,12 @@ mod serde_de;
 #[cfg(test)]
 mod tests;
 mod time;
+pub mod window;
 
 use serde_de::{Field, RawEvent, Top};
 pub use time::{format_date, parse_date};
 use time::{is_blank, parse_timestamp_str};
+pub use window::{TimeWindow, WindowRule};
 
 /// Why a line was rejected. The `code()` strings are part of the rejected-lines report contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
