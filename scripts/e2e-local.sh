@@ -22,10 +22,42 @@ cleanup() { infra/stack down --all >/dev/null 2>&1 || true; [ -n "${KEEP_STATE:-
 trap cleanup EXIT
 infra/stack up "${mode[@]}" > "$LOCAL_STATE/up.log" 2>&1 || { cat "$LOCAL_STATE/up.log"; exit 1; }
 .venv/bin/python - <<'PY'
-import json, os, time, urllib.request, boto3
+import json, os, subprocess, time, urllib.request, urllib.error, boto3
 api = "http://" + os.environ["API_ADDR"]
+key = open(os.path.join(os.environ["LOCAL_STATE"], "api-key")).read().strip()
+def call(path, key=key, method="GET", data=None, headers=None):
+    req = urllib.request.Request(api + path, method=method, data=data, headers={**(headers or {}), "x-api-key": key})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.load(r)
+    except urllib.error.HTTPError as e:
+        return e.code, json.load(e)
 def get(path):
-    return json.load(urllib.request.urlopen(api + path, timeout=5))
+    status, body = call(path)
+    assert status == 200, (path, status, body)
+    return body
+
+# API keys, as the template's default: /health is open; everything else needs a key whose scope
+# allows the route; the answers use the API's JSON error shape.
+assert call("/health", key="")[0] == 200
+status, body = call("/analytics/summary", key="")
+assert (status, body["error"]) == (401, "missing_api_key"), (status, body)
+status, body = call("/analytics/summary", key="dfk_" + "0" * 64)
+assert (status, body["error"]) == (401, "invalid_api_key"), (status, body)
+def dataflow(*args):
+    return subprocess.run(["target/debug/dataflow", *args], check=True, capture_output=True, text=True).stdout.strip()
+ingest_key = dataflow("keys", "create", "--name", "e2e-ingest", "--scope", "ingest")
+status, body = call("/analytics/summary", key=ingest_key)
+assert (status, body["error"]) == (403, "insufficient_scope"), (status, body)
+status, body = call("/events", key=ingest_key, method="POST", data=b"", headers={"content-type": "application/x-ndjson"})
+assert (status, body["error"]) == (400, "no_events"), (status, body)
+dataflow("keys", "revoke", "e2e-ingest")
+status, body = call("/events", key=ingest_key, method="POST", data=b"{}", headers={"content-type": "application/json"})
+assert (status, body["error"]) == (401, "revoked_api_key"), (status, body)
+listed = json.loads(dataflow("keys", "list"))
+assert any(k["name"] == "e2e-ingest" and k["revoked"] for k in listed) and ingest_key not in json.dumps(listed), listed
+print("e2e: API keys: open /health, 401 missing/unknown/revoked, 403 wrong scope, keys never listed")
+
 before = get("/analytics/summary")
 assert before["total_events"] == 500, before
 lines = [json.dumps({"user_id": f"e2e-{i}", "event_type": "e2e_check", "timestamp": "2024-03-05T12:00:00Z"}) for i in range(7)]
@@ -47,9 +79,8 @@ print("e2e: file dropped with boto3 was processed and reported by the API")
 # The front door: POST /events (JSON Lines, gzip) -> delivery stream -> raw bucket -> ETL.
 import gzip
 posted = [json.dumps({"user_id": f"post-{i}", "event_type": "e2e_posted", "timestamp": "2024-03-06T08:00:00Z"}) for i in range(3)]
-req = urllib.request.Request(api + "/events", method="POST", data=gzip.compress(("\n".join(posted) + "\n{broken\n").encode()),
+status, ans = call("/events", method="POST", data=gzip.compress(("\n".join(posted) + "\n{broken\n").encode()),
     headers={"content-type": "application/x-ndjson", "content-encoding": "gzip"})
-ans = json.load(urllib.request.urlopen(req, timeout=10))
 assert ans == {"accepted": 3, "rejected": [{"index": 3, "reason": "invalid_json"}]}, ans
 deadline = time.time() + 60
 while time.time() < deadline:
@@ -80,9 +111,8 @@ else:
 assert r["results"][0]["doc"] == "e2e/zeppelin.md", r
 print("e2e: docs/ index served; a dropped Markdown file became searchable")
 # An upload through the API, as a user would with curl: stored, rebuilt, searchable.
-req = urllib.request.Request(api + "/docs/e2e/blimp.html", method="PUT",
+status, up = call("/docs/e2e/blimp.html", method="PUT",
     data=b"<html><head><title>Blimp runbook</title></head><body><h1>Blimp</h1><p>Moor the blimp at dusk.</p></body></html>")
-up = json.load(urllib.request.urlopen(req, timeout=5))
 assert up["status"] == "stored", up
 deadline = time.time() + 60
 while time.time() < deadline:
@@ -106,7 +136,8 @@ s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name
 catalog = json.load(s3.get_object(Bucket="dataflow-lake", Key="aggregates/daily/_rollup/catalog.json")["Body"])
 assert list(catalog["months"]) == ["2024-03"], list(catalog["months"])
 time.sleep(2.5)  # the API revalidates every CACHE_SECONDS (2 s locally)
-s = json.load(urllib.request.urlopen(api + "/analytics/summary", timeout=5))
+key = open(os.path.join(os.environ["LOCAL_STATE"], "api-key")).read().strip()
+s = json.load(urllib.request.urlopen(urllib.request.Request(api + "/analytics/summary", headers={"x-api-key": key}), timeout=5))
 assert s["total_events"] == 510 and s["events_by_type"]["e2e_check"] == 7, s
 print("e2e: compaction and the monthly rollup keep the API's answers")
 PY
@@ -117,6 +148,7 @@ PY
 # only), which the descriptions say. Writes (PUT/DELETE /docs) have router tests of their own.
 if [ "${#mode[@]}" -eq 0 ]; then
   .venv/bin/st run "http://$API_ADDR/openapi.json" --url "http://$API_ADDR" --checks all \
+    -H "x-api-key: $(cat "$LOCAL_STATE/api-key")" \
     --exclude-checks positive_data_acceptance \
     --max-examples 25 --exclude-method PUT --exclude-method DELETE --seed 1 --generation-database none \
     > "$LOCAL_STATE/fuzz.log" 2>&1 || { cat "$LOCAL_STATE/fuzz.log"; echo "the API does not match /openapi.json" >&2; exit 1; }

@@ -60,6 +60,7 @@ invoke analytics-api events/apigw-metrics.json "r['statusCode'] == 200 and len($
 invoke search-api events/apigw-docs.json "r['statusCode'] == 200 and $body['index']['documents'] >= 4"
 invoke search-api events/apigw-docs-search.json "r['statusCode'] == 200 and len($body['results']) > 0"
 invoke ingest-api events/apigw-events-post.json "r['statusCode'] == 200 and $body == {'accepted': 2, 'rejected': [{'index': 2, 'reason': 'missing_user_id'}]}"
+invoke authorizer events/apigw-authorizer.json "r == {'isAuthorized': False}"
 invoke index-builder events/s3-docs-put.json "r['outcome'] in ('published', 'up_to_date')"
 
 # watch also serves HTTP functions as function URLs.

@@ -340,14 +340,21 @@ async fn etl_checks(
 }
 
 /// Minimal HTTP/1.1 GET for the doctor (no client library needed for one local call).
+/// GET with the API key from `API_KEY` when set (`infra/stack doctor` sets it).
 async fn http_get(addr: &str, path: &str) -> std::result::Result<(u16, String), String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let key = std::env::var("API_KEY")
+        .ok()
+        .filter(|k| !k.trim().is_empty() && !k.contains(['\r', '\n']))
+        .map(|k| format!("x-api-key: {}\r\n", k.trim()))
+        .unwrap_or_default();
     let fut = async {
         let mut s = tokio::net::TcpStream::connect(addr)
             .await
             .map_err(|e| format!("cannot connect: {e}"))?;
         s.write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{key}\r\n")
+                .as_bytes(),
         )
         .await
         .map_err(|e| e.to_string())?;

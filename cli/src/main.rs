@@ -3,6 +3,7 @@
 mod doctor;
 mod etl_cmd;
 mod index_cmd;
+mod keys_cmd;
 mod stack;
 
 use std::path::PathBuf;
@@ -95,6 +96,11 @@ enum Command {
         command: index_cmd::IndexCommand,
     },
     /// Serve the HTTP APIs locally, under the same paths as API Gateway.
+    /// API keys: create (printed once), list, revoke.
+    Keys {
+        #[command(subcommand)]
+        command: keys_cmd::KeysCommand,
+    },
     Serve {
         #[arg(long, default_value = "127.0.0.1:3000")]
         addr: String,
@@ -120,6 +126,7 @@ async fn main() -> Result<()> {
         Command::Redrive => stack::redrive().await,
         Command::Serve { addr } => stack::serve(&addr).await,
         Command::Index { command } => index_cmd::index(command).await,
+        Command::Keys { command } => keys_cmd::keys(command).await,
         Command::Setup { notifications } => stack::setup(notifications).await,
         Command::Dispatch { sweep_seconds } => {
             stack::dispatch(Duration::from_secs(sweep_seconds.max(1))).await

@@ -29,6 +29,7 @@ pub async fn setup(notifications: bool) -> Result<()> {
     }
     dataflow_dev::resources::ensure_table(&clients.dynamodb, &cfg.etl.lake.checkpoint_table)
         .await?;
+    dataflow_dev::resources::ensure_keys_table(&clients.dynamodb, &cfg.keys_table).await?;
     eprintln!(
         "ready: buckets {}, {}, {}; table {}",
         cfg.etl.lake.raw_bucket,
@@ -105,7 +106,15 @@ pub async fn serve(addr: &str) -> Result<()> {
         )),
         cfg.ingest.window,
     )));
-    let app = dataflow_http::finish(analytics.merge(search).merge(ingest));
+    let mut app = dataflow_http::finish(analytics.merge(search).merge(ingest));
+    if cfg.auth_keys {
+        let keys = dataflow_aws::DynamoKeys::new(clients.dynamodb.clone(), cfg.keys_table.clone());
+        app = dataflow_http::auth::with_keys(app, Arc::new(keys));
+        eprintln!(
+            "API keys required (AUTH_MODE=keys, table {}): x-api-key on every route but /health and /openapi.json",
+            cfg.keys_table
+        );
+    }
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {addr}"))?;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Validates template.yaml offline with AWS SAM CLI (`sam validate --lint`), installing the pinned
 # tools into .venv-tools on first use (infra/tools/install.sh). With --build it also runs `sam build`:
-# cargo-lambda cross-compiles the four functions for arm64 in release (fat LTO); measured here
+# cargo-lambda cross-compiles the six functions for arm64 in release (fat LTO); measured here
 # at ~NN min cold on 2 cores, so CI runs only the validation.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -13,7 +13,7 @@ sam validate --lint --template template.yaml
 if [ "${1:-}" = "--build" ]; then
   sam build --template template.yaml
   # What Lambda will run: an arm64 ELF named bootstrap per function; sizes as deployed (zipped).
-  for fn in EtlFunction AnalyticsFunction IndexBuilderFunction SearchApiFunction; do
+  for fn in EtlFunction AnalyticsFunction IngestFunction AuthorizerFunction IndexBuilderFunction SearchApiFunction; do
     "$root/.venv-tools/bin/python" - ".aws-sam/build/$fn/bootstrap" <<'PY'
 import io, os, sys, zipfile
 path = sys.argv[1]

@@ -58,7 +58,7 @@ impl Aws {
         aws_sdk_s3::Client::from_conf(conf.build())
     }
 
-    #[cfg(feature = "dynamodb")]
+    #[cfg(any(feature = "dynamodb", feature = "keys"))]
     pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
         let mut conf = aws_sdk_dynamodb::config::Builder::from(&self.shared);
         if let Some(e) = self.settings.endpoint(Service::DynamoDb) {

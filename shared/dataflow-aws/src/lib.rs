@@ -2,7 +2,7 @@
 //! S3 adapter of the object storage port ([`S3Store`]), the DynamoDB adapter of the checkpoint
 //! port ([`DynamoCheckpoints`], feature `dynamodb`), sending an SQS message again ([`requeue`],
 //! feature `sqs`), the Firehose adapter of the ingest delivery port ([`FirehoseSink`], feature
-//! `firehose`), clients that honour `AWS_ENDPOINT_URL` with path-style S3 addressing (so
+//! `firehose`), the API key store ([`DynamoKeys`], feature `keys`), clients that honour `AWS_ENDPOINT_URL` with path-style S3 addressing (so
 //! LocalStack, moto's server and real AWS all work with no code change), and each function's
 //! start ([`start`]). Each function enables only the features it uses, so the search functions
 //! build neither the DynamoDB and SQS SDKs nor the ETL's crate.
@@ -14,6 +14,8 @@ mod dynamo;
 pub mod events;
 #[cfg(feature = "firehose")]
 mod firehose;
+#[cfg(feature = "keys")]
+mod keys;
 #[cfg(feature = "sqs")]
 pub mod requeue;
 mod s3;
@@ -25,6 +27,8 @@ use dataflow_config::{AwsSettings, ConfigError, Env, FromEnv};
 pub use dynamo::{DynamoCheckpoints, ATTENTION_ATTR, ATTENTION_INDEX};
 #[cfg(feature = "firehose")]
 pub use firehose::FirehoseSink;
+#[cfg(feature = "keys")]
+pub use keys::DynamoKeys;
 pub use s3::S3Store;
 
 /// The status code of a failed SDK call, when the service answered.

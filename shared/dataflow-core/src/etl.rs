@@ -672,6 +672,49 @@ mod tests {
         "bad\n"
     );
 
+    /// What the delivery stream behind POST /events writes: gzip JSON Lines under `firehose/`
+    /// with no extension (the emulators) or `.jsonl.gz` (AWS). Both are input; a redelivered
+    /// notification counts nothing twice; other extension-less keys stay skipped.
+    #[tokio::test]
+    async fn delivery_stream_objects_are_input_whatever_their_names() {
+        use std::io::Write;
+        let e = etl();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(FILE.as_bytes()).unwrap();
+        let body = gz.finish().unwrap();
+        let key = "firehose/2026/11/26/19/dataflow-events-1-2026-11-26-19-00-00-abc";
+        e.store.insert("dataflow-raw", key, body.clone());
+        e.store.insert("dataflow-raw", "firehose/x.jsonl.gz", body);
+        e.store.insert(
+            "dataflow-raw",
+            "elsewhere/no-extension",
+            FILE.as_bytes().to_vec(),
+        );
+        for k in [key, "firehose/x.jsonl.gz", key] {
+            let out = e
+                .process_object(ObjectRef::new("dataflow-raw", k))
+                .await
+                .unwrap();
+            assert!(
+                matches!(
+                    out,
+                    ObjectOutcome::Processed(_) | ObjectOutcome::AlreadyDone
+                ),
+                "{k}: {out:?}"
+            );
+        }
+        let skipped = e
+            .process_object(ObjectRef::new("dataflow-raw", "elsewhere/no-extension"))
+            .await
+            .unwrap();
+        assert!(matches!(skipped, ObjectOutcome::Skipped(_)), "{skipped:?}");
+        let p = e.checkpoints.pipeline().await.unwrap();
+        assert_eq!(
+            (p.files_processed, p.events_accepted, p.events_rejected),
+            (2, 4, 2)
+        );
+    }
+
     #[tokio::test]
     async fn processes_once_and_skips_duplicates() {
         let e = etl();

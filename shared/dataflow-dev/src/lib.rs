@@ -20,6 +20,12 @@ pub struct StackConfig {
     pub analytics: AnalyticsConfig,
     pub search: SearchConfig,
     pub ingest: IngestConfig,
+    /// The API key table (`KEYS_TABLE`, default `dataflow-keys`).
+    pub keys_table: String,
+    /// `AUTH_MODE`: `keys` puts every route but `/health` and `/openapi.json` behind an API key
+    /// on `dataflow serve` (the same check as the authorizer in AWS); `none` (the default for a
+    /// bare `dataflow serve`; `infra/stack` sets `keys`) leaves them open.
+    pub auth_keys: bool,
     /// SQS queue receiving the raw bucket's notifications (`ETL_QUEUE`); the local dispatcher
     /// polls it.
     pub etl_queue: String,
@@ -35,6 +41,23 @@ impl FromEnv for StackConfig {
             analytics: AnalyticsConfig::from_env_vars(env)?,
             search: SearchConfig::from_env_vars(env)?,
             ingest: IngestConfig::from_env_vars(env)?,
+            keys_table: env.table("KEYS_TABLE", "dataflow-keys")?,
+            auth_keys: match env
+                .string("AUTH_MODE", "none")
+                .to_ascii_lowercase()
+                .as_str()
+            {
+                "keys" => true,
+                "none" => false,
+                other => {
+                    return Err(ConfigError::new(
+                        "AUTH_MODE",
+                        format!(
+                        "{other:?}: expected keys or none (IAM and JWT are API Gateway's, in AWS)"
+                    ),
+                    ))
+                }
+            },
             etl_queue: env.string("ETL_QUEUE", "dataflow-raw-events"),
             docs_queue: env.string("DOCS_QUEUE", "dataflow-docs-events"),
         })

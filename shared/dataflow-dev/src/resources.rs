@@ -475,3 +475,45 @@ pub async fn ensure_delivery_stream(
         .map_err(|e| ResourceError::call(format!("CreateDeliveryStream {name}"), e))?;
     Ok(())
 }
+
+/// The API key table (what the SAM template creates): partition key `pk` (the key's SHA-256),
+/// on-demand billing.
+pub async fn ensure_keys_table(
+    ddb: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> Result<(), ResourceError> {
+    if table_exists(ddb, table).await? {
+        return Ok(());
+    }
+    let created = ddb
+        .create_table()
+        .table_name(table)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("pk")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(|e| ResourceError::call("building the request", e))?,
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("pk")
+                .key_type(KeyType::Hash)
+                .build()
+                .map_err(|e| ResourceError::call("building the request", e))?,
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await;
+    match created {
+        Ok(_) => Ok(()),
+        // Created meanwhile by another process.
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_in_use_exception()) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(ResourceError::call(format!("CreateTable {table}"), e)),
+    }
+}

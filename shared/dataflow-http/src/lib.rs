@@ -2,6 +2,7 @@
 //! `{"error": code, "message": text[, "parameter": name]}`, the 404/405 fallbacks, and query
 //! parameters checked against each endpoint's list.
 
+pub mod auth;
 pub mod spec_check;
 pub mod wire;
 
