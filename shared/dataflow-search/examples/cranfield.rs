@@ -32,6 +32,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         pairs: env("PAIRS", d.pairs),
         pair_slop: env("SLOP", d.pair_slop as f32) as u32,
         pair_candidates: env("CANDIDATES", d.pair_candidates as f32) as usize,
+        feedback_docs: env("FB_DOCS", d.feedback_docs as f32) as usize,
+        feedback_terms: env("FB_TERMS", d.feedback_terms as f32) as usize,
+        feedback_original: env("FB_LAMBDA", d.feedback_original),
+        feedback_temperature: env("FB_TEMP", d.feedback_temperature),
     };
     let read = |name: &str| -> Result<Vec<serde_json::Value>, Box<dyn std::error::Error>> {
         let f = std::fs::File::open(dir.join(name))?;

@@ -60,9 +60,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Queries: the fixed questions plus every 7th heading of the corpus (lowercased), so the
     // set covers the corpus's own vocabulary without hand-picking.
     let mut queries: Vec<String> = QUESTIONS.iter().map(|q| q.to_string()).collect();
+    // Known items: a `##` heading's text should find its own section.
+    let mut known: std::collections::HashMap<String, String> = std::collections::HashMap::new();
     for d in &docs {
         for line in d.text.lines().filter(|l| l.starts_with("## ")) {
-            queries.push(line[3..].to_lowercase());
+            let q = line[3..].to_lowercase();
+            known.entry(q.clone()).or_insert_with(|| d.path.clone());
+            queries.push(q);
         }
     }
     let queries: Vec<String> = queries
@@ -121,6 +125,45 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         differ += usize::from(ids(index.rank(q, 5)?) != ids(exhaustive.rank(q, 5)?));
     }
     let exhaustive_p50 = p50(&exhaustive, true)?;
+    // Pseudo-relevance feedback: its cost, and how often it changes the top 5 (and whether the
+    // first hit stays in the top 5 without it).
+    let no_feedback = SearchIndex::open(&packed)?.with_boosts(dataflow_search::index::Boosts {
+        feedback_docs: 0,
+        ..Default::default()
+    });
+    let no_feedback_p50 = p50(&no_feedback, true)?;
+    let (mut fb_differ, mut fb_first_kept) = (0, 0);
+    for q in &queries {
+        let (with, without) = (ids(index.rank(q, 5)?), ids(no_feedback.rank(q, 5)?));
+        fb_differ += usize::from(with != without);
+        fb_first_kept += usize::from(without.first().is_some_and(|f| with.contains(f)));
+    }
+    // Reciprocal rank of the known section (same document, a heading path ending in a heading
+    // the query starts with) among the top 5, over the heading queries.
+    let known_mrr = |idx: &SearchIndex| -> Result<f64, Box<dyn std::error::Error>> {
+        let (mut sum, mut n) = (0.0, 0);
+        for q in &queries {
+            let Some(doc) = known.get(q) else { continue };
+            n += 1;
+            let hits = idx.rank(q, 5)?;
+            if let Some(i) = hits.iter().position(|h| {
+                let last = h.heading.rsplit(" › ").next().unwrap_or("").to_lowercase();
+                &h.doc == doc && !last.is_empty() && q.starts_with(&last)
+            }) {
+                sum += 1.0 / (i + 1) as f64;
+            }
+        }
+        Ok(if n == 0 { 0.0 } else { sum / n as f64 })
+    };
+    eprintln!(
+        "known-item MRR@5 over the heading queries: {:.3} with feedback, {:.3} without",
+        known_mrr(&index)?,
+        known_mrr(&no_feedback)?
+    );
+    eprintln!(
+        "feedback: p50 us without it {no_feedback_p50:.0}; top-5 differs in {fb_differ} of {} queries; the unexpanded first hit stays in the top 5 in {fb_first_kept}",
+        queries.len()
+    );
     eprintln!(
         "p50 us: ranking only {rank_p50:.0}, without term pairs {no_pairs_p50:.0}, every passage a pair candidate {exhaustive_p50:.0}; top-5 differs from that in {differ} of {} queries",
         queries.len()

@@ -127,7 +127,7 @@ impl SearchIndex {
     /// how often the term appears in the query.
     pub(super) fn term_clauses(
         &self,
-        terms: &BTreeMap<String, usize>,
+        terms: &BTreeMap<String, f32>,
     ) -> Vec<(Occur, Box<dyn Query>)> {
         let f = &self.fields;
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
@@ -144,7 +144,7 @@ impl SearchIndex {
                     Term::from_field_text(field, t),
                     IndexRecordOption::WithFreqs,
                 );
-                let w = boost * *n as f32;
+                let w = boost * *n;
                 // Unboosted term queries stay bare: tantivy's block-max WAND only applies to them.
                 if w == 1.0 {
                     clauses.push((Occur::Should, Box::new(tq)));
@@ -180,38 +180,118 @@ impl SearchIndex {
         pairs
     }
 
-    /// The top `k` (score, passage) pairs, best first.
+    /// The top `k` (score, passage) pairs, best first. Three steps: the term clauses alone rank
+    /// candidates (block-max WAND prunes the rest); pair scores are added to the candidates;
+    /// with feedback on, terms drawn from the best candidates (RM3) add their scores to all of
+    /// them. Phrase or expansion clauses in the first query would turn the pruning off and
+    /// score every passage holding any term.
     pub(super) fn ranked(
         &self,
         terms: &BTreeMap<String, usize>,
         seq: &[(usize, String)],
         k: usize,
     ) -> Result<Vec<(f32, DocAddress)>, IndexError> {
+        let b = &self.boosts;
+        let weights: BTreeMap<String, f32> =
+            terms.iter().map(|(t, n)| (t.clone(), *n as f32)).collect();
         let pairs = self.pair_queries(seq);
-        // Two phases: the term clauses alone rank candidates (block-max WAND prunes them), then
-        // pair scores are added to the candidates only. Phrase clauses in the same query would
-        // turn the pruning off and check positions in every passage holding both terms.
-        let limit = if pairs.is_empty() {
+        let feedback = b.feedback_docs > 0 && b.feedback_terms > 0;
+        let limit = if pairs.is_empty() && !feedback {
             k
         } else {
             // Never more than the index holds: the collector sizes its buffer by the limit.
             let all = usize::try_from(self.searcher.num_docs()).unwrap_or(usize::MAX);
             (k * PAIR_CANDIDATE_FACTOR)
-                .max(self.boosts.pair_candidates)
+                .max(b.pair_candidates)
+                .max(b.feedback_docs)
                 .min(all)
                 .max(k)
         };
         let mut top = self.searcher.search(
-            &BooleanQuery::new(self.term_clauses(terms)),
+            &BooleanQuery::new(self.term_clauses(&weights)),
             &TopDocs::with_limit(limit).order_by_score(),
         )?;
-        if !pairs.is_empty() {
-            self.add_pair_scores(&pairs, &mut top)?;
+        let by_score = |top: &mut Vec<(f32, DocAddress)>| {
             // Best first; equal scores in index order.
             top.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-            top.truncate(k);
+        };
+        if !pairs.is_empty() {
+            let queries: Vec<(&dyn Query, f32)> =
+                pairs.iter().map(|q| (q as &dyn Query, b.pairs)).collect();
+            self.add_scores(&queries, &mut top)?;
+            by_score(&mut top);
         }
+        if feedback {
+            let expansion = self.expand(&weights, &top[..top.len().min(b.feedback_docs)])?;
+            let queries: Vec<(TermQuery, f32)> = expansion
+                .into_iter()
+                .map(|(t, w)| {
+                    let term = Term::from_field_text(self.fields.body, &t);
+                    (
+                        TermQuery::new(term, IndexRecordOption::WithFreqs),
+                        w * b.body,
+                    )
+                })
+                .collect();
+            let queries: Vec<(&dyn Query, f32)> =
+                queries.iter().map(|(q, w)| (q as &dyn Query, *w)).collect();
+            self.add_scores(&queries, &mut top)?;
+            by_score(&mut top);
+        }
+        top.truncate(k);
         Ok(top)
+    }
+
+    /// RM3: each feedback passage votes for its terms by their share of its length, weighted by
+    /// the passage's share of the feedback weight (a softmax of the scores); the
+    /// `feedback_terms` best terms become expansion terms sharing `1 - feedback_original` of the
+    /// query's weight (the original terms keep theirs). Expansion terms score on the body: a
+    /// passage's text is where they come from.
+    fn expand(
+        &self,
+        query: &BTreeMap<String, f32>,
+        feedback: &[(f32, DocAddress)],
+    ) -> Result<BTreeMap<String, f32>, IndexError> {
+        let b = &self.boosts;
+        let none = BTreeMap::new();
+        // A passage's weight falls off exponentially with its score's distance from the best
+        // (scores are log-like): the top passages speak for the query, the tail barely.
+        let temp = b.feedback_temperature.max(0.01);
+        let top = feedback.first().map_or(0.0, |(s, _)| *s);
+        let weight = |s: f32| ((s - top) / temp).exp();
+        let total: f32 = feedback.iter().map(|(s, _)| weight(*s)).sum();
+        if total <= 0.0 {
+            return Ok(none);
+        }
+        let mut analyzer = self.analyzer.clone();
+        let mut votes: std::collections::HashMap<String, f32> = std::collections::HashMap::new();
+        for (score, addr) in feedback {
+            let d: TantivyDocument = self.searcher.doc(*addr)?;
+            let body = d
+                .get_first(self.fields.body)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default();
+            let terms = analysis::positioned_terms(&mut analyzer, body);
+            if terms.is_empty() {
+                continue;
+            }
+            let share = weight(*score) / total / terms.len() as f32;
+            for (_, t) in terms {
+                *votes.entry(t).or_insert(0.0) += share;
+            }
+        }
+        let mut best: Vec<(String, f32)> = votes.into_iter().collect();
+        // Heaviest first; ties by term, so a ranking never depends on hash order.
+        best.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        best.truncate(b.feedback_terms);
+        let mass: f32 = best.iter().map(|(_, w)| w).sum();
+        if mass <= 0.0 {
+            return Ok(none);
+        }
+        let lambda = b.feedback_original.clamp(0.05, 1.0);
+        let original: f32 = query.values().sum();
+        let scale = (1.0 - lambda) / lambda * original / mass;
+        Ok(best.into_iter().map(|(t, w)| (t, w * scale)).collect())
     }
 
     fn search_inner(
@@ -264,21 +344,22 @@ impl SearchIndex {
     /// Adds each pair's (boosted) phrase score to the candidates that contain it. Candidates are
     /// visited in index order per segment with `seek_danger`, which checks positions only for
     /// the candidates themselves.
-    fn add_pair_scores(
+    /// Adds each query's score (times its boost) to the candidates holding it.
+    fn add_scores(
         &self,
-        pairs: &[PhraseQuery],
+        queries: &[(&dyn Query, f32)],
         top: &mut [(f32, DocAddress)],
     ) -> Result<(), IndexError> {
         let mut order: Vec<usize> = (0..top.len()).collect();
         order.sort_by_key(|&i| top[i].1);
         let scoring = EnableScoring::enabled_from_searcher(&self.searcher);
-        for pq in pairs {
-            let weight = pq.weight(scoring)?;
+        for (query, boost) in queries {
+            let weight = query.weight(scoring)?;
             let mut at = 0;
             while at < order.len() {
                 let seg = top[order[at]].1.segment_ord;
                 let reader = self.searcher.segment_reader(seg);
-                let mut scorer = weight.scorer(reader, self.boosts.pairs)?;
+                let mut scorer = weight.scorer(reader, *boost)?;
                 // Below `floor` the scorer holds nothing, and seek_danger wants targets at or
                 // past its position: a new scorer sits on its first match, a miss reports the
                 // least document it could still hold (the inner postings may already be past

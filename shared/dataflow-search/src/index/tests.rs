@@ -234,12 +234,15 @@ fn pair_scores_on_candidates_match_one_combined_query() {
         })
         .collect();
     let packed = pack_records(records, Vec::new(), String::new(), now()).unwrap();
+    // Pair scoring alone (feedback has its own test).
     let all = SearchIndex::open(&packed).unwrap().with_boosts(Boosts {
         pair_candidates: 10_000,
+        feedback_docs: 0,
         ..Boosts::default()
     });
     let few = SearchIndex::open(&packed).unwrap().with_boosts(Boosts {
         pair_candidates: 8,
+        feedback_docs: 0,
         ..Boosts::default()
     });
     for q in [
@@ -250,7 +253,8 @@ fn pair_scores_on_candidates_match_one_combined_query() {
         "batch batch retry",
     ] {
         let (terms, seq) = SearchIndex::analyse(&mut analysis::analyzer(), q).unwrap();
-        let mut clauses = all.term_clauses(&terms);
+        let weights = terms.iter().map(|(t, n)| (t.clone(), *n as f32)).collect();
+        let mut clauses = all.term_clauses(&weights);
         let pairs = all.pair_queries(&seq);
         assert!(!pairs.is_empty(), "{q}");
         for pq in pairs {
@@ -288,4 +292,50 @@ fn fingerprint_ignores_order_and_sees_edits() {
     assert_eq!(fingerprint(&c), a);
     c[0].text.push('!');
     assert_ne!(fingerprint(&c), a);
+}
+
+/// Feedback (RM3) draws terms from the best passages and rescores the candidates with them: a
+/// passage that shares the best matches' vocabulary rises above one that only shares the query
+/// word; with feedback off, rankings are the plain ones.
+#[test]
+fn feedback_lifts_passages_that_share_the_best_matches_vocabulary() {
+    let rec = |id: &str, body: &str| Record {
+        id: id.into(),
+        doc: format!("{id}.md"),
+        title: String::new(),
+        heading: String::new(),
+        anchor: String::new(),
+        body: body.into(),
+    };
+    let mut records = vec![
+        rec("a", "throttling errors and throttling alarms: raise reserved concurrency, check burst quota and scaling limits"),
+        rec("b", "throttling seen by callers, throttling in metrics: reserved concurrency and burst quota per region"),
+        rec("c", "when scaling hits the burst quota, reserved concurrency decides who runs; requests beyond the account quota meet throttling until concurrency frees up and scaling resumes"),
+        rec("d", "console log output throttling happens when the terminal prints too many lines for the viewer to keep up with them all"),
+    ];
+    for i in 0..30 {
+        records.push(rec(
+            &format!("filler{i}"),
+            &format!("unrelated text about layers and runtimes number {i}"),
+        ));
+    }
+    let packed = pack_records(records, Vec::new(), String::new(), now()).unwrap();
+    let plain = SearchIndex::open(&packed).unwrap().with_boosts(Boosts {
+        feedback_docs: 0,
+        ..Boosts::default()
+    });
+    let rm3 = SearchIndex::open(&packed).unwrap();
+    let ids = |hits: Vec<Hit>| hits.into_iter().map(|h| h.passage_id).collect::<Vec<_>>();
+    let pos = |v: &[String], id: &str| v.iter().position(|x| x == id).unwrap();
+    let without = ids(plain.rank("throttling", 4).unwrap());
+    let with = ids(rm3.rank("throttling", 4).unwrap());
+    assert_eq!(without.len(), 4);
+    assert!(
+        pos(&without, "d") < pos(&without, "c"),
+        "plain BM25 favours the short passage: {without:?}"
+    );
+    assert!(
+        pos(&with, "c") < pos(&with, "d"),
+        "feedback lifts the related one: {with:?}"
+    );
 }
