@@ -9,10 +9,10 @@ use dataflow_dev::StackConfig as Config;
 pub async fn doctor(api: &str) -> Result<()> {
     let mut failures = 0;
     let mut report = |name: &str, r: std::result::Result<String, String>| match r {
-        Ok(detail) => println!("ok    {name}: {detail}"),
+        Ok(detail) => out!("ok    {name}: {detail}"),
         Err(fix) => {
             failures += 1;
-            println!("FAIL  {name}: {fix}");
+            out!("FAIL  {name}: {fix}");
         }
     };
     let cfg = match Config::from_env() {
@@ -213,7 +213,7 @@ pub async fn doctor(api: &str) -> Result<()> {
     if failures > 0 {
         bail!("{failures} check(s) failed");
     }
-    println!("all checks passed");
+    out!("all checks passed");
     Ok(())
 }
 

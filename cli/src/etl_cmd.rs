@@ -30,7 +30,7 @@ pub fn print_report(report: &WorkReport) -> Result<()> {
         .filter(|o| matches!(o, ObjectOutcome::Processed(_)))
         .count();
     let skipped = report.outcomes.len() - processed;
-    println!(
+    out!(
         "{}",
         json!({"processed": processed, "skipped_or_done": skipped, "swept": report.swept, "errors": report.errors.iter().map(ToString::to_string).collect::<Vec<_>>()})
     );
@@ -112,7 +112,7 @@ pub async fn checkpoints() -> Result<()> {
                 "outputs_to_remove": c.cleanup.len()})
         })
         .collect();
-    println!(
+    out!(
         "{}",
         serde_json::to_string_pretty(&json!({"pipeline": pipeline, "objects": objects}))?
     );
@@ -122,7 +122,7 @@ pub async fn checkpoints() -> Result<()> {
 pub async fn compact() -> Result<()> {
     let (_, etl) = aws_etl().await?;
     let report = etl.handle(Work::Compact).await;
-    println!(
+    out!(
         "{}",
         json!({"compacted_dates": report.compacted, "swept": report.swept, "rollup": report.rollup, "errors": report.errors.iter().map(ToString::to_string).collect::<Vec<_>>()})
     );
@@ -138,7 +138,7 @@ pub async fn rollup() -> Result<()> {
     let (_, etl) = aws_etl().await?;
     let t = std::time::Instant::now();
     let report = etl.refresh_rollups().await?;
-    println!(
+    out!(
         "{}",
         json!({"rollup": report, "seconds": t.elapsed().as_secs_f64()})
     );
@@ -201,7 +201,7 @@ pub async fn local_etl(
     };
     let secs = started.elapsed().as_secs_f64();
     let p = etl.checkpoints.pipeline().await?;
-    println!(
+    out!(
         "{}",
         json!({
             "files": p.files_processed, "accepted": p.events_accepted, "rejected": p.events_rejected,

@@ -95,20 +95,20 @@ pub async fn index(command: IndexCommand) -> Result<()> {
                     sync.unchanged
                 );
                 let outcome = store::rebuild(&s3, &loc, ChunkOptions::default(), false).await?;
-                println!("{}", serde_json::to_string_pretty(&outcome)?);
+                out!("{}", serde_json::to_string_pretty(&outcome)?);
             }
             Ok(())
         }
         IndexCommand::Rebuild { force } => {
             let (s3, loc) = aws().await?;
             let outcome = store::rebuild(&s3, &loc, ChunkOptions::default(), force).await?;
-            println!("{}", serde_json::to_string_pretty(&outcome)?);
+            out!("{}", serde_json::to_string_pretty(&outcome)?);
             Ok(())
         }
         IndexCommand::Status => {
             let (s3, loc) = aws().await?;
             match store::current_manifest(&s3, &loc).await? {
-                Some(m) => println!("{}", serde_json::to_string_pretty(&m)?),
+                Some(m) => out!("{}", serde_json::to_string_pretty(&m)?),
                 None => bail!(
                     "no index published at s3://{}/{}: run `dataflow index build --docs docs/ --upload`",
                     loc.bucket,
@@ -151,7 +151,7 @@ pub async fn index(command: IndexCommand) -> Result<()> {
                 hits.len(),
                 started.elapsed().as_micros()
             );
-            println!("{}", serde_json::to_string_pretty(&hits)?);
+            out!("{}", serde_json::to_string_pretty(&hits)?);
             Ok(())
         }
     }

@@ -52,7 +52,7 @@ pub async fn keys(command: KeysCommand) -> Result<()> {
                 name,
                 scope.as_str()
             );
-            println!("{}", new.key);
+            out!("{}", new.key);
         }
         KeysCommand::List => {
             let keys: Vec<_> = store
@@ -64,7 +64,7 @@ pub async fn keys(command: KeysCommand) -> Result<()> {
                            "created": time(k.created_ms), "revoked": k.revoked_ms.map(time)})
                 })
                 .collect();
-            println!("{}", serde_json::to_string_pretty(&keys)?);
+            out!("{}", serde_json::to_string_pretty(&keys)?);
         }
         KeysCommand::Revoke { which } => {
             let revoked = store.revoke(&which, now).await?;

@@ -1,5 +1,13 @@
 //! `dataflow`: the operator's command line. Runs the same core as the Lambda functions.
 
+/// `println!` for the command's output: a reader that goes away (`dataflow checkpoints | head`)
+/// ends the command quietly, as with other Unix tools, instead of a panic.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::write_out(format_args!($($arg)*))
+    };
+}
+
 mod doctor;
 mod etl_cmd;
 mod index_cmd;
@@ -132,5 +140,18 @@ async fn main() -> Result<()> {
             stack::dispatch(Duration::from_secs(sweep_seconds.max(1))).await
         }
         Command::Doctor { api } => doctor::doctor(&api).await,
+    }
+}
+
+fn write_out(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{args}").and_then(|()| stdout.flush()) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => {
+            eprintln!("error: writing the output: {e}");
+            std::process::exit(1);
+        }
     }
 }

@@ -214,7 +214,7 @@ pub async fn redrive() -> Result<()> {
     let dlq_name = format!("{}-dlq", cfg.etl_queue);
     let (from, _) = queue(&clients, &dlq_name).await?;
     let moved = dataflow_dev::resources::redrive(&clients.sqs, &from, &to).await?;
-    println!(
+    out!(
         "{}",
         serde_json::json!({"redriven": moved, "from": dlq_name, "to": cfg.etl_queue})
     );

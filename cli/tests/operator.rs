@@ -209,3 +209,45 @@ async fn doctor_reports_dead_letters_stuck_attempts_and_real_failures_with_fixes
     let p = etl.checkpoints.pipeline().await.unwrap();
     assert_eq!((p.files_processed, p.events_accepted), (2, 4));
 }
+
+/// `dataflow checkpoints | head`: a reader that stops early ends the command quietly (exit 0,
+/// no panic), as with other Unix tools.
+#[tokio::test]
+async fn a_closed_output_pipe_ends_the_command_quietly() {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let cfg = dataflow_testkit::config();
+    let clients = dataflow_testkit::provision(&cfg).await;
+    // Enough records that the listing outgrows the pipe's buffer.
+    let store = dataflow_aws::S3Store::new(clients.s3.clone());
+    let etl = dataflow_aws::etl(&cfg.etl, &clients.aws);
+    for i in 0..200 {
+        let key = format!("in/f{i}.jsonl");
+        store
+            .put(
+                &cfg.etl.lake.raw_bucket,
+                &key,
+                Body::Bytes(GOOD.to_vec()),
+                "application/x-ndjson",
+            )
+            .await
+            .unwrap();
+        etl.process_object(ObjectRef::new(&cfg.etl.lake.raw_bucket, &key))
+            .await
+            .unwrap();
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dataflow"))
+        .arg("checkpoints")
+        .envs(common::env(&cfg, "unused"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    // The reader goes away here (stdout dropped).
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

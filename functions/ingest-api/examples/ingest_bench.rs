@@ -67,7 +67,14 @@ fn batch(client: usize, size: usize) -> Vec<u8> {
 }
 
 /// One keep-alive connection: POST, read the answer, repeat until `stop`.
-async fn client(addr: std::net::SocketAddr, body: Vec<u8>, stop: Arc<AtomicBool>) -> Vec<Duration> {
+async fn client(
+    addr: std::net::SocketAddr,
+    body: Vec<u8>,
+    size: usize,
+    stop: Arc<AtomicBool>,
+) -> Vec<Duration> {
+    // Every answer must say all of the batch was accepted.
+    let want = format!("{{\"accepted\":{size},");
     let mut lat = Vec::new();
     let Ok(stream) = TcpStream::connect(addr).await else {
         return lat;
@@ -107,8 +114,8 @@ async fn client(addr: std::net::SocketAddr, body: Vec<u8>, stop: Arc<AtomicBool>
         if r.read_exact(&mut buf).await.is_err() {
             break;
         }
-        if !ok {
-            eprintln!("non-200 answer: {}", String::from_utf8_lossy(&buf));
+        if !ok || !buf.starts_with(want.as_bytes()) {
+            eprintln!("unexpected answer: {}", String::from_utf8_lossy(&buf));
             break;
         }
         lat.push(t.elapsed());
@@ -154,7 +161,7 @@ async fn main() {
         let stop = Arc::new(AtomicBool::new(false));
         let handles: Vec<_> = bodies
             .iter()
-            .map(|b| tokio::spawn(client(addr, b.clone(), stop.clone())))
+            .map(|b| tokio::spawn(client(addr, b.clone(), size, stop.clone())))
             .collect();
         let started = Instant::now();
         tokio::time::sleep(Duration::from_secs(secs)).await;
