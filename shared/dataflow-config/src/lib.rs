@@ -144,6 +144,12 @@ impl<'a> Env<'a> {
     }
 }
 
+/// `CACHE_SECONDS` (default 30, at most an hour): how long an API trusts what it cached (lake
+/// listings, totals, the index manifest) before revalidating; read the same way by every API.
+pub fn cache_seconds(env: &Env<'_>) -> Result<u64, ConfigError> {
+    env.number("CACHE_SECONDS", 30, 0..=3600)
+}
+
 /// Settings read from the environment by each function.
 pub trait FromEnv: Sized {
     fn from_env_vars(env: &Env<'_>) -> Result<Self, ConfigError>;

@@ -159,14 +159,9 @@ impl FromEnv for AnalyticsConfig {
     fn from_env_vars(env: &Env<'_>) -> Result<Self, ConfigError> {
         Ok(Self {
             lake: LakeNames::from_env_vars(env)?,
-            cache_seconds: cache_seconds(env)?,
+            cache_seconds: dataflow_config::cache_seconds(env)?,
         })
     }
-}
-
-/// `CACHE_SECONDS`, read the same way by both APIs.
-pub fn cache_seconds(env: &Env<'_>) -> Result<u64, ConfigError> {
-    env.number("CACHE_SECONDS", 30, 0..=3600)
 }
 
 #[cfg(test)]

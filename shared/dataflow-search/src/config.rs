@@ -45,7 +45,7 @@ impl FromEnv for SearchConfig {
     fn from_env_vars(env: &Env<'_>) -> Result<Self, ConfigError> {
         Ok(Self {
             index: IndexLocation::from_env_vars(env)?,
-            cache_seconds: env.number("CACHE_SECONDS", 30, 0..=3600)?,
+            cache_seconds: dataflow_config::cache_seconds(env)?,
         })
     }
 }
