@@ -78,10 +78,11 @@ pub enum BodyError {
     NotAnArrayOrObject,
 }
 
-/// Gunzips `body` when `gzip` (Content-Encoding), stopping at [`MAX_DECODED_BYTES`].
-pub fn decode(body: &[u8], gzip: bool) -> Result<Vec<u8>, BodyError> {
+/// Gunzips `body` when `gzip` (Content-Encoding), stopping at [`MAX_DECODED_BYTES`]; a plain
+/// body is borrowed as it is.
+pub fn decode(body: &[u8], gzip: bool) -> Result<std::borrow::Cow<'_, [u8]>, BodyError> {
     if !gzip {
-        return Ok(body.to_vec());
+        return Ok(std::borrow::Cow::Borrowed(body));
     }
     let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(MAX_DECODED_BYTES));
     let mut dec = flate2::read::MultiGzDecoder::new(body).take(MAX_DECODED_BYTES as u64 + 1);
@@ -92,7 +93,7 @@ pub fn decode(body: &[u8], gzip: bool) -> Result<Vec<u8>, BodyError> {
             limit: MAX_DECODED_BYTES,
         });
     }
-    Ok(out)
+    Ok(std::borrow::Cow::Owned(out))
 }
 
 /// Reads a (decoded) body. Fails only when nothing in it can be used; otherwise bad events are
