@@ -377,6 +377,47 @@ mod tests {
         );
     }
 
+    /// Extreme values get the ETL's answers, never a panic: a 30-digit number, year 9999 (past
+    /// the window), an epoch beyond i64, nesting 200 deep.
+    #[test]
+    fn extreme_values() {
+        let body = [
+            r#"{"user_id":123456789012345678901234567890,"event_type":"x","timestamp":1}"#,
+            r#"{"user_id":"u","event_type":"x","timestamp":"9999-12-31T23:59:59Z"}"#,
+            r#"{"user_id":"u","event_type":"x","timestamp":-99999999999999999999}"#,
+            &format!(
+                r#"{{"user_id":"u","event_type":"x","timestamp":1,"properties":{}1{}}}"#,
+                "[".repeat(200),
+                "]".repeat(200)
+            ),
+            OK,
+        ]
+        .join("\n");
+        let w = TimeWindow {
+            min_us: 0,
+            max_us: 1_800_000_000_000_000,
+        };
+        let p = parse(body.as_bytes(), Format::JsonLines, w).unwrap();
+        // As the ETL: a whole-number user id of any length is an id (kept as written), nested
+        // properties are kept raw; year 9999 is outside the window, a timestamp beyond i64 is not
+        // a time.
+        assert_eq!(p.lines.len(), 3);
+        assert!(p.lines[0].starts_with(br#"{"user_id":123456789012345678901234567890,"#));
+        assert_eq!(
+            p.rejected,
+            vec![
+                Rejection {
+                    index: 1,
+                    reason: "timestamp_out_of_range"
+                },
+                Rejection {
+                    index: 2,
+                    reason: "invalid_timestamp"
+                }
+            ]
+        );
+    }
+
     #[test]
     fn the_window_applies() {
         let w = TimeWindow {
