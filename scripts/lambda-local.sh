@@ -57,6 +57,7 @@ invoke etl events/sqs-s3-put.json 'r == {"batchItemFailures": []}'
 invoke analytics-api events/apigw-health.json "r['statusCode'] == 200 and $body['status'] == 'ok'"
 invoke analytics-api events/apigw-summary.json "r['statusCode'] == 200 and $body['total_events'] == 500"
 invoke analytics-api events/apigw-metrics.json "r['statusCode'] == 200 and len($body['metrics']) > 0"
+invoke analytics-api events/apigw-pipeline-status.json "r['statusCode'] == 200 and $body['totals']['files_processed'] >= 1"
 invoke search-api events/apigw-docs.json "r['statusCode'] == 200 and $body['index']['documents'] >= 4"
 invoke search-api events/apigw-docs-search.json "r['statusCode'] == 200 and len($body['results']) > 0"
 invoke ingest-api events/apigw-events-post.json "r['statusCode'] == 200 and $body == {'accepted': 2, 'rejected': [{'index': 2, 'reason': 'missing_user_id'}]}"

@@ -89,7 +89,11 @@ pub async fn setup(notifications: bool) -> Result<()> {
 }
 
 pub async fn serve(addr: &str) -> Result<()> {
-    let cfg = Config::from_env()?;
+    let mut cfg = Config::from_env()?;
+    // The local stack's dead-letter queue, as `setup` names it, unless ETL_DLQ says otherwise.
+    cfg.analytics
+        .dead_letter_queue
+        .get_or_insert_with(|| format!("{}-dlq", cfg.etl_queue));
     let clients = Clients::new(&cfg).await;
     let analytics = analytics_api::routes(Arc::new(analytics_api::AppState::over_aws(
         &cfg.analytics,

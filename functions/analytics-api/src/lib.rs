@@ -13,6 +13,7 @@ use axum::{Json, Router};
 use dataflow_core::analytics::{Filter, LakeError, LakeReader, View};
 use dataflow_core::checkpoint::{CheckpointStore, PipelineState};
 use dataflow_core::event::parse_date;
+use dataflow_core::pipeline::{DeadLetters, QueueDepth};
 use dataflow_http::{ApiError, Params};
 use dataflow_store::ObjectStore;
 use serde_json::{json, Value};
@@ -24,6 +25,8 @@ const DEFAULT_LIMIT: usize = 100;
 
 pub struct AppState {
     pub lake: LakeReader,
+    /// The ETL's dead-letter queue, when configured (`ETL_DLQ`).
+    pub dead_letters: Option<Arc<dyn QueueDepth>>,
     pub store: Arc<dyn ObjectStore>,
     pub checkpoints: Arc<dyn CheckpointStore>,
     pub lake_bucket: String,
@@ -50,6 +53,7 @@ impl AppState {
                 names.layout.clone(),
                 refresh,
             ),
+            dead_letters: None,
             store,
             checkpoints,
             lake_bucket: names.lake_bucket.clone(),
@@ -64,7 +68,7 @@ impl AppState {
     /// The state over S3 and DynamoDB, revalidating after `CACHE_SECONDS`: what the Lambda and
     /// `dataflow serve` both run.
     pub fn over_aws(cfg: &dataflow_core::config::AnalyticsConfig, aws: &dataflow_aws::Aws) -> Self {
-        Self::new(
+        let mut st = Self::new(
             Arc::new(dataflow_aws::S3Store::new(aws.s3())),
             Arc::new(dataflow_aws::DynamoCheckpoints::new(
                 aws.dynamodb(),
@@ -72,7 +76,12 @@ impl AppState {
             )),
             &cfg.lake,
             Duration::from_secs(cfg.cache_seconds),
-        )
+        );
+        st.dead_letters = cfg.dead_letter_queue.as_ref().map(|q| {
+            Arc::new(dataflow_aws::requeue::SqsDepth::new(aws.sqs(), q.clone()))
+                as Arc<dyn QueueDepth>
+        });
+        st
     }
 
     async fn pipeline(&self) -> Result<PipelineState, ApiError> {
@@ -106,6 +115,8 @@ pub fn routes(state: Arc<AppState>) -> Router {
         .route("/health", get(health))
         .route("/analytics/metrics", get(metrics))
         .route("/analytics/summary", get(summary))
+        .route("/analytics/daily", get(daily))
+        .route("/pipeline/status", get(pipeline_status))
         .with_state(state)
 }
 
@@ -160,11 +171,7 @@ async fn health(State(st): State<Arc<AppState>>) -> Response {
     (code, Json(body)).into_response()
 }
 
-fn rfc3339_ms(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default()
-}
+use dataflow_core::pipeline::rfc3339_ms;
 
 /// A `YYYY-MM-DD` parameter.
 fn date(p: &Params, name: &str) -> Result<Option<i32>, ApiError> {
@@ -314,6 +321,85 @@ async fn summary(
     v["files_processed"] = json!(pipeline.files_processed);
     v["last_processed_at"] = json!(pipeline.last_processed_ms.map(rfc3339_ms));
     Ok(Json(v))
+}
+
+/// Most types a daily series splits events over; the rest add up as `other_count`.
+pub const MAX_SPLIT: usize = 20;
+
+async fn daily(
+    State(st): State<Arc<AppState>>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let p = Params::parse(q.as_deref(), &["from", "to", "event_type", "top"])?;
+    let (snap, generation) = ready(&st).await?;
+    let key = format!("d?{}", q.as_deref().unwrap_or(""));
+    if let Some(v) = cached(&st, generation, &key).await {
+        return Ok(Json(v));
+    }
+    let f = filter(&p, &snap)?;
+    let top = p.number("top", 8, 0..=MAX_SPLIT)?;
+    // The types with most events in the range, most first (ties by name).
+    let s = snap.summary(&f).await.map_err(lake_error)?;
+    let mut by_count: Vec<(&String, &u64)> = s.events_by_type.iter().collect();
+    by_count.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    let split: Vec<String> = by_count
+        .into_iter()
+        .take(top)
+        .map(|(t, _)| t.clone())
+        .collect();
+    let d = snap.daily(&f, &split).await.map_err(lake_error)?;
+    let v = json!({
+        "types": d.types,
+        "days": d.days,
+        "date_range": {"start": s.start, "end": s.end},
+    });
+    remember(&st, generation, key, &v).await;
+    Ok(Json(v))
+}
+
+/// How many recent objects the status lists.
+const RECENT: usize = dataflow_core::pipeline::LISTED;
+
+async fn pipeline_status(
+    State(st): State<Arc<AppState>>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    Params::parse(q.as_deref(), &[])?;
+    let unavailable = |e: dataflow_core::checkpoint::CheckpointError| {
+        ApiError::unavailable("checkpoints_unavailable", e.to_string())
+    };
+    let now = chrono::Utc::now().timestamp_millis();
+    let (p, recent, attention) = tokio::try_join!(
+        st.checkpoints.pipeline(),
+        st.checkpoints.recent(RECENT, now),
+        st.checkpoints.attention(),
+    )
+    .map_err(unavailable)?;
+    let dead_letters = match &st.dead_letters {
+        None => DeadLetters {
+            depth: None,
+            error: Some("no dead-letter queue configured (ETL_DLQ)".into()),
+        },
+        Some(q) => match tokio::time::timeout(st.health_timeout, q.depth()).await {
+            Ok(Ok(n)) => DeadLetters {
+                depth: Some(n),
+                error: None,
+            },
+            Ok(Err(e)) => DeadLetters {
+                depth: None,
+                error: Some(e),
+            },
+            Err(_) => DeadLetters {
+                depth: None,
+                error: Some(format!(
+                    "no answer within {} ms",
+                    st.health_timeout.as_millis()
+                )),
+            },
+        },
+    };
+    let s = dataflow_core::pipeline::status(&p, &recent, &attention, dead_letters, now);
+    Ok(Json(json!(s)))
 }
 
 /// Cursors are opaque to clients: the hex of the last row's key.

@@ -250,6 +250,7 @@ async fn api_gateway_samples_reach_the_router() {
         "apigw-health.json",
         "apigw-summary.json",
         "apigw-metrics.json",
+        "apigw-pipeline-status.json",
     ] {
         let text = std::fs::read_to_string(format!(
             "{}/../../events/{name}",
@@ -278,4 +279,123 @@ async fn the_openapi_document_describes_these_routes() {
     let failures =
         dataflow_http::spec_check::run(&f.app, |p| !p.starts_with("/docs") && p != "/events").await;
     assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// The charts' series: per day, events split over the top types and the day's distinct users.
+#[tokio::test]
+async fn daily_series_exact_numbers() {
+    let f = loaded().await;
+    // 2024-03-01: click u1, u2, u2 and view u1; 2024-03-02: click u1, u3.
+    let (s, v) = call(&f.app, "GET", "/analytics/daily?top=1").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["types"], json!(["click"]));
+    assert_eq!(
+        v["days"],
+        json!([
+            {"event_date": "2024-03-01", "event_count": 4, "unique_users": 2, "by_type": [3], "other_count": 1},
+            {"event_date": "2024-03-02", "event_count": 2, "unique_users": 2, "by_type": [2], "other_count": 0},
+        ])
+    );
+    assert_eq!(
+        v["date_range"],
+        json!({"start": "2024-03-01", "end": "2024-03-02"})
+    );
+    let (_, v) = call(&f.app, "GET", "/analytics/daily?event_type=view").await;
+    assert_eq!(v["types"], json!(["view"]));
+    assert_eq!(
+        v["days"],
+        json!([{"event_date": "2024-03-01", "event_count": 1, "unique_users": 1, "by_type": [1], "other_count": 0}])
+    );
+    // Two types: each day's users are the union (u1 viewed and clicked on the first day).
+    let (_, v) = call(
+        &f.app,
+        "GET",
+        "/analytics/daily?event_type=click&event_type=view&from=2024-03-01&to=2024-03-01&top=0",
+    )
+    .await;
+    assert_eq!(v["types"], json!([]));
+    assert_eq!(
+        v["days"],
+        json!([{"event_date": "2024-03-01", "event_count": 4, "unique_users": 2, "by_type": [], "other_count": 4}])
+    );
+    let (_, v) = call(&f.app, "GET", "/analytics/daily?from=2025-01-01").await;
+    assert_eq!(v["days"], json!([]));
+    let (s, v) = call(&f.app, "GET", "/analytics/daily?top=21").await;
+    assert_eq!(
+        (s, v["parameter"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("top"))
+    );
+}
+
+#[tokio::test]
+async fn pipeline_status_reports_totals_recent_objects_and_reasons() {
+    let f = fixture(Duration::ZERO);
+    let (s, v) = call(&f.app, "GET", "/pipeline/status").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["totals"]["files_processed"], 0);
+    assert_eq!(v["recent"], json!([]));
+    assert_eq!(v["last_processed_at"], Value::Null);
+    ingest(
+        &f,
+        "a.jsonl",
+        &[("u1", "click", DAY1), ("u2", "view", DAY2)],
+    )
+    .await;
+    let body = format!(
+        "{{\"user_id\":\"u3\",\"event_type\":\"click\",\"timestamp\":\"{DAY1}\"}}\nnot json\n{{\"event_type\":\"click\",\"timestamp\":\"{DAY1}\"}}\n{{\"user_id\":\"u4\",\"event_type\":\"\",\"timestamp\":\"{DAY1}\"}}\n"
+    );
+    f.etl
+        .store
+        .insert("dataflow-raw", "b.jsonl", body.into_bytes());
+    f.etl
+        .process_object(ObjectRef::new("dataflow-raw", "b.jsonl"))
+        .await
+        .unwrap();
+    let (s, v) = call(&f.app, "GET", "/pipeline/status").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        v["totals"],
+        json!({"files_processed": 2, "events_accepted": 3, "events_rejected": 3, "bytes_processed": v["totals"]["bytes_processed"]})
+    );
+    assert_eq!(
+        v["rejected_by_reason"],
+        json!({"invalid_json": 1, "missing_user_id": 1, "invalid_event_type": 1})
+    );
+    let objects: Vec<(&str, &str, u64, u64)> = v["recent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["object"].as_str().unwrap(),
+                o["state"].as_str().unwrap(),
+                o["accepted"].as_u64().unwrap(),
+                o["rejected"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let mut sorted = objects.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        vec![
+            ("s3://dataflow-raw/a.jsonl", "done", 2, 0),
+            ("s3://dataflow-raw/b.jsonl", "done", 1, 3)
+        ]
+    );
+    assert_eq!(v["last_object"], "s3://dataflow-raw/b.jsonl");
+    assert_eq!(v["watermark"], "2024-03-02T10:00:00.000Z");
+    assert!(v["watermark_lag_seconds"].as_i64().unwrap() > 86_400 * 365);
+    assert_eq!(v["needs_attention"], json!([]));
+    assert_eq!(v["in_progress"], 0);
+    assert_eq!(v["dead_letters"]["depth"], Value::Null);
+    assert!(v["dead_letters"]["error"]
+        .as_str()
+        .unwrap()
+        .contains("ETL_DLQ"));
+    let (s, v) = call(&f.app, "GET", "/pipeline/status?x=1").await;
+    assert_eq!(
+        (s, v["parameter"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("x"))
+    );
 }

@@ -4,8 +4,8 @@
 
 use dataflow_aws::events::{batch_response, ChangeKind, Invocation, ObjectChange};
 use dataflow_aws::requeue::Requeue;
-use dataflow_core::checkpoint::CheckpointStore;
-use dataflow_core::etl::Etl;
+use dataflow_core::checkpoint::{CheckpointStore, Completion};
+use dataflow_core::etl::{Etl, ObjectOutcome};
 use dataflow_core::source::ObjectRef;
 use dataflow_core::work::{QueuedMessage, Work};
 use dataflow_store::ObjectStore;
@@ -67,9 +67,25 @@ pub async fn handle<S: ObjectStore, C: CheckpointStore>(
     requeue: &dyn Requeue,
     event: Value,
 ) -> Result<Value, HandlerError> {
+    handle_with_metrics(etl, requeue, &|_| {}, event).await
+}
+
+/// [`handle`], calling `processed` once for every object this invocation counted (the Lambda
+/// prints its metrics document, see [`dataflow_core::metrics`]).
+pub async fn handle_with_metrics<S: ObjectStore, C: CheckpointStore>(
+    etl: &Etl<S, C>,
+    requeue: &dyn Requeue,
+    processed: &(dyn Fn(&Completion) + Sync),
+    event: Value,
+) -> Result<Value, HandlerError> {
     let work = work_of(Invocation::parse(&event)?)?;
     let is_sqs = matches!(work, Work::Messages(_));
     let mut report = etl.handle(work).await;
+    for o in &report.outcomes {
+        if let ObjectOutcome::Processed(c) = o {
+            processed(c);
+        }
+    }
     for d in std::mem::take(&mut report.deferred) {
         match requeue
             .requeue(&d.queue_arn, &d.body, d.delay_seconds)

@@ -34,14 +34,44 @@ async fn sample_events_are_processed_once() {
         .await
         .unwrap();
 
-    let resp = etl_function::handle(
+    // The Lambda's metrics: one document per counted object, none for a duplicate.
+    let docs = std::sync::Mutex::new(Vec::new());
+    let emit = |c: &dataflow_core::checkpoint::Completion| {
+        docs.lock()
+            .unwrap()
+            .push(dataflow_core::metrics::object_processed(
+                "DataFlow/test",
+                c,
+                0,
+            ))
+    };
+    let resp = etl_function::handle_with_metrics(
         &etl,
         &requeue,
+        &emit,
         sample("sqs-s3-put.json", &cfg.etl.lake.raw_bucket),
     )
     .await
     .unwrap();
     assert_eq!(resp, serde_json::json!({"batchItemFailures": []}));
+    {
+        let docs = docs.lock().unwrap();
+        assert_eq!(docs.len(), 1);
+        assert_eq!(
+            (&docs[0]["EventsAccepted"], &docs[0]["EventsRejected"]),
+            (&serde_json::json!(500), &serde_json::json!(3))
+        );
+        assert_eq!(docs[0]["key"], "incoming/sample-events.jsonl");
+        assert_eq!(
+            docs[0]["rejected_by_reason"]
+                .as_object()
+                .unwrap()
+                .values()
+                .map(|v| v.as_u64().unwrap())
+                .sum::<u64>(),
+            3
+        );
+    }
     let p = etl.checkpoints.pipeline().await.unwrap();
     assert_eq!(
         (p.files_processed, p.events_accepted, p.events_rejected),
@@ -49,14 +79,16 @@ async fn sample_events_are_processed_once() {
     );
 
     // The direct S3 notification for the same object is a duplicate now.
-    let resp = etl_function::handle(
+    let resp = etl_function::handle_with_metrics(
         &etl,
         &requeue,
+        &emit,
         sample("s3-put.json", &cfg.etl.lake.raw_bucket),
     )
     .await
     .unwrap();
     assert_eq!(resp["processed"], 1);
+    assert_eq!(docs.lock().unwrap().len(), 1, "a duplicate emits nothing");
     assert_eq!(
         etl.checkpoints.pipeline().await.unwrap().events_accepted,
         500

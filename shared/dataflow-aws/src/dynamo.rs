@@ -59,6 +59,54 @@ fn get_list(item: &Item, k: &str) -> Vec<String> {
 fn store_err(context: &str, e: &(dyn std::error::Error + 'static)) -> CheckpointError {
     CheckpointError::Store(format!("{context}: {}", describe(e)))
 }
+/// The sparse index a status page reads: object records by the UTC day of their last write
+/// (`recent_day`), newest first by `updated_ms`.
+pub const RECENT_INDEX: &str = "recent";
+pub const RECENT_DAY_ATTR: &str = "recent_day";
+/// Totals item attributes holding rejected lines per reason code.
+const REASON_PREFIX: &str = "rejected_reason_";
+
+fn day_of(ms: i64) -> AttributeValue {
+    let day = i32::try_from(ms.div_euclid(86_400_000)).unwrap_or(0);
+    s(dataflow_core::event::format_date(day))
+}
+
+/// Reason codes are the contract's snake_case names; anything else is not stored as a name.
+fn is_code(r: &str) -> bool {
+    !r.is_empty() && r.len() <= 64 && r.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+}
+
+fn reasons_map(m: &std::collections::BTreeMap<String, u64>) -> AttributeValue {
+    AttributeValue::M(m.iter().map(|(k, v)| (k.clone(), n(v))).collect())
+}
+
+fn get_reasons(item: &Item, k: &str) -> std::collections::BTreeMap<String, u64> {
+    item.get(k)
+        .and_then(|v| v.as_m().ok())
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_n().ok()?.parse().ok()?)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Moves the per-reason totals by `delta`: the `ADD` clauses to append and the placeholders
+/// they use, set on `b`.
+fn add_reasons(
+    mut b: aws_sdk_dynamodb::types::builders::UpdateBuilder,
+    delta: &TotalsDelta,
+) -> (aws_sdk_dynamodb::types::builders::UpdateBuilder, String) {
+    let mut clause = String::new();
+    for (i, (r, by)) in delta.reasons.iter().filter(|(r, _)| is_code(r)).enumerate() {
+        clause.push_str(&format!(", #rr{i} :rr{i}"));
+        b = b
+            .expression_attribute_names(format!("#rr{i}"), format!("{REASON_PREFIX}{r}"))
+            .expression_attribute_values(format!(":rr{i}"), n(by));
+    }
+    (b, clause)
+}
+
 fn key(id: &str) -> Item {
     HashMap::from([("pk".to_owned(), s(id))])
 }
@@ -101,6 +149,7 @@ impl DynamoCheckpoints {
             output_keys: get_list(item, "output_keys"),
             max_event_time_us: get_n(item, "max_event_time_us"),
             duration_ms: get_n(item, "duration_ms").unwrap_or(0),
+            rejected_by_reason: get_reasons(item, "rejected_reasons"),
         });
         let source = match (get_s(item, "source_bucket"), get_s(item, "source_key")) {
             (Some(b), Some(k)) => Some(ObjectRef {
@@ -125,6 +174,28 @@ impl DynamoCheckpoints {
         })
     }
 
+    /// The totals item moved by `delta` (counters and per-reason counts, `ADD` keeps concurrent
+    /// writers exact), followed by `extra` clauses.
+    fn totals_update(
+        &self,
+        delta: &TotalsDelta,
+        extra: &str,
+    ) -> aws_sdk_dynamodb::types::builders::UpdateBuilder {
+        let (b, reasons) = add_reasons(
+            Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(key(PIPELINE_ID))),
+            delta,
+        );
+        b.update_expression(format!(
+            "ADD files_processed :files, events_accepted :a, events_rejected :r, bytes_processed :b{reasons}{extra}"
+        ))
+        .expression_attribute_values(":files", n(delta.files))
+        .expression_attribute_values(":a", n(delta.accepted))
+        .expression_attribute_values(":r", n(delta.rejected))
+        .expression_attribute_values(":b", n(delta.bytes))
+    }
+
     /// An update of a held claim (owner and in-progress checked) ending in `state`.
     fn release(&self, claim: &Claim, state: State, now_ms: i64) -> UpdateItemFluentBuilder {
         self.client
@@ -141,6 +212,8 @@ impl DynamoCheckpoints {
             .expression_attribute_values(":owner", s(&claim.owner))
             .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":now", n(now_ms))
+            .expression_attribute_names("#day", RECENT_DAY_ATTR)
+            .expression_attribute_values(":day", day_of(now_ms))
     }
 }
 
@@ -177,7 +250,7 @@ impl CheckpointStore for DynamoCheckpoints {
         let owner = uuid_like();
         let mut set = String::from(
             "SET #s = :inprog, lease_expires_ms = :lease, #o = :owner, updated_ms = :now, \
-             source_bucket = :sb, source_key = :sk, #att = :one_s",
+             source_bucket = :sb, source_key = :sk, #att = :one_s, #day = :day",
         );
         let mut req = self
             .client
@@ -217,6 +290,8 @@ impl CheckpointStore for DynamoCheckpoints {
             .expression_attribute_values(":one_s", s("1"))
             .expression_attribute_values(":sb", s(&obj.bucket))
             .expression_attribute_values(":sk", s(&obj.key))
+            .expression_attribute_names("#day", RECENT_DAY_ATTR)
+            .expression_attribute_values(":day", day_of(now_ms))
             .return_values(ReturnValue::AllNew)
             .send()
             .await;
@@ -297,7 +372,8 @@ impl CheckpointStore for DynamoCheckpoints {
         };
         let mut set = String::from(
             "SET #s = :done, accepted = :a, rejected = :r, bytes = :b, output_keys = :outs, duration_ms = :d, \
-             updated_ms = :now, completed_ms = :now, source_bucket = :sb, source_key = :sk",
+             updated_ms = :now, completed_ms = :now, source_bucket = :sb, source_key = :sk, \
+             rejected_reasons = :rr, #day = :day",
         );
         if c.max_event_time_us.is_some() {
             set.push_str(", max_event_time_us = :t");
@@ -320,7 +396,10 @@ impl CheckpointStore for DynamoCheckpoints {
             .expression_attribute_values(":d", n(c.duration_ms))
             .expression_attribute_values(":now", n(now_ms))
             .expression_attribute_values(":sb", s(&c.bucket))
-            .expression_attribute_values(":sk", s(&c.key));
+            .expression_attribute_values(":sk", s(&c.key))
+            .expression_attribute_values(":rr", reasons_map(&c.rejected_by_reason))
+            .expression_attribute_names("#day", RECENT_DAY_ATTR)
+            .expression_attribute_values(":day", day_of(now_ms));
         if let Some(t) = c.max_event_time_us {
             obj = obj.expression_attribute_values(":t", n(t));
         }
@@ -342,17 +421,8 @@ impl CheckpointStore for DynamoCheckpoints {
             Some(c),
             replaced.as_ref().and_then(|r| r.completion.as_ref()),
         );
-        let totals = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(key(PIPELINE_ID)))
-            .update_expression(
-                "ADD files_processed :files, events_accepted :a, events_rejected :r, bytes_processed :b \
-                 SET last_object = :obj, last_processed_ms = :now",
-            )
-            .expression_attribute_values(":files", n(delta.files))
-            .expression_attribute_values(":a", n(delta.accepted))
-            .expression_attribute_values(":r", n(delta.rejected))
-            .expression_attribute_values(":b", n(delta.bytes))
+        let totals = self
+            .totals_update(&delta, " SET last_object = :obj, last_processed_ms = :now")
             .expression_attribute_values(":obj", s(format!("s3://{}/{}", c.bucket, c.key)))
             .expression_attribute_values(":now", n(now_ms))
             .build();
@@ -376,8 +446,10 @@ impl CheckpointStore for DynamoCheckpoints {
                 .table_name(&self.table)
                 .set_key(Some(key(&old.id)))
                 .update_expression(
-                    "SET #s = :sup, cleanup = :outs, #att = :one_s, updated_ms = :now, superseded_by = :me",
+                    "SET #s = :sup, cleanup = :outs, #att = :one_s, updated_ms = :now, superseded_by = :me, #day = :day",
                 )
+                .expression_attribute_names("#day", RECENT_DAY_ATTR)
+                .expression_attribute_values(":day", day_of(now_ms))
                 .condition_expression("#s = :done")
                 .expression_attribute_names("#s", "state")
                 .expression_attribute_names("#att", ATTENTION_ATTR)
@@ -448,7 +520,7 @@ impl CheckpointStore for DynamoCheckpoints {
         let res = self
             .release(claim, State::Failed, now_ms)
             .update_expression(
-                "SET #s = :state, #e = :err, lease_expires_ms = :zero, updated_ms = :now REMOVE #att",
+                "SET #s = :state, #e = :err, lease_expires_ms = :zero, updated_ms = :now, #day = :day REMOVE #att",
             )
             .expression_attribute_values(":err", s(cut(error)))
             .send()
@@ -470,11 +542,11 @@ impl CheckpointStore for DynamoCheckpoints {
         let req = self.release(claim, State::Superseded, now_ms);
         let req = if outputs.is_empty() {
             req.update_expression(
-                "SET #s = :state, #e = :err, lease_expires_ms = :zero, updated_ms = :now REMOVE #att",
+                "SET #s = :state, #e = :err, lease_expires_ms = :zero, updated_ms = :now, #day = :day REMOVE #att",
             )
         } else {
             req.update_expression(
-                "SET #s = :state, #e = :err, lease_expires_ms = :zero, updated_ms = :now, cleanup = :outs, #att = :one_s",
+                "SET #s = :state, #e = :err, lease_expires_ms = :zero, updated_ms = :now, #day = :day, cleanup = :outs, #att = :one_s",
             )
             .expression_attribute_values(":outs", list(outputs))
             .expression_attribute_values(":one_s", s("1"))
@@ -569,6 +641,38 @@ impl CheckpointStore for DynamoCheckpoints {
         Ok(out)
     }
 
+    async fn recent(
+        &self,
+        limit: usize,
+        now_ms: i64,
+    ) -> Result<Vec<ObjectCheckpoint>, CheckpointError> {
+        let since = dataflow_core::checkpoint::recent_since_ms(now_ms);
+        let mut out = Vec::new();
+        // Today's partition first, then yesterday's; each newest first.
+        for day_ms in [now_ms, since] {
+            if out.len() >= limit {
+                break;
+            }
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(RECENT_INDEX)
+                .key_condition_expression("#day = :day")
+                .expression_attribute_names("#day", RECENT_DAY_ATTR)
+                .expression_attribute_values(":day", day_of(day_ms))
+                .scan_index_forward(false)
+                .limit(i32::try_from(limit - out.len()).unwrap_or(i32::MAX))
+                .send()
+                .await
+                .map_err(|e| store_err("Query recent index", &e))?;
+            for item in page.items() {
+                out.push(Self::decode(item)?);
+            }
+        }
+        Ok(out)
+    }
+
     async fn pipeline(&self) -> Result<PipelineState, CheckpointError> {
         let Some(item) = self.get_item(PIPELINE_ID).await? else {
             return Ok(PipelineState::default());
@@ -581,6 +685,14 @@ impl CheckpointStore for DynamoCheckpoints {
             latest_event_time_us: get_n(&item, "latest_event_time_us"),
             last_object: get_s(&item, "last_object").map(str::to_owned),
             last_processed_ms: get_n(&item, "last_processed_ms"),
+            rejected_by_reason: item
+                .iter()
+                .filter_map(|(k, v)| {
+                    let code = k.strip_prefix(REASON_PREFIX)?;
+                    let n: u64 = v.as_n().ok()?.parse().ok()?;
+                    (n > 0).then(|| (code.to_owned(), n))
+                })
+                .collect(),
         })
     }
 
@@ -610,14 +722,8 @@ impl CheckpointStore for DynamoCheckpoints {
             .expression_attribute_values(":u", n(rec.updated_ms))
             .build()
             .map_err(|e| store_err("building delete", &e))?;
-        let totals = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(key(PIPELINE_ID)))
-            .update_expression("ADD files_processed :f, events_accepted :a, events_rejected :r, bytes_processed :b")
-            .expression_attribute_values(":f", n(delta.files))
-            .expression_attribute_values(":a", n(delta.accepted))
-            .expression_attribute_values(":r", n(delta.rejected))
-            .expression_attribute_values(":b", n(delta.bytes))
+        let totals = self
+            .totals_update(&delta, "")
             .build()
             .map_err(|e| store_err("building update", &e))?;
         self.client

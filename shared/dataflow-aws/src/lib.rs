@@ -24,7 +24,9 @@ pub mod telemetry;
 pub use clients::Aws;
 use dataflow_config::{AwsSettings, ConfigError, Env, FromEnv};
 #[cfg(feature = "dynamodb")]
-pub use dynamo::{DynamoCheckpoints, ATTENTION_ATTR, ATTENTION_INDEX};
+pub use dynamo::{
+    DynamoCheckpoints, ATTENTION_ATTR, ATTENTION_INDEX, RECENT_DAY_ATTR, RECENT_INDEX,
+};
 #[cfg(feature = "firehose")]
 pub use firehose::FirehoseSink;
 #[cfg(feature = "keys")]

@@ -72,3 +72,63 @@ impl Requeue for SqsRequeue {
         Ok(())
     }
 }
+
+/// The depth of a queue (the ETL's dead-letter queue) by `GetQueueAttributes`; the queue is
+/// named by its URL or its name (resolved once).
+pub struct SqsDepth {
+    sqs: aws_sdk_sqs::Client,
+    queue: String,
+    url: Mutex<Option<String>>,
+}
+
+impl SqsDepth {
+    pub fn new(sqs: aws_sdk_sqs::Client, queue: impl Into<String>) -> Self {
+        Self {
+            sqs,
+            queue: queue.into(),
+            url: Mutex::new(None),
+        }
+    }
+
+    async fn url(&self) -> Result<String, String> {
+        let mut known = self.url.lock().await;
+        if let Some(u) = known.as_ref() {
+            return Ok(u.clone());
+        }
+        let url = if self.queue.starts_with("https://") || self.queue.starts_with("http://") {
+            self.queue.clone()
+        } else {
+            self.sqs
+                .get_queue_url()
+                .queue_name(&self.queue)
+                .send()
+                .await
+                .map_err(|e| format!("GetQueueUrl {}: {}", self.queue, describe(&e)))?
+                .queue_url()
+                .ok_or_else(|| format!("GetQueueUrl {}: no URL", self.queue))?
+                .to_owned()
+        };
+        *known = Some(url.clone());
+        Ok(url)
+    }
+}
+
+#[async_trait]
+impl dataflow_core::pipeline::QueueDepth for SqsDepth {
+    async fn depth(&self) -> Result<u64, String> {
+        use aws_sdk_sqs::types::QueueAttributeName;
+        let url = self.url().await?;
+        let out = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await
+            .map_err(|e| format!("GetQueueAttributes {}: {}", self.queue, describe(&e)))?;
+        out.attributes()
+            .and_then(|a| a.get(&QueueAttributeName::ApproximateNumberOfMessages))
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| format!("{}: no ApproximateNumberOfMessages", self.queue))
+    }
+}

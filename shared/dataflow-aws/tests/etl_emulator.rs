@@ -427,14 +427,28 @@ async fn forget_and_backfill_reprocess_without_double_counting() {
             .count(),
         2
     );
+    // Rejected lines by reason, in the totals: each reason twice (KNOWN has one line of each).
+    let first = etl.checkpoints.pipeline().await.unwrap();
+    assert!(first.rejected_by_reason.len() >= 5, "{first:?}");
+    assert!(
+        first.rejected_by_reason.values().all(|n| *n == 2),
+        "{first:?}"
+    );
+    assert_eq!(
+        first.rejected_by_reason.values().sum::<u64>(),
+        first.events_rejected
+    );
     // Force a full reprocess: forget every checkpoint, backfill again.
     for c in etl.checkpoints.list().await.unwrap() {
         assert!(etl.checkpoints.forget(&c.id).await.unwrap());
     }
-    assert_eq!(etl.checkpoints.pipeline().await.unwrap().files_processed, 0);
+    let emptied = etl.checkpoints.pipeline().await.unwrap();
+    assert_eq!(emptied.files_processed, 0);
+    assert!(emptied.rejected_by_reason.is_empty(), "{emptied:?}");
     etl.backfill(&cfg.etl.lake.raw_bucket, "").await.unwrap();
     let p = etl.checkpoints.pipeline().await.unwrap();
     assert_eq!((p.files_processed, p.events_accepted), (2, 18));
+    assert_eq!(p.rejected_by_reason, first.rejected_by_reason);
     let doubled: BTreeMap<_, _> = expected_known()
         .into_iter()
         .map(|(k, (n, u))| (k, (n * 2, u)))
@@ -599,10 +613,21 @@ async fn the_done_step_refuses_a_stale_view_of_the_key() {
         }
     };
     let (c1, c2) = (claim(v1.clone()).await, claim(v2.clone()).await);
+    // Each version rejects lines for its own reason: the totals follow the counted version.
     let done = |accepted: u64| dataflow_core::checkpoint::Completion {
         bucket: cfg.etl.lake.raw_bucket.clone(),
         key: "k.jsonl".into(),
         accepted,
+        rejected: 2,
+        rejected_by_reason: std::collections::BTreeMap::from([(
+            if accepted == 7 {
+                "invalid_json"
+            } else {
+                "missing_user_id"
+            }
+            .to_owned(),
+            2,
+        )]),
         ..Default::default()
     };
     let ck = &etl.checkpoints;
@@ -615,7 +640,12 @@ async fn the_done_step_refuses_a_stale_view_of_the_key() {
         ck.complete(&c2, &done(3), None, now_ms()).await.unwrap(),
         CompleteOutcome::KeyMoved
     );
-    assert_eq!(ck.pipeline().await.unwrap().events_accepted, 7);
+    let p = ck.pipeline().await.unwrap();
+    assert_eq!(p.events_accepted, 7);
+    assert_eq!(
+        p.rejected_by_reason,
+        std::collections::BTreeMap::from([("invalid_json".to_owned(), 2)])
+    );
     let current = ck.current_version(&v1.key_id()).await.unwrap();
     assert_eq!(current.as_deref(), Some(v1.checkpoint_id().as_str()));
     let CompleteOutcome::Done {
@@ -630,6 +660,23 @@ async fn the_done_step_refuses_a_stale_view_of_the_key() {
     assert_eq!(old.id, v1.checkpoint_id());
     let p = ck.pipeline().await.unwrap();
     assert_eq!((p.files_processed, p.events_accepted), (1, 3));
+    assert_eq!(
+        p.rejected_by_reason,
+        std::collections::BTreeMap::from([("missing_user_id".to_owned(), 2)])
+    );
+    // The status page's index: both versions, newest write first, their reasons read back.
+    let recent = ck.recent(10, now_ms()).await.unwrap();
+    let mut ids: Vec<&str> = recent.iter().map(|r| r.id.as_str()).collect();
+    ids.sort_unstable();
+    let mut want = vec![v1.checkpoint_id(), v2.checkpoint_id()];
+    want.sort_unstable();
+    assert_eq!(ids, want);
+    let v2_rec = recent.iter().find(|r| r.id == v2.checkpoint_id()).unwrap();
+    assert_eq!(
+        v2_rec.completion.as_ref().unwrap().rejected_by_reason["missing_user_id"],
+        2
+    );
+    assert_eq!(ck.recent(1, now_ms()).await.unwrap().len(), 1);
     assert_eq!(
         ck.get(&v1.checkpoint_id()).await.unwrap().unwrap().state,
         dataflow_core::checkpoint::State::Superseded

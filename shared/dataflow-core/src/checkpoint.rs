@@ -81,6 +81,8 @@ pub struct Completion {
     pub output_keys: Vec<String>,
     pub max_event_time_us: Option<i64>,
     pub duration_ms: u64,
+    /// Rejected lines by reason code (the codes of [`crate::event::Reason`]).
+    pub rejected_by_reason: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,6 +146,8 @@ pub struct PipelineState {
     pub latest_event_time_us: Option<i64>,
     pub last_object: Option<String>,
     pub last_processed_ms: Option<i64>,
+    /// Rejected lines by reason code over every counted object.
+    pub rejected_by_reason: BTreeMap<String, u64>,
 }
 
 impl PipelineState {
@@ -206,6 +210,14 @@ pub trait CheckpointStore: Send + Sync + 'static {
     async fn attention(&self) -> Result<Vec<ObjectCheckpoint>, CheckpointError>;
     async fn get(&self, id: &str) -> Result<Option<ObjectCheckpoint>, CheckpointError>;
     async fn list(&self) -> Result<Vec<ObjectCheckpoint>, CheckpointError>;
+    /// The object records written most recently (claimed, done, failed or superseded), newest
+    /// first, at most `limit`, from the last two days: what a status page shows. Cheap: an
+    /// index read, never a scan of the history.
+    async fn recent(
+        &self,
+        limit: usize,
+        now_ms: i64,
+    ) -> Result<Vec<ObjectCheckpoint>, CheckpointError>;
     async fn pipeline(&self) -> Result<PipelineState, CheckpointError>;
     /// Deletes a record so the object is processed again, taking a done record's counts back out
     /// of the totals in the same step. Returns whether a record existed.
@@ -222,15 +234,25 @@ pub trait CheckpointStore: Send + Sync + 'static {
     async fn release_lock(&self, claim: &Claim) -> Result<(), CheckpointError>;
 }
 
+const DAY_MS: i64 = 86_400_000;
+
+/// Where [`CheckpointStore::recent`] starts: the beginning of yesterday (UTC), so a store that
+/// indexes records by UTC day reads two partitions.
+pub fn recent_since_ms(now_ms: i64) -> i64 {
+    (now_ms.div_euclid(DAY_MS) - 1) * DAY_MS
+}
+
 /// How the pipeline totals move when `add` starts counting and `remove` (a previous version, or
 /// a forgotten object) stops: one rule for every checkpoint store (memory applies it, DynamoDB
 /// sends it as `ADD` values in the same transaction).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TotalsDelta {
     pub files: i64,
     pub accepted: i128,
     pub rejected: i128,
     pub bytes: i128,
+    /// Rejected lines by reason code; codes whose sum is zero are left out.
+    pub reasons: BTreeMap<String, i128>,
 }
 
 impl TotalsDelta {
@@ -242,8 +264,12 @@ impl TotalsDelta {
                 d.accepted += i128::from(sign) * i128::from(c.accepted);
                 d.rejected += i128::from(sign) * i128::from(c.rejected);
                 d.bytes += i128::from(sign) * i128::from(c.bytes);
+                for (r, n) in &c.rejected_by_reason {
+                    *d.reasons.entry(r.clone()).or_default() += i128::from(sign) * i128::from(*n);
+                }
             }
         }
+        d.reasons.retain(|_, n| *n != 0);
         d
     }
 
@@ -256,6 +282,11 @@ impl TotalsDelta {
         p.events_accepted = moved(p.events_accepted, self.accepted);
         p.events_rejected = moved(p.events_rejected, self.rejected);
         p.bytes_processed = moved(p.bytes_processed, self.bytes);
+        for (r, n) in &self.reasons {
+            let v = p.rejected_by_reason.entry(r.clone()).or_default();
+            *v = moved(*v, *n);
+        }
+        p.rejected_by_reason.retain(|_, n| *n > 0);
     }
 }
 
@@ -456,6 +487,24 @@ impl CheckpointStore for MemoryCheckpoints {
         Ok(self.lock()?.objects.values().cloned().collect())
     }
 
+    async fn recent(
+        &self,
+        limit: usize,
+        now_ms: i64,
+    ) -> Result<Vec<ObjectCheckpoint>, CheckpointError> {
+        let since = recent_since_ms(now_ms);
+        let mut out: Vec<ObjectCheckpoint> = self
+            .lock()?
+            .objects
+            .values()
+            .filter(|r| r.updated_ms >= since)
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| b.updated_ms.cmp(&a.updated_ms).then(a.id.cmp(&b.id)));
+        out.truncate(limit);
+        Ok(out)
+    }
+
     async fn pipeline(&self) -> Result<PipelineState, CheckpointError> {
         Ok(self.lock()?.pipeline.clone())
     }
@@ -517,7 +566,63 @@ mod tests {
             output_keys: Vec::new(),
             max_event_time_us: None,
             duration_ms: 0,
+            rejected_by_reason: BTreeMap::from([("invalid_json".to_owned(), rejected)]),
         }
+    }
+
+    #[tokio::test]
+    async fn reasons_follow_the_counted_version_and_recent_reads_two_days() {
+        let store = MemoryCheckpoints::default();
+        let day = 20_000 * DAY_MS;
+        let obj = |v: &str| ObjectRef {
+            bucket: "raw".into(),
+            key: "a.jsonl".into(),
+            etag: Some(v.into()),
+            version_id: None,
+            size: Some(1),
+        };
+        let mut c = done(3, 2, 10);
+        c.rejected_by_reason.insert("missing_user_id".into(), 1);
+        let ClaimOutcome::Acquired(first) =
+            store.claim(&obj("v1"), day - DAY_MS, 1000).await.unwrap()
+        else {
+            panic!("not claimed")
+        };
+        store
+            .complete(&first, &c, None, day - DAY_MS)
+            .await
+            .unwrap();
+        let p = store.pipeline().await.unwrap();
+        let want = BTreeMap::from([("invalid_json".into(), 2), ("missing_user_id".into(), 1)]);
+        assert_eq!(p.rejected_by_reason, want);
+        // A new version of the key replaces the old one's reasons, it does not add to them.
+        let ClaimOutcome::Acquired(second) = store.claim(&obj("v2"), day + 5, 1000).await.unwrap()
+        else {
+            panic!("not claimed")
+        };
+        let current = store.current_version(&obj("v2").key_id()).await.unwrap();
+        store
+            .complete(&second, &done(1, 4, 1), current.as_deref(), day + 5)
+            .await
+            .unwrap();
+        let p = store.pipeline().await.unwrap();
+        assert_eq!(
+            p.rejected_by_reason,
+            BTreeMap::from([("invalid_json".into(), 4)])
+        );
+        let recent = store.recent(10, day + 10).await.unwrap();
+        let states: Vec<(&str, State)> = recent.iter().map(|r| (r.id.as_str(), r.state)).collect();
+        assert_eq!(
+            states,
+            vec![
+                (first.id.as_str(), State::Superseded),
+                (second.id.as_str(), State::Done)
+            ]
+        );
+        assert_eq!(store.recent(1, day + 10).await.unwrap().len(), 1);
+        // Two days on, the first day's records are out of the window.
+        let later = store.recent(10, day + 2 * DAY_MS).await.unwrap();
+        assert!(later.is_empty(), "{later:?}");
     }
 
     #[test]

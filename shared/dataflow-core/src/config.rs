@@ -73,6 +73,9 @@ pub struct EtlConfig {
     /// default `firehose/`): its objects are ETL input whatever their names end with (the
     /// emulators' have no extension).
     pub firehose_prefix: String,
+    /// CloudWatch namespace of the ETL function's per-object metrics (`METRICS_NAMESPACE`,
+    /// default `DataFlow`; the template sets `DataFlow/<stage>`).
+    pub metrics_namespace: String,
 }
 
 impl FromEnv for EtlConfig {
@@ -90,9 +93,27 @@ impl FromEnv for EtlConfig {
             min_date: window.min_date,
             max_future_seconds: window.max_future_seconds,
             firehose_prefix: env.prefix("FIREHOSE_PREFIX", "firehose/")?,
+            metrics_namespace: namespace(env)?,
         };
         cfg.check_no_retrigger()?;
         Ok(cfg)
+    }
+}
+
+/// CloudWatch's namespace rule: 1 to 255 of letters, digits and `.-_/#: `, not starting `AWS/`.
+fn namespace(env: &Env<'_>) -> Result<String, ConfigError> {
+    let v = env.string("METRICS_NAMESPACE", crate::metrics::DEFAULT_NAMESPACE);
+    let ok = (1..=255).contains(&v.len())
+        && !v.starts_with("AWS/")
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-_/#: ".contains(c));
+    if ok {
+        Ok(v)
+    } else {
+        Err(ConfigError::new(
+            "METRICS_NAMESPACE",
+            format!("'{v}' is not a CloudWatch namespace: 1-255 of letters, digits and .-_/#: (not AWS/...)"),
+        ))
     }
 }
 
@@ -153,6 +174,9 @@ pub struct AnalyticsConfig {
     /// How long the API trusts what it cached before revalidating (`CACHE_SECONDS`, default 30):
     /// new data shows up within this delay.
     pub cache_seconds: u64,
+    /// The ETL's dead-letter queue, by URL or name (`ETL_DLQ`), whose depth
+    /// `GET /pipeline/status` reports; unset, the status says so.
+    pub dead_letter_queue: Option<String>,
 }
 
 impl FromEnv for AnalyticsConfig {
@@ -160,6 +184,7 @@ impl FromEnv for AnalyticsConfig {
         Ok(Self {
             lake: LakeNames::from_env_vars(env)?,
             cache_seconds: dataflow_config::cache_seconds(env)?,
+            dead_letter_queue: env.get("ETL_DLQ").filter(|v| !v.trim().is_empty()),
         })
     }
 }
@@ -180,6 +205,7 @@ mod tests {
         assert_eq!(c.lake.checkpoint_table, "dataflow-checkpoints");
         assert_eq!(c.lake.layout, Layout::default());
         assert_eq!(c.lease_seconds, 60);
+        assert_eq!(c.metrics_namespace, "DataFlow");
         assert!(c.write_events);
         let a = AnalyticsConfig::from_env_vars(&Env::from_pairs(&[])).unwrap();
         assert_eq!((a.lake, a.cache_seconds), (c.lake, 30));
@@ -198,6 +224,19 @@ mod tests {
         assert_eq!(
             etl(&[("LEASE_SECONDS", "0")]).unwrap_err().var,
             "LEASE_SECONDS"
+        );
+        for bad in ["AWS/Lambda", "naïve", "a;b", &"n".repeat(256)] {
+            assert_eq!(
+                etl(&[("METRICS_NAMESPACE", bad)]).unwrap_err().var,
+                "METRICS_NAMESPACE",
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            etl(&[("METRICS_NAMESPACE", "DataFlow/prod")])
+                .unwrap()
+                .metrics_namespace,
+            "DataFlow/prod"
         );
         assert_eq!(
             etl(&[("ETL_WRITE_EVENTS", "maybe")]).unwrap_err().var,

@@ -547,6 +547,11 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
             output_keys,
             max_event_time_us: report.aggregates.max_time_us(),
             duration_ms: 0,
+            rejected_by_reason: report
+                .rejected_by_reason
+                .iter()
+                .map(|(r, n)| (r.code().to_owned(), *n))
+                .collect(),
         })
     }
 

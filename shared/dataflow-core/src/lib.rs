@@ -12,7 +12,9 @@ pub mod etl;
 /// The event contract, shared with `POST /events` (`dataflow-contract`).
 pub use dataflow_contract as event;
 pub mod layout;
+pub mod metrics;
 pub mod parquet;
+pub mod pipeline;
 pub mod process;
 pub mod rejected;
 pub mod rollup;

@@ -7,7 +7,9 @@ use aws_sdk_dynamodb::types::{
     ScalarAttributeType,
 };
 
-use dataflow_aws::{describe, status_of, ATTENTION_ATTR, ATTENTION_INDEX};
+use dataflow_aws::{
+    describe, status_of, ATTENTION_ATTR, ATTENTION_INDEX, RECENT_DAY_ATTR, RECENT_INDEX,
+};
 
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
@@ -74,79 +76,109 @@ pub async fn ensure_table(
     ddb: &aws_sdk_dynamodb::Client,
     table: &str,
 ) -> Result<(), ResourceError> {
-    let attr = |name: &str| {
+    let built =
+        |e: aws_sdk_dynamodb::error::BuildError| ResourceError::call("building the request", e);
+    let attr = |name: &str, ty: ScalarAttributeType| {
         AttributeDefinition::builder()
             .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
+            .attribute_type(ty)
             .build()
-            .map_err(|e| ResourceError::call("building the request", e))
+            .map_err(built)
     };
-    let hash = |name: &str| {
+    let element = |name: &str, ty: KeyType| {
         KeySchemaElement::builder()
             .attribute_name(name)
-            .key_type(KeyType::Hash)
+            .key_type(ty)
             .build()
-            .map_err(|e| ResourceError::call("building the request", e))
+            .map_err(built)
     };
     let all = || {
         Projection::builder()
             .projection_type(ProjectionType::All)
             .build()
     };
-    let index = GlobalSecondaryIndex::builder()
-        .index_name(ATTENTION_INDEX)
-        .key_schema(hash(ATTENTION_ATTR)?)
-        .projection(all())
-        .build()
-        .map_err(|e| ResourceError::call("building the request", e))?;
+    // The sweep's index (hash only) and the status page's (day, then time); both sparse.
+    let indexes = [
+        (
+            ATTENTION_INDEX,
+            vec![element(ATTENTION_ATTR, KeyType::Hash)?],
+        ),
+        (
+            RECENT_INDEX,
+            vec![
+                element(RECENT_DAY_ATTR, KeyType::Hash)?,
+                element("updated_ms", KeyType::Range)?,
+            ],
+        ),
+    ];
+    let attrs = || -> Result<Vec<AttributeDefinition>, ResourceError> {
+        Ok(vec![
+            attr("pk", ScalarAttributeType::S)?,
+            attr(ATTENTION_ATTR, ScalarAttributeType::S)?,
+            attr(RECENT_DAY_ATTR, ScalarAttributeType::S)?,
+            attr("updated_ms", ScalarAttributeType::N)?,
+        ])
+    };
     if table_exists(ddb, table).await? {
-        let d = ddb
-            .describe_table()
-            .table_name(table)
-            .send()
-            .await
-            .map_err(|e| ResourceError::call(format!("DescribeTable {table}"), e))?;
-        let has_index = d
-            .table()
-            .map(|t| t.global_secondary_indexes())
-            .unwrap_or_default()
-            .iter()
-            .any(|i| i.index_name() == Some(ATTENTION_INDEX));
-        if !has_index {
+        // Tables made by earlier versions get the indexes they lack, one update each (DynamoDB
+        // takes one index creation per call).
+        for (name, schema) in indexes {
+            let d = ddb
+                .describe_table()
+                .table_name(table)
+                .send()
+                .await
+                .map_err(|e| ResourceError::call(format!("DescribeTable {table}"), e))?;
+            let has_index = d
+                .table()
+                .map(|t| t.global_secondary_indexes())
+                .unwrap_or_default()
+                .iter()
+                .any(|i| i.index_name() == Some(name));
+            if has_index {
+                continue;
+            }
             ddb.update_table()
                 .table_name(table)
-                .attribute_definitions(attr(ATTENTION_ATTR)?)
+                .set_attribute_definitions(Some(attrs()?))
                 .global_secondary_index_updates(
                     GlobalSecondaryIndexUpdate::builder()
                         .create(
                             CreateGlobalSecondaryIndexAction::builder()
-                                .index_name(ATTENTION_INDEX)
-                                .key_schema(hash(ATTENTION_ATTR)?)
+                                .index_name(name)
+                                .set_key_schema(Some(schema))
                                 .projection(all())
                                 .build()
-                                .map_err(|e| ResourceError::call("building the request", e))?,
+                                .map_err(built)?,
                         )
                         .build(),
                 )
                 .send()
                 .await
                 .map_err(|e| {
-                    ResourceError::call(format!("adding the {ATTENTION_INDEX} index to {table}"), e)
+                    ResourceError::call(format!("adding the {name} index to {table}"), e)
                 })?;
+            wait_active(ddb, table).await?;
         }
         return wait_active(ddb, table).await;
     }
-    let res = ddb
+    let mut create = ddb
         .create_table()
         .table_name(table)
         .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(attr("pk")?)
-        .attribute_definitions(attr(ATTENTION_ATTR)?)
-        .key_schema(hash("pk")?)
-        .global_secondary_indexes(index)
-        .send()
-        .await;
-    match res {
+        .set_attribute_definitions(Some(attrs()?))
+        .key_schema(element("pk", KeyType::Hash)?);
+    for (name, schema) in indexes {
+        create = create.global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(name)
+                .set_key_schema(Some(schema))
+                .projection(all())
+                .build()
+                .map_err(built)?,
+        );
+    }
+    match create.send().await {
         Ok(_) => {}
         Err(e)
             if e.as_service_error()

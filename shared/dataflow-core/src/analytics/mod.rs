@@ -116,6 +116,26 @@ pub struct Summary {
     pub unique_users: u64,
 }
 
+/// One day of [`View::daily`]: events (split over the chosen types, the rest in `other_count`)
+/// and the day's distinct users over the filtered types.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DayPoint {
+    pub event_date: String,
+    pub event_count: u64,
+    pub unique_users: u64,
+    /// Events of each type in [`Daily::types`], in that order.
+    pub by_type: Vec<u64>,
+    /// Events of the filtered types not in [`Daily::types`].
+    pub other_count: u64,
+}
+
+/// Days with data in a range, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Daily {
+    pub types: Vec<String>,
+    pub days: Vec<DayPoint>,
+}
+
 /// A sketch estimate as a count.
 pub(crate) fn round(x: f64) -> u64 {
     x.round().max(0.0) as u64

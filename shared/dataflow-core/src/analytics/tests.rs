@@ -386,6 +386,8 @@ async fn answers(v: &View) -> Vec<String> {
                 types: types.iter().map(|t| t.to_string()).collect(),
             };
             out.push(format!("{f:?} {:?}", v.summary(&f).await.unwrap()));
+            let split = ["click".to_owned(), "view".to_owned()];
+            out.push(format!("{f:?} {:?}", v.daily(&f, &split).await.unwrap()));
             let mut after = None;
             loop {
                 let (rows, next) = v.metrics(&f, 37, after.as_ref()).await.unwrap();
@@ -822,6 +824,57 @@ async fn a_cold_start_reads_the_catalog_only() {
     assert_eq!(got.len(), 2, "{got:?}");
     assert!(got[0].contains("month=2024-02/") && got[0].ends_with("/t1.json"));
     assert!(got[1].contains("month=2024-04/") && got[1].ends_with("/t0.json"));
+}
+
+/// Each day of `daily` is the summary of that one day: same events, same distinct users, and
+/// the split adds up; days without data are absent.
+#[tokio::test]
+async fn daily_points_are_one_day_summaries() {
+    let v = snapshot(&lake_files());
+    let base = parse_date("2024-01-20").unwrap();
+    for types in [vec![], vec!["click"], vec!["view", "buy"]] {
+        let f = Filter {
+            from: Some(base - 3),
+            to: Some(base + 60),
+            types: types.iter().map(|t| t.to_string()).collect(),
+        };
+        let split = vec!["buy".to_owned()];
+        let d = v.daily(&f, &split).await.unwrap();
+        assert!(!d.days.is_empty());
+        let mut total = 0;
+        for p in &d.days {
+            let day = parse_date(&p.event_date).unwrap();
+            let one = v
+                .summary(&Filter {
+                    from: Some(day),
+                    to: Some(day),
+                    types: f.types.clone(),
+                })
+                .await
+                .unwrap();
+            assert_eq!(p.event_count, one.total_events, "{types:?} {p:?}");
+            assert!(p.event_count > 0, "{p:?}");
+            assert_eq!(p.unique_users, one.unique_users, "{types:?} {p:?}");
+            assert_eq!(p.by_type[0] + p.other_count, p.event_count);
+            assert_eq!(
+                p.by_type[0],
+                one.events_by_type.get("buy").copied().unwrap_or(0)
+            );
+            total += p.event_count;
+        }
+        assert_eq!(total, v.summary(&f).await.unwrap().total_events);
+        let dates: Vec<&str> = d.days.iter().map(|p| p.event_date.as_str()).collect();
+        let mut sorted = dates.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(dates, sorted);
+    }
+    let empty = Filter {
+        from: Some(base + 5000),
+        to: Some(base + 5001),
+        types: vec![],
+    };
+    assert!(v.daily(&empty, &[]).await.unwrap().days.is_empty());
 }
 
 #[test]

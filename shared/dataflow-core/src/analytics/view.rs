@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use super::{round, AggregateFile, Filter, LakeError, MetricRow, Summary};
+use super::{round, AggregateFile, Daily, DayPoint, Filter, LakeError, MetricRow, Summary};
 use crate::event::format_date;
 use crate::layout::Layout;
 use crate::rollup::{
@@ -460,6 +460,26 @@ impl View {
         Ok((rows, None))
     }
 
+    /// The months with days in the filter's range, each with the positions in its `dates` of
+    /// the first day in range and one past the last.
+    fn months_in<'a>(
+        &'a self,
+        f: &Filter,
+    ) -> impl Iterator<Item = (&'a MonthEntry, usize, usize)> + 'a {
+        let (from, to) = (f.from.unwrap_or(i32::MIN), f.to.unwrap_or(i32::MAX));
+        let (m_lo, m_hi) = (
+            f.from.map_or(i32::MIN, month_of),
+            f.to.map_or(i32::MAX, month_of),
+        );
+        self.months
+            .range(m_lo..=m_hi.max(m_lo))
+            .filter_map(move |(_, e)| {
+                let lo = e.head.dates.partition_point(|d| *d < from);
+                let hi = e.head.dates.partition_point(|d| *d <= to);
+                (lo < hi).then_some((e, lo, hi))
+            })
+    }
+
     pub async fn summary(&self, f: &Filter) -> Result<Summary, LakeError> {
         let (start, end) = match (f.from, f.to, self.bounds()) {
             (from, to, Some((lo, hi))) => (Some(from.unwrap_or(lo)), Some(to.unwrap_or(hi))),
@@ -490,17 +510,8 @@ impl View {
                 0
             }
         ];
-        let (m_lo, m_hi) = (
-            f.from.map_or(i32::MIN, month_of),
-            f.to.map_or(i32::MAX, month_of),
-        );
-        for e in self.months.range(m_lo..=m_hi).map(|(_, e)| e) {
+        for (e, lo, hi) in self.months_in(f) {
             let h = &e.head;
-            let lo = h.dates.partition_point(|d| *d < from);
-            let hi = h.dates.partition_point(|d| *d <= to);
-            if lo >= hi {
-                continue;
-            }
             let whole = lo == 0 && hi == h.dates.len();
             if types.is_empty() {
                 summary.unique_users_daily_sum += h.day_unique[lo..hi].iter().sum::<u64>();
@@ -580,6 +591,88 @@ impl View {
         }
         summary.unique_users = round(users.estimate());
         Ok(summary)
+    }
+}
+
+impl View {
+    /// Per day with data in the filter's range: events split over `split` (types outside it
+    /// count as other) and the day's distinct users over the filtered types (all types when the
+    /// filter names none). One union per day for several types; a stored count otherwise.
+    pub async fn daily(&self, f: &Filter, split: &[String]) -> Result<Daily, LakeError> {
+        let (from, to) = (f.from.unwrap_or(i32::MIN), f.to.unwrap_or(i32::MAX));
+        let mut out = Daily {
+            types: split.to_vec(),
+            days: Vec::new(),
+        };
+        if from > to {
+            return Ok(out);
+        }
+        let slot = |t: &str| split.iter().position(|s| s == t);
+        let mut types: Vec<&str> = f.types.iter().map(String::as_str).collect();
+        types.sort_unstable();
+        types.dedup();
+        for (e, lo, hi) in self.months_in(f) {
+            let h = &e.head;
+            // The month's days in range, in date order, filled below.
+            let mut points: BTreeMap<i32, (DayPoint, SketchMerger)> = BTreeMap::new();
+            let point = |date: i32| DayPoint {
+                event_date: format_date(date),
+                event_count: 0,
+                unique_users: 0,
+                by_type: vec![0; split.len()],
+                other_count: 0,
+            };
+            if types.is_empty() {
+                let slots: Vec<Option<usize>> = h.types.iter().map(|t| slot(t)).collect();
+                for (i, date) in h.dates[lo..hi].iter().enumerate() {
+                    let mut p = point(*date);
+                    p.unique_users = h.day_unique[lo + i];
+                    points.insert(*date, (p, SketchMerger::default()));
+                }
+                let days = self.days(e).await?;
+                let first = days.cells.partition_point(|c| c.date < from);
+                for c in days.cells[first..].iter().take_while(|c| c.date <= to) {
+                    if let Some((p, _)) = points.get_mut(&c.date) {
+                        p.event_count += c.count;
+                        match slots.get(c.ty as usize).copied().flatten() {
+                            Some(i) => p.by_type[i] += c.count,
+                            None => p.other_count += c.count,
+                        }
+                    }
+                }
+            } else {
+                for &t in &types {
+                    let Ok(ti) = h.types.binary_search_by(|x| x.as_str().cmp(t)) else {
+                        continue;
+                    };
+                    let tm = self.type_month(e, ti).await?;
+                    for d in tm.days.iter().filter(|d| d.date >= from && d.date <= to) {
+                        let (p, users) = points
+                            .entry(d.date)
+                            .or_insert_with(|| (point(d.date), SketchMerger::default()));
+                        p.event_count += d.count;
+                        match slot(t) {
+                            Some(i) => p.by_type[i] += d.count,
+                            None => p.other_count += d.count,
+                        }
+                        if types.len() == 1 {
+                            p.unique_users = d.unique;
+                        } else {
+                            users
+                                .add_bytes(&d.sketch)
+                                .map_err(|e| LakeError::Rollup(e.to_string()))?;
+                        }
+                    }
+                }
+                if types.len() > 1 {
+                    for (p, users) in points.values_mut() {
+                        p.unique_users = round(users.estimate());
+                    }
+                }
+            }
+            out.days.extend(points.into_values().map(|(p, _)| p));
+        }
+        Ok(out)
     }
 }
 

@@ -1,0 +1,246 @@
+//! The pipeline's status as an operator reads it (`GET /pipeline/status`, the dashboard): totals,
+//! the watermark and its lag, recent objects, objects that need attention, the dead-letter
+//! queue's depth and rejected lines by reason. Built from what the checkpoint store and the
+//! queue already hold; nothing here scans the history.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use crate::checkpoint::{ObjectCheckpoint, PipelineState, State};
+
+/// How many messages wait in a queue (the ETL's dead-letter queue).
+#[async_trait]
+pub trait QueueDepth: Send + Sync + 'static {
+    async fn depth(&self) -> Result<u64, String>;
+}
+
+/// Most objects listed per section: a status page, not an export.
+pub const LISTED: usize = 25;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ObjectStatus {
+    pub object: String,
+    pub state: &'static str,
+    pub attempts: u32,
+    pub updated_at: String,
+    pub accepted: Option<u64>,
+    pub rejected: Option<u64>,
+    pub bytes: Option<u64>,
+    pub duration_ms: Option<u64>,
+    pub error: Option<String>,
+    /// In progress with a lease nobody renewed: the attempt died; the sweep takes it over.
+    pub stuck: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeadLetters {
+    /// Messages waiting; `None` when no queue is configured or it could not be read.
+    pub depth: Option<u64>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Totals {
+    pub files_processed: u64,
+    pub events_accepted: u64,
+    pub events_rejected: u64,
+    pub bytes_processed: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PipelineStatus {
+    pub now: String,
+    pub totals: Totals,
+    pub last_object: Option<String>,
+    pub last_processed_at: Option<String>,
+    /// The newest event time counted so far.
+    pub watermark: Option<String>,
+    /// How far the watermark is behind now, in seconds (0 when it is ahead).
+    pub watermark_lag_seconds: Option<i64>,
+    /// Seconds since an object last finished.
+    pub idle_seconds: Option<i64>,
+    pub rejected_by_reason: BTreeMap<String, u64>,
+    pub recent: Vec<ObjectStatus>,
+    pub in_progress: usize,
+    /// Stuck attempts first, then failed ones; at most [`LISTED`].
+    pub needs_attention: Vec<ObjectStatus>,
+    pub dead_letters: DeadLetters,
+}
+
+pub fn rfc3339_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+fn object_status(r: &ObjectCheckpoint, now_ms: i64) -> ObjectStatus {
+    let c = r.completion.as_ref();
+    let object = match (&r.source, c) {
+        (Some(s), _) => format!("s3://{}/{}", s.bucket, s.key),
+        (None, Some(c)) => format!("s3://{}/{}", c.bucket, c.key),
+        (None, None) => r.id.clone(),
+    };
+    ObjectStatus {
+        object,
+        state: r.state.as_str(),
+        attempts: r.attempts,
+        updated_at: rfc3339_ms(r.updated_ms),
+        accepted: c.map(|c| c.accepted),
+        rejected: c.map(|c| c.rejected),
+        bytes: c.map(|c| c.bytes),
+        duration_ms: c.map(|c| c.duration_ms),
+        error: r.error.clone(),
+        stuck: r.is_stuck(now_ms),
+    }
+}
+
+/// The status from the store's totals, its recent records (newest first) and the records that
+/// need the sweep's attention.
+pub fn status(
+    p: &PipelineState,
+    recent: &[ObjectCheckpoint],
+    attention: &[ObjectCheckpoint],
+    dead_letters: DeadLetters,
+    now_ms: i64,
+) -> PipelineStatus {
+    let mut needs: Vec<ObjectStatus> = attention
+        .iter()
+        .filter(|r| r.is_stuck(now_ms))
+        .map(|r| object_status(r, now_ms))
+        .collect();
+    needs.extend(
+        recent
+            .iter()
+            .filter(|r| r.state == State::Failed)
+            .map(|r| object_status(r, now_ms)),
+    );
+    needs.truncate(LISTED);
+    PipelineStatus {
+        now: rfc3339_ms(now_ms),
+        totals: Totals {
+            files_processed: p.files_processed,
+            events_accepted: p.events_accepted,
+            events_rejected: p.events_rejected,
+            bytes_processed: p.bytes_processed,
+        },
+        last_object: p.last_object.clone(),
+        last_processed_at: p.last_processed_ms.map(rfc3339_ms),
+        watermark: p.latest_event_time_us.map(|us| rfc3339_ms(us / 1000)),
+        watermark_lag_seconds: p
+            .latest_event_time_us
+            .map(|us| (now_ms.saturating_sub(us / 1000) / 1000).max(0)),
+        idle_seconds: p
+            .last_processed_ms
+            .map(|ms| (now_ms.saturating_sub(ms) / 1000).max(0)),
+        rejected_by_reason: p.rejected_by_reason.clone(),
+        recent: recent
+            .iter()
+            .take(LISTED)
+            .map(|r| object_status(r, now_ms))
+            .collect(),
+        in_progress: attention
+            .iter()
+            .filter(|r| r.state == State::InProgress)
+            .count(),
+        needs_attention: needs,
+        dead_letters,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::Completion;
+    use crate::source::ObjectRef;
+
+    fn rec(key: &str, state: State, updated_ms: i64, lease: i64) -> ObjectCheckpoint {
+        ObjectCheckpoint {
+            id: format!("object#raw/{key}#e"),
+            state,
+            attempts: 2,
+            lease_expires_ms: lease,
+            completion: (state == State::Done).then(|| Completion {
+                bucket: "raw".into(),
+                key: key.into(),
+                accepted: 10,
+                rejected: 1,
+                bytes: 500,
+                duration_ms: 12,
+                ..Completion::default()
+            }),
+            error: (state == State::Failed).then(|| "read timed out".to_owned()),
+            updated_ms,
+            source: Some(ObjectRef::new("raw", key)),
+            cleanup: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn status_lists_recent_stuck_and_failed_objects_with_lags() {
+        let now = 1_700_000_000_000;
+        let p = PipelineState {
+            files_processed: 3,
+            events_accepted: 30,
+            events_rejected: 2,
+            bytes_processed: 1500,
+            latest_event_time_us: Some((now - 90_000) * 1000),
+            last_object: Some("s3://raw/c.jsonl".into()),
+            last_processed_ms: Some(now - 4_000),
+            rejected_by_reason: BTreeMap::from([("invalid_json".into(), 2)]),
+        };
+        let recent = vec![
+            rec("c.jsonl", State::Done, now - 4_000, 0),
+            rec("b.jsonl", State::Failed, now - 5_000, 0),
+            rec("a.jsonl", State::InProgress, now - 6_000, now + 50_000),
+        ];
+        let attention = vec![
+            rec("a.jsonl", State::InProgress, now - 6_000, now + 50_000),
+            rec("dead.jsonl", State::InProgress, now - 200_000, now - 1),
+        ];
+        let dl = DeadLetters {
+            depth: Some(4),
+            error: None,
+        };
+        let s = status(&p, &recent, &attention, dl, now);
+        assert_eq!(s.watermark_lag_seconds, Some(90));
+        assert_eq!(s.idle_seconds, Some(4));
+        assert_eq!(s.recent.len(), 3);
+        assert_eq!(s.recent[0].object, "s3://raw/c.jsonl");
+        assert_eq!(s.recent[0].accepted, Some(10));
+        assert_eq!(s.recent[1].error.as_deref(), Some("read timed out"));
+        assert_eq!(s.in_progress, 2);
+        let needs: Vec<(&str, &str, bool)> = s
+            .needs_attention
+            .iter()
+            .map(|o| (o.object.as_str(), o.state, o.stuck))
+            .collect();
+        assert_eq!(
+            needs,
+            vec![
+                ("s3://raw/dead.jsonl", "in_progress", true),
+                ("s3://raw/b.jsonl", "failed", false)
+            ]
+        );
+        assert_eq!(s.dead_letters.depth, Some(4));
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["totals"]["events_rejected"], 2);
+        assert_eq!(v["rejected_by_reason"]["invalid_json"], 2);
+        // A watermark in the future (clock skew, a bad producer) is no lag, not a negative one.
+        let ahead = PipelineState {
+            latest_event_time_us: Some((now + 3_600_000) * 1000),
+            ..PipelineState::default()
+        };
+        let s = status(&ahead, &[], &[], dl_none(), now);
+        assert_eq!(s.watermark_lag_seconds, Some(0));
+        assert_eq!(s.idle_seconds, None);
+    }
+
+    fn dl_none() -> DeadLetters {
+        DeadLetters {
+            depth: None,
+            error: None,
+        }
+    }
+}
