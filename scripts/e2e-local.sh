@@ -141,6 +141,14 @@ s = json.load(urllib.request.urlopen(urllib.request.Request(api + "/analytics/su
 assert s["total_events"] == 510 and s["events_by_type"]["e2e_check"] == 7, s
 print("e2e: compaction and the monthly rollup keep the API's answers")
 PY
+# The dashboard in headless Chromium against this stack: KPIs equal the API's numbers, charts
+# drawn, search highlighted, a bad key refused, no console errors; screenshots under target/.
+if [ "${#mode[@]}" -eq 0 ]; then
+  bash scripts/browser/install.sh
+  DASHBOARD_URL="http://$API_ADDR/" API_KEY="$(cat "$LOCAL_STATE/api-key")" SCREENSHOTS="$root/target/screenshots" \
+    node scripts/browser/dashboard.mjs > "$LOCAL_STATE/browser.log" 2>&1 || { cat "$LOCAL_STATE/browser.log"; echo "the dashboard test failed" >&2; exit 1; }
+  grep '^browser:' "$LOCAL_STATE/browser.log"
+fi
 # The OpenAPI description against the running API: every read operation, generated requests
 # (schema-valid and not), every check (status codes and response shapes as documented, no 5xx,
 # schema-violating requests refused) but one: a schema-valid request may still be refused when

@@ -58,6 +58,7 @@ invoke analytics-api events/apigw-health.json "r['statusCode'] == 200 and $body[
 invoke analytics-api events/apigw-summary.json "r['statusCode'] == 200 and $body['total_events'] == 500"
 invoke analytics-api events/apigw-metrics.json "r['statusCode'] == 200 and len($body['metrics']) > 0"
 invoke analytics-api events/apigw-pipeline-status.json "r['statusCode'] == 200 and $body['totals']['files_processed'] >= 1"
+invoke analytics-api events/apigw-dashboard.json "r['statusCode'] == 200 and r['headers']['content-type'].startswith('text/html') and '<title>DataFlow</title>' in r['body'] and not r.get('isBase64Encoded')"
 invoke search-api events/apigw-docs.json "r['statusCode'] == 200 and $body['index']['documents'] >= 4"
 invoke search-api events/apigw-docs-search.json "r['statusCode'] == 200 and len($body['results']) > 0"
 invoke ingest-api events/apigw-events-post.json "r['statusCode'] == 200 and $body == {'accepted': 2, 'rejected': [{'index': 2, 'reason': 'missing_user_id'}]}"

@@ -210,6 +210,23 @@ pub async fn doctor(api: &str) -> Result<()> {
             Err(e) => Err(e),
         },
     );
+    report(
+        "dashboard",
+        match (
+            http_get(api, "/").await,
+            http_get(api, "/pipeline/status").await,
+        ) {
+            (Ok((200, page)), Ok((200, _))) if page.contains("<title>DataFlow</title>") => {
+                Ok(format!("http://{api}/ and /pipeline/status answer"))
+            }
+            (Ok((code, _)), _) if code != 200 => Err(format!("/ answered {code}")),
+            (_, Ok((code, body))) if code != 200 => {
+                Err(format!("/pipeline/status answered {code}: {body}"))
+            }
+            (Err(e), _) | (_, Err(e)) => Err(e),
+            _ => Err("/ is not the dashboard page".into()),
+        },
+    );
     if failures > 0 {
         bail!("{failures} check(s) failed");
     }

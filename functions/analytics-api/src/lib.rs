@@ -19,6 +19,8 @@ use dataflow_store::ObjectStore;
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
+pub mod dashboard;
+
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const MAX_LIMIT: usize = 1000;
 const DEFAULT_LIMIT: usize = 100;
@@ -117,6 +119,7 @@ pub fn routes(state: Arc<AppState>) -> Router {
         .route("/analytics/summary", get(summary))
         .route("/analytics/daily", get(daily))
         .route("/pipeline/status", get(pipeline_status))
+        .merge(dashboard::routes())
         .with_state(state)
 }
 

@@ -269,6 +269,18 @@ async fn api_gateway_samples_reach_the_router() {
             assert_eq!(v["count"], 2);
         }
     }
+    // The dashboard through the same path: HTML, not JSON.
+    let text = std::fs::read_to_string(format!(
+        "{}/../../events/apigw-dashboard.json",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let req = lambda_http::request::from_str(&text).unwrap();
+    let resp = f.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "text/html; charset=utf-8");
+    let page = resp.into_body().collect().await.unwrap().to_bytes();
+    assert!(String::from_utf8_lossy(&page).contains("<title>DataFlow</title>"));
 }
 
 /// Every analytics operation of /openapi.json is routed, and the parameter bounds it declares
@@ -397,5 +409,64 @@ async fn pipeline_status_reports_totals_recent_objects_and_reasons() {
     assert_eq!(
         (s, v["parameter"].as_str()),
         (StatusCode::BAD_REQUEST, Some("x"))
+    );
+}
+
+async fn raw(app: &axum::Router, uri: &str) -> (StatusCode, axum::http::HeaderMap, String) {
+    let req = axum::http::Request::builder()
+        .uri(uri)
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let (parts, body) = resp.into_parts();
+    let bytes = body.collect().await.unwrap().to_bytes();
+    (
+        parts.status,
+        parts.headers,
+        String::from_utf8(bytes.to_vec()).unwrap(),
+    )
+}
+
+/// The dashboard is served by the function itself: the page, its script and styles, uPlot and
+/// its license; no third-party origin anywhere.
+#[tokio::test]
+async fn the_dashboard_and_its_assets_are_served() {
+    let f = fixture(Duration::ZERO);
+    let (s, h, page) = raw(&f.app, "/").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(h["content-type"], "text/html; charset=utf-8");
+    let csp = h["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("script-src 'self'") && csp.contains("connect-src 'self'"));
+    assert!(page.contains("<title>DataFlow</title>"));
+    // The view's query string does not change the page.
+    let (s, _, same) = raw(&f.app, "/?from=2024-03-01&event_type=click").await;
+    assert_eq!((s, same.len()), (StatusCode::OK, page.len()));
+    let mut referenced = 0;
+    for asset in [
+        "app.js",
+        "app.css",
+        "uPlot.iife.min.js",
+        "uPlot.min.css",
+        "LICENSE-uPlot.txt",
+    ] {
+        let (s, h, body) = raw(&f.app, &format!("/assets/{asset}")).await;
+        assert_eq!(s, StatusCode::OK, "{asset}");
+        assert!(body.len() > 500, "{asset}");
+        assert!(h["cache-control"].to_str().unwrap().contains("max-age"));
+        referenced += usize::from(page.contains(&format!("assets/{asset}")));
+        assert!(
+            !body.contains("https://fonts.") && !body.contains("cdn."),
+            "{asset} calls out"
+        );
+    }
+    assert_eq!(referenced, 5);
+    let (_, _, license) = raw(&f.app, "/assets/LICENSE-uPlot.txt").await;
+    assert!(license.starts_with("The MIT License"));
+    let (s, v) = call(&f.app, "GET", "/assets/../Cargo.toml").await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    let (s, v) = call(&f.app, "GET", "/assets/nope.js").await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
     );
 }

@@ -53,6 +53,9 @@ pub fn required_scope(method: &str, path: &str) -> Option<Scope> {
     let method = method.to_ascii_uppercase();
     match (method.as_str(), path) {
         ("OPTIONS", _) | (_, "/health") | (_, "/openapi.json") => None,
+        // The dashboard page and its assets: public, the data calls they make are not.
+        ("GET" | "HEAD", "/") => None,
+        ("GET" | "HEAD", p) if p.starts_with("/assets/") => None,
         ("POST", "/events") => Some(Scope::Ingest),
         ("PUT" | "DELETE", p) if p.starts_with("/docs/") => Some(Scope::Admin),
         _ => Some(Scope::Read),
@@ -256,6 +259,11 @@ mod tests {
             Some(Scope::Read)
         );
         assert_eq!(required_scope("GET", "/docs/search"), Some(Scope::Read));
+        assert_eq!(required_scope("GET", "/"), None);
+        assert_eq!(required_scope("GET", "/assets/app.js"), None);
+        assert_eq!(required_scope("POST", "/"), Some(Scope::Read));
+        assert_eq!(required_scope("GET", "/pipeline/status"), Some(Scope::Read));
+        assert_eq!(required_scope("GET", "/analytics/daily"), Some(Scope::Read));
         assert_eq!(required_scope("put", "/docs/a/b.md"), Some(Scope::Admin));
         assert_eq!(required_scope("DELETE", "/docs/a.md"), Some(Scope::Admin));
         assert!(Scope::Admin.allows(Scope::Ingest) && Scope::Admin.allows(Scope::Read));
