@@ -71,7 +71,9 @@
   async function call(path) {
     const headers = { accept: "application/json" };
     const key = apiKey();
-    if (key) headers["x-api-key"] = key;
+    // A JWT (AuthMode=JWT) goes as a bearer token; anything else is an API key.
+    if (/^[\w-]+\.[\w-]+\.[\w-]*$/.test(key)) headers.authorization = "Bearer " + key;
+    else if (key) headers["x-api-key"] = key;
     let res;
     try {
       res = await fetch(path, { headers, cache: "no-store" });
