@@ -37,6 +37,9 @@ pub struct AppState {
     pub refresh: Duration,
     pub health_timeout: Duration,
     pipeline: Mutex<Option<(Instant, PipelineState)>>,
+    /// The last `/pipeline/status` answer: every open dashboard asks every few seconds, and each
+    /// answer is four DynamoDB reads and an SQS call.
+    status: Mutex<Option<(Instant, Value)>>,
     /// Rendered answers by (snapshot generation, path + query): dashboards repeat queries.
     answers: Mutex<(u64, HashMap<String, Value>)>,
 }
@@ -63,6 +66,7 @@ impl AppState {
             refresh,
             health_timeout: Duration::from_secs(2),
             pipeline: Mutex::new(None),
+            status: Mutex::new(None),
             answers: Mutex::new((0, HashMap::new())),
         }
     }
@@ -368,6 +372,12 @@ async fn pipeline_status(
     RawQuery(q): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     Params::parse(q.as_deref(), &[])?;
+    let mut cached = st.status.lock().await;
+    if let Some((at, v)) = cached.as_ref() {
+        if at.elapsed() < st.refresh {
+            return Ok(Json(v.clone()));
+        }
+    }
     let unavailable = |e: dataflow_core::checkpoint::CheckpointError| {
         ApiError::unavailable("checkpoints_unavailable", e.to_string())
     };
@@ -401,8 +411,15 @@ async fn pipeline_status(
             },
         },
     };
-    let s = dataflow_core::pipeline::status(&p, &recent, &attention, dead_letters, now);
-    Ok(Json(json!(s)))
+    let v = json!(dataflow_core::pipeline::status(
+        &p,
+        &recent,
+        &attention,
+        dead_letters,
+        now
+    ));
+    *cached = Some((Instant::now(), v.clone()));
+    Ok(Json(v))
 }
 
 /// Cursors are opaque to clients: the hex of the last row's key.

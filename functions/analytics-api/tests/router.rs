@@ -232,14 +232,21 @@ async fn new_data_shows_up_after_the_revalidation_delay() {
     ingest(&f, "a.jsonl", &[("u1", "click", DAY1)]).await;
     let (_, v) = call(&f.app, "GET", "/analytics/summary").await;
     assert_eq!(v["total_events"], 1);
+    let (_, v) = call(&f.app, "GET", "/pipeline/status").await;
+    assert_eq!(v["totals"]["files_processed"], 1);
     ingest(&f, "b.jsonl", &[("u2", "click", DAY1)]).await;
     // Within the delay the cached view answers; after it, the new file counts.
     let (_, v) = call(&f.app, "GET", "/analytics/summary").await;
     assert_eq!(v["total_events"], 1);
+    let (_, v) = call(&f.app, "GET", "/pipeline/status").await;
+    assert_eq!(v["totals"]["files_processed"], 1);
     tokio::time::sleep(Duration::from_millis(3_100)).await;
     let (_, v) = call(&f.app, "GET", "/analytics/summary").await;
     assert_eq!(v["total_events"], 2);
     assert_eq!(v["files_processed"], 2);
+    let (_, v) = call(&f.app, "GET", "/pipeline/status").await;
+    assert_eq!(v["totals"]["files_processed"], 2);
+    assert_eq!(v["recent"].as_array().unwrap().len(), 2);
 }
 
 /// The API Gateway v2 samples in events/ route through the same router (as lambda_http runs it).
