@@ -90,17 +90,21 @@
   const settle = (p) => p.then((value) => ({ value }), (error) => ({ error }));
 
   // ---- states --------------------------------------------------------------------------------
+  // Written only when it changes: an alert region re-announces every write.
   function banner(kind, text) {
     const b = $("banner");
-    if (!kind) { b.hidden = true; b.textContent = ""; b.className = "banner"; return; }
-    b.hidden = false;
-    b.className = "banner " + (kind === "error" ? "error" : kind === "warn" ? "warn" : "info");
-    b.textContent = text;
+    const cls = "banner" + (kind ? " " + (kind === "error" ? "error" : kind === "warn" ? "warn" : "info") : "");
+    if (b.className === cls && b.textContent === (text || "")) return;
+    b.hidden = !kind;
+    b.className = cls;
+    b.textContent = kind ? text : "";
   }
   function setState(state) { document.body.dataset.state = state; }
 
   // ---- rendering ------------------------------------------------------------------------------
-  function text(id, v) { $(id).textContent = v; }
+  function text(id, v) { const el = $(id); if (el.textContent !== v) el.textContent = v; }
+  // Ages from absolute times, so an answer cached by the API still reads right.
+  const secondsSince = (iso) => (iso ? Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000)) : null);
   function ago(iso) {
     if (!iso) return "never";
     const s = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
@@ -164,13 +168,13 @@
     text("kpi-rejected", fmt.format(p.totals.events_rejected));
     text("kpi-last", p.last_processed_at ? ago(p.last_processed_at) : "never");
     $("kpi-last").title = p.last_processed_at || "";
-    text("kpi-lag", duration(p.watermark_lag_seconds));
+    text("kpi-lag", duration(secondsSince(p.watermark)));
     $("kpi-lag").title = p.watermark ? "newest event: " + p.watermark : "";
     text("pipe-inprogress", fmt.format(p.in_progress));
     text("pipe-attention", fmt.format(p.needs_attention.length));
     text("pipe-dlq", p.dead_letters.depth == null ? "n/a" : fmt.format(p.dead_letters.depth));
     $("pipe-dlq").title = p.dead_letters.error || "";
-    text("pipe-idle", duration(p.idle_seconds));
+    text("pipe-idle", duration(secondsSince(p.last_processed_at)));
     const reasons = Object.entries(p.rejected_by_reason).sort((a, b) => b[1] - a[1]);
     fillTable("reasons", reasons.map(([r, n]) => [r, { text: fmt.format(n), cls: "num" }]), "no rejected lines", 2);
     fillTable("recent", p.recent.map((o) => [
@@ -261,8 +265,10 @@
   }
 
   // ---- the refresh -------------------------------------------------------------------------------
+  let again = false;
   async function refresh() {
-    if (refreshing) return;
+    // A refresh asked for while one runs (a new filter, a new key) runs right after it.
+    if (refreshing) { again = true; return; }
     refreshing = true;
     const view = viewFromUrl();
     const q = query(view);
@@ -314,14 +320,16 @@
       text("updated", "updated " + new Date().toLocaleTimeString());
     } finally {
       refreshing = false;
+      if (again) { again = false; refresh(); }
     }
   }
   function renderHealth(h) {
     const pill = $("health");
-    if (h.value && h.value.status === "ok") { pill.textContent = "healthy"; pill.className = "pill ok"; return; }
+    const ok = h.value && h.value.status === "ok";
     const degraded = h.value || (h.error && h.error.status === 503);
-    pill.textContent = degraded ? "degraded" : "unreachable";
-    pill.className = "pill bad";
+    const [label, cls] = ok ? ["healthy", "pill ok"] : [degraded ? "degraded" : "unreachable", "pill bad"];
+    if (pill.textContent !== label) pill.textContent = label;
+    pill.className = cls;
   }
 
   // ---- search ------------------------------------------------------------------------------------

@@ -364,6 +364,9 @@ async fn daily(
     Ok(Json(v))
 }
 
+/// How long the status waits for each store call.
+const STATUS_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How many recent objects the status lists.
 const RECENT: usize = dataflow_core::pipeline::LISTED;
 
@@ -378,16 +381,56 @@ async fn pipeline_status(
             return Ok(Json(v.clone()));
         }
     }
-    let unavailable = |e: dataflow_core::checkpoint::CheckpointError| {
-        ApiError::unavailable("checkpoints_unavailable", e.to_string())
-    };
     let now = chrono::Utc::now().timestamp_millis();
-    let (p, recent, attention) = tokio::try_join!(
-        st.checkpoints.pipeline(),
-        st.checkpoints.recent(RECENT, now),
-        st.checkpoints.attention(),
-    )
-    .map_err(unavailable)?;
+    // The totals are the status: without them it is a 503. The lists are parts: one that cannot
+    // be read (an index still building, a slow call) is named in `problems`, the rest answers.
+    let t = STATUS_CALL_TIMEOUT;
+    let timed_out = || format!("no answer within {} ms", t.as_millis());
+    let (p, recent, attention, failed) = tokio::join!(
+        tokio::time::timeout(t, st.checkpoints.pipeline()),
+        tokio::time::timeout(t, st.checkpoints.recent(RECENT, now)),
+        tokio::time::timeout(t, st.checkpoints.attention()),
+        tokio::time::timeout(t, st.checkpoints.failed(RECENT)),
+    );
+    let pipeline = match p {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => {
+            return Err(ApiError::unavailable(
+                "checkpoints_unavailable",
+                e.to_string(),
+            ))
+        }
+        Err(_) => {
+            return Err(ApiError::unavailable(
+                "checkpoints_unavailable",
+                timed_out(),
+            ))
+        }
+    };
+    let mut problems = Vec::new();
+    let mut part = |what: &str, r: Result<Result<Vec<_>, _>, _>| match r {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => {
+            problems.push(format!("{what}: {e}"));
+            Vec::new()
+        }
+        Err(_) => {
+            problems.push(format!("{what}: {}", timed_out()));
+            Vec::new()
+        }
+    };
+    let (recent, attention, failed) = (
+        part("recent objects", recent),
+        part("objects in progress", attention),
+        part("failed objects", failed),
+    );
+    let parts = dataflow_core::pipeline::Parts {
+        pipeline,
+        recent,
+        attention,
+        failed,
+        problems,
+    };
     let dead_letters = match &st.dead_letters {
         None => DeadLetters {
             depth: None,
@@ -411,13 +454,7 @@ async fn pipeline_status(
             },
         },
     };
-    let v = json!(dataflow_core::pipeline::status(
-        &p,
-        &recent,
-        &attention,
-        dead_letters,
-        now
-    ));
+    let v = json!(dataflow_core::pipeline::status(&parts, dead_letters, now));
     *cached = Some((Instant::now(), v.clone()));
     Ok(Json(v))
 }

@@ -406,6 +406,7 @@ async fn pipeline_status_reports_totals_recent_objects_and_reasons() {
     assert_eq!(v["watermark"], "2024-03-02T10:00:00.000Z");
     assert!(v["watermark_lag_seconds"].as_i64().unwrap() > 86_400 * 365);
     assert_eq!(v["needs_attention"], json!([]));
+    assert_eq!(v["problems"], json!([]));
     assert_eq!(v["in_progress"], 0);
     assert_eq!(v["dead_letters"]["depth"], Value::Null);
     assert!(v["dead_letters"]["error"]

@@ -21,6 +21,9 @@ pub const PIPELINE_ID: &str = "pipeline";
 /// drop it, so the sweep reads only those, never the whole table.
 pub const ATTENTION_INDEX: &str = "attention";
 pub const ATTENTION_ATTR: &str = "attention";
+/// The `attention` value of failed records: their own partition of the same sparse index, which
+/// the sweep does not read (it asks for "1") and the status page does.
+const FAILED_ATTENTION: &str = "failed";
 
 /// [`CheckpointStore`] in a DynamoDB table whose partition key is the string attribute `pk`.
 /// Object items: `object#<bucket>/<key>#<version>`; key items `key#<bucket>/<key>` name the
@@ -63,6 +66,21 @@ fn store_err(context: &str, e: &(dyn std::error::Error + 'static)) -> Checkpoint
 /// (`recent_day`), newest first by `updated_ms`.
 pub const RECENT_INDEX: &str = "recent";
 pub const RECENT_DAY_ATTR: &str = "recent_day";
+/// What the `recent` index copies of each record: what the status page shows, not the outputs
+/// or cleanup lists (every write of a record rewrites its index entry).
+pub const RECENT_PROJECTED: [&str; 11] = [
+    "state",
+    "attempts",
+    "lease_expires_ms",
+    "accepted",
+    "rejected",
+    "bytes",
+    "duration_ms",
+    "error",
+    "source_bucket",
+    "source_key",
+    "rejected_reasons",
+];
 /// Totals item attributes holding rejected lines per reason code.
 const REASON_PREFIX: &str = "rejected_reason_";
 
@@ -520,8 +538,9 @@ impl CheckpointStore for DynamoCheckpoints {
         let res = self
             .release(claim, State::Failed, now_ms)
             .update_expression(
-                "SET #s = :state, #e = :err, lease_expires_ms = :zero, updated_ms = :now, #day = :day REMOVE #att",
+                "SET #s = :state, #e = :err, lease_expires_ms = :zero, updated_ms = :now, #day = :day, #att = :failed_s",
             )
+            .expression_attribute_values(":failed_s", s(FAILED_ATTENTION))
             .expression_attribute_values(":err", s(cut(error)))
             .send()
             .await;
@@ -605,6 +624,25 @@ impl CheckpointStore for DynamoCheckpoints {
             }
         }
         Ok(out)
+    }
+
+    async fn failed(&self, limit: usize) -> Result<Vec<ObjectCheckpoint>, CheckpointError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let page = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(ATTENTION_INDEX)
+            .key_condition_expression("#att = :failed_s")
+            .expression_attribute_names("#att", ATTENTION_ATTR)
+            .expression_attribute_values(":failed_s", s(FAILED_ATTENTION))
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(|e| store_err("Query attention index (failed)", &e))?;
+        page.items().iter().map(Self::decode).collect()
     }
 
     async fn get(&self, id: &str) -> Result<Option<ObjectCheckpoint>, CheckpointError> {

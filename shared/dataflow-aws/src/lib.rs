@@ -26,6 +26,7 @@ use dataflow_config::{AwsSettings, ConfigError, Env, FromEnv};
 #[cfg(feature = "dynamodb")]
 pub use dynamo::{
     DynamoCheckpoints, ATTENTION_ATTR, ATTENTION_INDEX, RECENT_DAY_ATTR, RECENT_INDEX,
+    RECENT_PROJECTED,
 };
 #[cfg(feature = "firehose")]
 pub use firehose::FirehoseSink;

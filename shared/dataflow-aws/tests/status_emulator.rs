@@ -2,8 +2,7 @@
 //! index (also on a table made before the index existed) and the dead-letter queue's depth.
 
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType,
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
 };
 use dataflow_aws::requeue::SqsDepth;
 use dataflow_aws::{DynamoCheckpoints, ATTENTION_INDEX, RECENT_INDEX};
@@ -12,8 +11,8 @@ use dataflow_core::pipeline::QueueDepth;
 use dataflow_core::source::ObjectRef;
 use dataflow_core::time::now_ms;
 
-/// A table as earlier versions made it (the sweep's index only) gains the `recent` index, and
-/// the status reads from it at once.
+/// A table as earlier versions made it (no index) gains the sweep's and the status page's, and
+/// the status reads from them at once; a failed object is listed until it is retried.
 #[tokio::test]
 async fn an_older_table_gains_the_recent_index() {
     let cfg = dataflow_testkit::config();
@@ -34,24 +33,12 @@ async fn an_older_table_gains_the_recent_index() {
             .build()
             .unwrap()
     };
+    // As the first versions made it: the partition key only, no index.
     ddb.create_table()
         .table_name(&table)
         .billing_mode(BillingMode::PayPerRequest)
         .attribute_definitions(s("pk"))
-        .attribute_definitions(s("attention"))
         .key_schema(hash("pk"))
-        .global_secondary_indexes(
-            GlobalSecondaryIndex::builder()
-                .index_name(ATTENTION_INDEX)
-                .key_schema(hash("attention"))
-                .projection(
-                    Projection::builder()
-                        .projection_type(ProjectionType::All)
-                        .build(),
-                )
-                .build()
-                .unwrap(),
-        )
         .send()
         .await
         .unwrap();
@@ -91,6 +78,32 @@ async fn an_older_table_gains_the_recent_index() {
     let recent = ck.recent(10, now_ms()).await.unwrap();
     let ids: Vec<&str> = recent.iter().map(|r| r.id.as_str()).collect();
     assert!(ids.contains(&b.checkpoint_id().as_str()), "{ids:?}");
+    // The index holds what the page shows: source and state read back.
+    let rec = recent.iter().find(|r| r.id == b.checkpoint_id()).unwrap();
+    assert_eq!(rec.source.as_ref().map(|s| s.key.as_str()), Some("b.jsonl"));
+
+    // A failed attempt: listed as failed (not by the sweep's query), until a retry claims it.
+    let c = ObjectRef::new("raw", "c.jsonl");
+    let ClaimOutcome::Acquired(claim) = ck.claim(&c, now_ms(), 60_000).await.unwrap() else {
+        panic!("not claimed")
+    };
+    ck.fail(&claim, "read timed out", now_ms()).await.unwrap();
+    let failed = ck.failed(10).await.unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].id, c.checkpoint_id());
+    assert_eq!(failed[0].error.as_deref(), Some("read timed out"));
+    assert!(ck
+        .attention()
+        .await
+        .unwrap()
+        .iter()
+        .all(|r| r.id != c.checkpoint_id()));
+    assert!(matches!(
+        ck.claim(&c, now_ms(), 60_000).await.unwrap(),
+        ClaimOutcome::Acquired(_)
+    ));
+    assert!(ck.failed(10).await.unwrap().is_empty());
+    assert_eq!(ck.failed(0).await.unwrap().len(), 0);
 }
 
 #[tokio::test]

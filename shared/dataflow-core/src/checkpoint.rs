@@ -218,6 +218,9 @@ pub trait CheckpointStore: Send + Sync + 'static {
         limit: usize,
         now_ms: i64,
     ) -> Result<Vec<ObjectCheckpoint>, CheckpointError>;
+    /// Records whose last attempt failed (not retried or done since), at most `limit`. Cheap:
+    /// an index read.
+    async fn failed(&self, limit: usize) -> Result<Vec<ObjectCheckpoint>, CheckpointError>;
     async fn pipeline(&self) -> Result<PipelineState, CheckpointError>;
     /// Deletes a record so the object is processed again, taking a done record's counts back out
     /// of the totals in the same step. Returns whether a record existed.
@@ -503,6 +506,17 @@ impl CheckpointStore for MemoryCheckpoints {
         out.sort_by(|a, b| b.updated_ms.cmp(&a.updated_ms).then(a.id.cmp(&b.id)));
         out.truncate(limit);
         Ok(out)
+    }
+
+    async fn failed(&self, limit: usize) -> Result<Vec<ObjectCheckpoint>, CheckpointError> {
+        Ok(self
+            .lock()?
+            .objects
+            .values()
+            .filter(|r| r.state == State::Failed)
+            .take(limit)
+            .cloned()
+            .collect())
     }
 
     async fn pipeline(&self) -> Result<PipelineState, CheckpointError> {

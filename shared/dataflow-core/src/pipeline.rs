@@ -67,6 +67,20 @@ pub struct PipelineStatus {
     /// Stuck attempts first, then failed ones; at most [`LISTED`].
     pub needs_attention: Vec<ObjectStatus>,
     pub dead_letters: DeadLetters,
+    /// Parts that could not be read this time (the rest of the status still answers).
+    pub problems: Vec<String>,
+}
+
+/// What the status is made of, as the stores returned it.
+#[derive(Debug, Default)]
+pub struct Parts {
+    pub pipeline: PipelineState,
+    /// Newest first.
+    pub recent: Vec<ObjectCheckpoint>,
+    /// The sweep's records: in progress (stuck when their lease expired) and superseded ones.
+    pub attention: Vec<ObjectCheckpoint>,
+    pub failed: Vec<ObjectCheckpoint>,
+    pub problems: Vec<String>,
 }
 
 pub fn rfc3339_ms(ms: i64) -> String {
@@ -96,22 +110,22 @@ fn object_status(r: &ObjectCheckpoint, now_ms: i64) -> ObjectStatus {
     }
 }
 
-/// The status from the store's totals, its recent records (newest first) and the records that
-/// need the sweep's attention.
-pub fn status(
-    p: &PipelineState,
-    recent: &[ObjectCheckpoint],
-    attention: &[ObjectCheckpoint],
-    dead_letters: DeadLetters,
-    now_ms: i64,
-) -> PipelineStatus {
+/// The status from what the stores returned.
+pub fn status(parts: &Parts, dead_letters: DeadLetters, now_ms: i64) -> PipelineStatus {
+    let Parts {
+        pipeline: p,
+        recent,
+        attention,
+        failed,
+        problems,
+    } = parts;
     let mut needs: Vec<ObjectStatus> = attention
         .iter()
         .filter(|r| r.is_stuck(now_ms))
         .map(|r| object_status(r, now_ms))
         .collect();
     needs.extend(
-        recent
+        failed
             .iter()
             .filter(|r| r.state == State::Failed)
             .map(|r| object_status(r, now_ms)),
@@ -146,6 +160,7 @@ pub fn status(
             .count(),
         needs_attention: needs,
         dead_letters,
+        problems: problems.clone(),
     }
 }
 
@@ -190,20 +205,26 @@ mod tests {
             last_processed_ms: Some(now - 4_000),
             rejected_by_reason: BTreeMap::from([("invalid_json".into(), 2)]),
         };
-        let recent = vec![
-            rec("c.jsonl", State::Done, now - 4_000, 0),
-            rec("b.jsonl", State::Failed, now - 5_000, 0),
-            rec("a.jsonl", State::InProgress, now - 6_000, now + 50_000),
-        ];
-        let attention = vec![
-            rec("a.jsonl", State::InProgress, now - 6_000, now + 50_000),
-            rec("dead.jsonl", State::InProgress, now - 200_000, now - 1),
-        ];
+        let parts = Parts {
+            pipeline: p,
+            recent: vec![
+                rec("c.jsonl", State::Done, now - 4_000, 0),
+                rec("b.jsonl", State::Failed, now - 5_000, 0),
+                rec("a.jsonl", State::InProgress, now - 6_000, now + 50_000),
+            ],
+            attention: vec![
+                rec("a.jsonl", State::InProgress, now - 6_000, now + 50_000),
+                rec("dead.jsonl", State::InProgress, now - 200_000, now - 1),
+            ],
+            // Failed long ago: no longer among the recent records, still listed.
+            failed: vec![rec("old.jsonl", State::Failed, now - 9 * 86_400_000, 0)],
+            problems: vec![],
+        };
         let dl = DeadLetters {
             depth: Some(4),
             error: None,
         };
-        let s = status(&p, &recent, &attention, dl, now);
+        let s = status(&parts, dl, now);
         assert_eq!(s.watermark_lag_seconds, Some(90));
         assert_eq!(s.idle_seconds, Some(4));
         assert_eq!(s.recent.len(), 3);
@@ -220,7 +241,7 @@ mod tests {
             needs,
             vec![
                 ("s3://raw/dead.jsonl", "in_progress", true),
-                ("s3://raw/b.jsonl", "failed", false)
+                ("s3://raw/old.jsonl", "failed", false)
             ]
         );
         assert_eq!(s.dead_letters.depth, Some(4));
@@ -232,9 +253,15 @@ mod tests {
             latest_event_time_us: Some((now + 3_600_000) * 1000),
             ..PipelineState::default()
         };
-        let s = status(&ahead, &[], &[], dl_none(), now);
+        let parts = Parts {
+            pipeline: ahead,
+            problems: vec!["recent objects: index missing".into()],
+            ..Parts::default()
+        };
+        let s = status(&parts, dl_none(), now);
         assert_eq!(s.watermark_lag_seconds, Some(0));
         assert_eq!(s.idle_seconds, None);
+        assert_eq!(s.problems, ["recent objects: index missing"]);
     }
 
     fn dl_none() -> DeadLetters {

@@ -9,6 +9,7 @@ use aws_sdk_dynamodb::types::{
 
 use dataflow_aws::{
     describe, status_of, ATTENTION_ATTR, ATTENTION_INDEX, RECENT_DAY_ATTR, RECENT_INDEX,
+    RECENT_PROJECTED,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -92,16 +93,23 @@ pub async fn ensure_table(
             .build()
             .map_err(built)
     };
-    let all = || {
-        Projection::builder()
-            .projection_type(ProjectionType::All)
-            .build()
-    };
-    // The sweep's index (hash only) and the status page's (day, then time); both sparse.
+    let all = Projection::builder()
+        .projection_type(ProjectionType::All)
+        .build();
+    let status_fields = Projection::builder()
+        .projection_type(ProjectionType::Include)
+        .set_non_key_attributes(Some(
+            RECENT_PROJECTED.iter().map(|a| a.to_string()).collect(),
+        ))
+        .build();
+    // The sweep's index (hash only, every attribute) and the status page's (day, then time; the
+    // fields it shows); both sparse. Each with the definitions of its own key attributes.
     let indexes = [
         (
             ATTENTION_INDEX,
             vec![element(ATTENTION_ATTR, KeyType::Hash)?],
+            vec![attr(ATTENTION_ATTR, ScalarAttributeType::S)?],
+            all,
         ),
         (
             RECENT_INDEX,
@@ -109,20 +117,17 @@ pub async fn ensure_table(
                 element(RECENT_DAY_ATTR, KeyType::Hash)?,
                 element("updated_ms", KeyType::Range)?,
             ],
+            vec![
+                attr(RECENT_DAY_ATTR, ScalarAttributeType::S)?,
+                attr("updated_ms", ScalarAttributeType::N)?,
+            ],
+            status_fields,
         ),
     ];
-    let attrs = || -> Result<Vec<AttributeDefinition>, ResourceError> {
-        Ok(vec![
-            attr("pk", ScalarAttributeType::S)?,
-            attr(ATTENTION_ATTR, ScalarAttributeType::S)?,
-            attr(RECENT_DAY_ATTR, ScalarAttributeType::S)?,
-            attr("updated_ms", ScalarAttributeType::N)?,
-        ])
-    };
     if table_exists(ddb, table).await? {
         // Tables made by earlier versions get the indexes they lack, one update each (DynamoDB
         // takes one index creation per call).
-        for (name, schema) in indexes {
+        for (name, schema, defs, projection) in indexes {
             let d = ddb
                 .describe_table()
                 .table_name(table)
@@ -140,14 +145,14 @@ pub async fn ensure_table(
             }
             ddb.update_table()
                 .table_name(table)
-                .set_attribute_definitions(Some(attrs()?))
+                .set_attribute_definitions(Some(defs))
                 .global_secondary_index_updates(
                     GlobalSecondaryIndexUpdate::builder()
                         .create(
                             CreateGlobalSecondaryIndexAction::builder()
                                 .index_name(name)
                                 .set_key_schema(Some(schema))
-                                .projection(all())
+                                .projection(projection)
                                 .build()
                                 .map_err(built)?,
                         )
@@ -166,14 +171,17 @@ pub async fn ensure_table(
         .create_table()
         .table_name(table)
         .billing_mode(BillingMode::PayPerRequest)
-        .set_attribute_definitions(Some(attrs()?))
+        .attribute_definitions(attr("pk", ScalarAttributeType::S)?)
         .key_schema(element("pk", KeyType::Hash)?);
-    for (name, schema) in indexes {
+    for (name, schema, defs, projection) in indexes {
+        for d in defs {
+            create = create.attribute_definitions(d);
+        }
         create = create.global_secondary_indexes(
             GlobalSecondaryIndex::builder()
                 .index_name(name)
                 .set_key_schema(Some(schema))
-                .projection(all())
+                .projection(projection)
                 .build()
                 .map_err(built)?,
         );
