@@ -230,6 +230,18 @@
   const dayScale = { time: true, range: (u, lo, hi) => [lo - DAY * 0.6, hi + DAY * 0.6] };
 
   function renderDaily(d) {
+    // Every day between the first and the last with data: a day without events is a zero, not
+    // a line drawn across it.
+    if (d.days.length > 1) {
+      const byDay = new Map(d.days.map((p) => [p.event_date, p]));
+      const filled = [];
+      const last = daySeconds(d.days[d.days.length - 1].event_date);
+      for (let t = daySeconds(d.days[0].event_date); t <= last; t += DAY) {
+        const day = isoDay(t);
+        filled.push(byDay.get(day) || { event_date: day, event_count: 0, unique_users: 0, by_type: d.types.map(() => 0), other_count: 0 });
+      }
+      d = { ...d, days: filled };
+    }
     const xs = d.days.map((p) => daySeconds(p.event_date));
     const names = d.types.slice();
     const raw = names.map((_, i) => d.days.map((p) => p.by_type[i]));
