@@ -90,7 +90,8 @@ try {
 
   // Every day from the first to the last with data (days without any are zeros).
   const dayOf = (d) => Date.parse(d + "T00:00:00Z") / 86400000;
-  const span = daily.days.length ? dayOf(daily.days.at(-1).event_date) - dayOf(daily.days[0].event_date) + 1 : 0;
+  const gapless = daily.days.length ? dayOf(daily.days.at(-1).event_date) - dayOf(daily.days[0].event_date) + 1 : 0;
+  const span = gapless <= 3661 ? gapless : daily.days.length;
   // Drawn means the series' own colours are on the canvas (grid and labels are grey): the
   // first type's bars, the users line.
   for (const [id, rgb] of [["chart-events", [11, 92, 173]], ["chart-users", [26, 127, 55]]]) {

@@ -232,7 +232,10 @@
   function renderDaily(d) {
     // Every day between the first and the last with data: a day without events is a zero, not
     // a line drawn across it.
-    if (d.days.length > 1) {
+    // Up to ~10 years of days; a wider span (a far-future event let in by ETL_MAX_FUTURE) is
+    // drawn with its days as they come rather than millions of zeros.
+    const spanDays = d.days.length > 1 ? (daySeconds(d.days[d.days.length - 1].event_date) - daySeconds(d.days[0].event_date)) / DAY : 0;
+    if (d.days.length > 1 && spanDays <= 3660) {
       const byDay = new Map(d.days.map((p) => [p.event_date, p]));
       const filled = [];
       const last = daySeconds(d.days[d.days.length - 1].event_date);
