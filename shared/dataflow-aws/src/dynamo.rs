@@ -192,6 +192,41 @@ impl DynamoCheckpoints {
         })
     }
 
+    /// The records of one partition of the sparse `attention` index ("1": the sweep's, "failed"),
+    /// at most `limit`, following pages.
+    async fn attention_partition(
+        &self,
+        value: &str,
+        limit: usize,
+    ) -> Result<Vec<ObjectCheckpoint>, CheckpointError> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        while out.len() < limit {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(ATTENTION_INDEX)
+                .key_condition_expression("#att = :v")
+                .expression_attribute_names("#att", ATTENTION_ATTR)
+                .expression_attribute_values(":v", s(value))
+                // No limit sent when none is wanted (usize::MAX does not fit an i32).
+                .set_limit(i32::try_from(limit - out.len()).ok())
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| store_err(&format!("Query attention index ({value})"), &e))?;
+            for item in page.items() {
+                out.push(Self::decode(item)?);
+            }
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
     /// The totals item moved by `delta` (counters and per-reason counts, `ADD` keeps concurrent
     /// writers exact), followed by `extra` clauses.
     fn totals_update(
@@ -600,49 +635,11 @@ impl CheckpointStore for DynamoCheckpoints {
     }
 
     async fn attention(&self) -> Result<Vec<ObjectCheckpoint>, CheckpointError> {
-        let mut out = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(ATTENTION_INDEX)
-                .key_condition_expression("#att = :one_s")
-                .expression_attribute_names("#att", ATTENTION_ATTR)
-                .expression_attribute_values(":one_s", s("1"))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| store_err("Query attention index", &e))?;
-            for item in page.items() {
-                out.push(Self::decode(item)?);
-            }
-            match page.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => break,
-            }
-        }
-        Ok(out)
+        self.attention_partition("1", usize::MAX).await
     }
 
     async fn failed(&self, limit: usize) -> Result<Vec<ObjectCheckpoint>, CheckpointError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let page = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(ATTENTION_INDEX)
-            .key_condition_expression("#att = :failed_s")
-            .expression_attribute_names("#att", ATTENTION_ATTR)
-            .expression_attribute_values(":failed_s", s(FAILED_ATTENTION))
-            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
-            .send()
-            .await
-            .map_err(|e| store_err("Query attention index (failed)", &e))?;
-        page.items().iter().map(Self::decode).collect()
+        self.attention_partition(FAILED_ATTENTION, limit).await
     }
 
     async fn get(&self, id: &str) -> Result<Option<ObjectCheckpoint>, CheckpointError> {
