@@ -478,3 +478,49 @@ async fn the_dashboard_and_its_assets_are_served() {
         (StatusCode::NOT_FOUND, Some("not_found"))
     );
 }
+
+/// Extremes through the new reads: two days 20 years apart (the oldest day the default window
+/// accepts, and a leap day), a 30-digit user id, a 1,000-character type and an object key of
+/// 1,000 characters. The daily series holds the two days only; the status names the key whole.
+#[tokio::test]
+async fn daily_series_and_status_with_extreme_values() {
+    let f = fixture(Duration::ZERO);
+    let long_type = "t".repeat(1000);
+    let long_key = format!("{}.jsonl", "k".repeat(994));
+    let id30 = "123456789012345678901234567890";
+    ingest(
+        &f,
+        &long_key,
+        &[
+            (id30, &long_type, "2000-01-01T00:00:00Z"),
+            (id30, "click", "2020-02-29T23:59:59Z"),
+            ("u2", "click", "2020-02-29T00:00:00Z"),
+        ],
+    )
+    .await;
+    let (s, v) = call(&f.app, "GET", "/analytics/daily?top=20").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["types"], json!(["click", long_type]));
+    assert_eq!(
+        v["days"],
+        json!([
+            {"event_date": "2000-01-01", "event_count": 1, "unique_users": 1, "by_type": [0, 1], "other_count": 0},
+            {"event_date": "2020-02-29", "event_count": 2, "unique_users": 2, "by_type": [2, 0], "other_count": 0},
+        ])
+    );
+    let (_, v) = call(
+        &f.app,
+        "GET",
+        &format!("/analytics/daily?event_type={long_type}"),
+    )
+    .await;
+    assert_eq!(v["days"].as_array().map(Vec::len), Some(1), "{v}");
+    let (s, v) = call(&f.app, "GET", "/pipeline/status").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        v["recent"][0]["object"],
+        format!("s3://dataflow-raw/{long_key}")
+    );
+    assert_eq!(v["watermark"], "2020-02-29T23:59:59.000Z");
+    assert_eq!(v["totals"]["events_accepted"], 3);
+}
