@@ -1,21 +1,40 @@
 //! Mergeable distinct-count sketch of user ids: Apache DataSketches HLL, so Spark, Druid and
 //! DuckDB extensions can read the bytes we write.
+//!
+//! Two forms: a *live* sketch that takes updates (HLL_8 registers, fastest to update), and a
+//! *stored* one that keeps its serialized bytes (HLL_4 when dense: half the registers' memory)
+//! and is never decoded. The read side holds stored sketches and merges them straight from
+//! their bytes ([`SketchMerger`]): a dense merge is a byte-wise maximum over the registers, and
+//! the estimate is DataSketches' own, computed on the merged registers.
+
+use std::sync::Arc;
 
 use datasketches::hash::value::raw_bytes;
 use datasketches::hll::{Coupon, HllSketch, HllType, HllUnion};
 
-/// lgK=14: measured 0.77% p95 relative error after merging 100 partials, ~440 bytes serialized.
-pub const LG_K: u8 = 14;
+/// lgK 16: unions are off by at most ~1.1% on the analytics bench's ranges (0.41% standard
+/// error; lgK 14 missed 1.5% on some ranges, docs/benchmarks.md). A dense sketch is 32 KiB
+/// stored; below 6,144 distinct users it stays a list of 4-byte coupons.
+pub const LG_K: u8 = 16;
 
 #[derive(Debug, thiserror::Error)]
 #[error("invalid users sketch: {0}")]
 pub struct SketchError(String);
 
-/// Accumulating sketch. Updates go to an HLL_8 sketch (fastest to update); serialization
-/// produces the compact HLL_4 form.
+fn err(msg: impl Into<String>) -> SketchError {
+    SketchError(msg.into())
+}
+
+#[derive(Clone)]
+enum Repr {
+    Live(HllSketch),
+    Stored(Arc<[u8]>),
+}
+
+/// A distinct-users sketch, live or stored (see the module's comment).
 #[derive(Clone)]
 pub struct UserSketch {
-    inner: HllSketch,
+    repr: Repr,
 }
 
 impl std::fmt::Debug for UserSketch {
@@ -32,20 +51,48 @@ impl Default for UserSketch {
     }
 }
 
+fn new_hll8() -> HllSketch {
+    // LG_K is a valid constant (4..=21), so construction cannot fail.
+    match HllSketch::new(LG_K, HllType::Hll8) {
+        Ok(s) => s,
+        Err(_) => unreachable!("LG_K is within the supported range"),
+    }
+}
+
+fn new_union() -> HllUnion {
+    match HllUnion::new(LG_K) {
+        Ok(u) => u,
+        Err(_) => unreachable!("LG_K is within the supported range"),
+    }
+}
+
 impl UserSketch {
     pub fn new() -> Self {
-        // LG_K is a valid constant (4..=21), so construction cannot fail.
-        let inner = match HllSketch::new(LG_K, HllType::Hll8) {
-            Ok(s) => s,
-            Err(_) => unreachable!("LG_K is within the supported range"),
-        };
-        Self { inner }
+        Self {
+            repr: Repr::Live(new_hll8()),
+        }
+    }
+
+    fn live(&mut self) -> &mut HllSketch {
+        if let Repr::Stored(bytes) = &self.repr {
+            // Stored bytes were checked when they came in; an unreadable one starts empty
+            // rather than panic (it cannot happen for bytes that passed `from_bytes`).
+            let mut union = new_union();
+            if let Ok(s) = HllSketch::deserialize(bytes) {
+                union.update(&s);
+            }
+            self.repr = Repr::Live(union.to_sketch(HllType::Hll8));
+        }
+        match &mut self.repr {
+            Repr::Live(s) => s,
+            Repr::Stored(_) => unreachable!("converted above"),
+        }
     }
 
     /// Hashes the UTF-8 bytes of the id, like the Java/C++ libraries' `update(String)`.
     #[inline]
     pub fn insert(&mut self, user_id: &str) {
-        self.inner.update(raw_bytes::from_str(user_id));
+        self.live().update(raw_bytes::from_str(user_id));
     }
 
     /// The hashed form of an id; `insert_coupon(coupon(id))` is `insert(id)`. Splitting the two
@@ -57,75 +104,469 @@ impl UserSketch {
 
     #[inline]
     pub fn insert_coupon(&mut self, coupon: Coupon) {
-        self.inner.update_with_coupon(coupon);
+        self.live().update_with_coupon(coupon);
     }
 
     pub fn estimate(&self) -> f64 {
-        self.inner.estimate()
+        match &self.repr {
+            Repr::Live(s) => s.estimate(),
+            Repr::Stored(b) => HllSketch::deserialize(b).map_or(0.0, |s| s.estimate()),
+        }
     }
 
     pub fn merge(&mut self, other: &UserSketch) {
-        let mut union = Self::union();
-        union.update(&self.inner);
-        union.update(&other.inner);
-        self.inner = union.to_sketch(HllType::Hll8);
+        let mut m = SketchMerger::default();
+        m.add(self);
+        m.add(other);
+        *self = m.finish();
     }
 
-    /// Compact serialized form (HLL_4, DataSketches binary format).
+    /// Compact serialized form (HLL_4 when dense, DataSketches binary format).
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut union = Self::union();
-        union.update(&self.inner);
-        union.to_sketch(HllType::Hll4).serialize()
+        match &self.repr {
+            Repr::Live(s) => {
+                let mut union = new_union();
+                union.update(s);
+                union.to_sketch(HllType::Hll4).serialize()
+            }
+            Repr::Stored(b) => b.to_vec(),
+        }
     }
 
+    /// A stored sketch: the bytes are checked, not decoded.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, SketchError> {
-        let sketch = HllSketch::deserialize(bytes).map_err(|e| SketchError(e.to_string()))?;
-        let mut union = Self::union();
-        union.update(&sketch);
+        match Form::parse(bytes)? {
+            Form::Dense(_) | Form::Empty => {}
+            // Coupon lists are small; DataSketches checks them (and any other form) fully.
+            Form::Coupons(_) | Form::Other => {
+                HllSketch::deserialize(bytes).map_err(|e| err(e.to_string()))?;
+            }
+        }
         Ok(Self {
-            inner: union.to_sketch(HllType::Hll8),
+            repr: Repr::Stored(bytes.into()),
         })
     }
 
-    fn union() -> HllUnion {
-        match HllUnion::new(LG_K) {
-            Ok(u) => u,
-            Err(_) => unreachable!("LG_K is within the supported range"),
+    /// The same sketch in its stored form, for holding many of them.
+    pub fn into_stored(self) -> Self {
+        match self.repr {
+            Repr::Stored(_) => self,
+            Repr::Live(_) => Self {
+                repr: Repr::Stored(self.to_bytes().into()),
+            },
+        }
+    }
+
+    /// Heap bytes held.
+    pub fn heap_bytes(&self) -> usize {
+        match &self.repr {
+            Repr::Live(s) => s.estimated_size() + 64,
+            Repr::Stored(b) => b.len() + 16,
         }
     }
 }
 
-/// Merges many serialized sketches at once (one union, not pairwise).
+// DataSketches HLL binary layout (the same in Java, C++ and Rust): an 8-byte header, then per
+// mode a preamble and the payload.
+const FAMILY_HLL: u8 = 7;
+const FLAG_EMPTY: u8 = 4;
+const FLAG_COMPACT: u8 = 8;
+const FLAG_OUT_OF_ORDER: u8 = 16;
+const MODE_LIST: u8 = 0;
+const MODE_SET: u8 = 1;
+const MODE_HLL: u8 = 2;
+const TGT_HLL4: u8 = 0;
+const TGT_HLL8: u8 = 2;
+const HLL_PREAMBLE: usize = 40;
+const AUX_TOKEN: u8 = 15;
+const SLOT_MASK: u32 = (1 << 26) - 1;
+const MAX_VALUE: u8 = 63;
+
+/// What a serialized sketch holds, borrowed from its bytes.
+enum Form<'a> {
+    Empty,
+    /// Little-endian coupons (`value << 26 | slot`), empty slots (0) included when not compact.
+    Coupons(&'a [u8]),
+    Dense(Dense<'a>),
+    /// HLL_6 registers: merged through DataSketches.
+    Other,
+}
+
+enum Dense<'a> {
+    Hll8 {
+        lg_k: u8,
+        regs: &'a [u8],
+    },
+    Hll4 {
+        lg_k: u8,
+        cur_min: u8,
+        packed: &'a [u8],
+        aux: &'a [u8],
+    },
+}
+
+impl<'a> Form<'a> {
+    /// Checks the layout (lengths, lgK, register values) without decoding.
+    fn parse(b: &'a [u8]) -> Result<Self, SketchError> {
+        if b.len() < 8 {
+            return Err(err("shorter than its header"));
+        }
+        let (pre_ints, version, family, lg_k, lg_arr, flags, state, mode) =
+            (b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]);
+        if family != FAMILY_HLL || version != 1 {
+            return Err(err("not a DataSketches HLL sketch"));
+        }
+        if !(4..=21).contains(&lg_k) {
+            return Err(err(format!("lgK {lg_k} out of range")));
+        }
+        let compact = flags & FLAG_COMPACT != 0;
+        let tgt = (mode >> 2) & 3;
+        match mode & 3 {
+            MODE_LIST | MODE_SET if flags & FLAG_EMPTY != 0 => Ok(Form::Empty),
+            MODE_LIST => {
+                let count = if compact {
+                    state as usize
+                } else {
+                    1usize << lg_arr.min(26)
+                };
+                coupons(b, pre_ints, 2, 8, count)
+            }
+            MODE_SET => {
+                let n = b.get(8..12).map_or(0, le32) as usize;
+                let count = if compact { n } else { 1usize << lg_arr.min(26) };
+                coupons(b, pre_ints, 3, 12, count)
+            }
+            MODE_HLL => {
+                if pre_ints != 10 || b.len() < HLL_PREAMBLE {
+                    return Err(err("HLL preamble truncated"));
+                }
+                let k = 1usize << lg_k;
+                let body = &b[HLL_PREAMBLE..];
+                match tgt {
+                    TGT_HLL8 => {
+                        let regs = body
+                            .get(..k)
+                            .ok_or_else(|| err("HLL_8 registers truncated"))?;
+                        if regs.iter().any(|v| *v > MAX_VALUE) {
+                            return Err(err("HLL_8 register value out of range"));
+                        }
+                        Ok(Form::Dense(Dense::Hll8 { lg_k, regs }))
+                    }
+                    TGT_HLL4 => {
+                        let cur_min = state;
+                        if cur_min > MAX_VALUE - AUX_TOKEN {
+                            return Err(err("HLL_4 minimum out of range"));
+                        }
+                        let aux_count = u32::from_le_bytes([b[36], b[37], b[38], b[39]]) as usize;
+                        if aux_count > k {
+                            return Err(err("HLL_4 exceptions exceed k"));
+                        }
+                        let aux_slots = match (compact, aux_count) {
+                            (_, 0) => 0,
+                            (true, n) => n,
+                            (false, _) => 1usize << lg_arr.min(26),
+                        };
+                        let packed = body
+                            .get(..k / 2)
+                            .ok_or_else(|| err("HLL_4 registers truncated"))?;
+                        let aux = body
+                            .get(k / 2..k / 2 + aux_slots * 4)
+                            .ok_or_else(|| err("HLL_4 exceptions truncated"))?;
+                        if aux.chunks_exact(4).any(|c| {
+                            (u32::from_le_bytes([c[0], c[1], c[2], c[3]]) >> 26) as u8 > MAX_VALUE
+                        }) {
+                            return Err(err("HLL_4 exception value out of range"));
+                        }
+                        Ok(Form::Dense(Dense::Hll4 {
+                            lg_k,
+                            cur_min,
+                            packed,
+                            aux,
+                        }))
+                    }
+                    _ => Ok(Form::Other),
+                }
+            }
+            _ => Err(err("unknown sketch mode")),
+        }
+    }
+}
+
+fn coupons<'a>(
+    b: &'a [u8],
+    pre_ints: u8,
+    want: u8,
+    start: usize,
+    count: usize,
+) -> Result<Form<'a>, SketchError> {
+    if pre_ints != want {
+        return Err(err("coupon preamble does not match its mode"));
+    }
+    count
+        .checked_mul(4)
+        .and_then(|n| b.get(start..start.checked_add(n)?))
+        .map(Form::Coupons)
+        .ok_or_else(|| err("coupons truncated"))
+}
+
+fn le32(c: &[u8]) -> u32 {
+    u32::from_le_bytes([c[0], c[1], c[2], c[3]])
+}
+
+/// Merged registers at one lgK.
+struct Registers {
+    lg_k: u8,
+    regs: Box<[u8]>,
+}
+
+impl Registers {
+    fn new(lg_k: u8) -> Self {
+        Self {
+            lg_k,
+            regs: vec![0u8; 1 << lg_k].into_boxed_slice(),
+        }
+    }
+
+    /// Folds the registers down to a smaller lgK, as a DataSketches union does when it meets a
+    /// sketch with fewer registers (a slot's low bits are the smaller sketch's slot).
+    fn shrink_to(&mut self, lg_k: u8) {
+        if lg_k >= self.lg_k {
+            return;
+        }
+        let mut out = Registers::new(lg_k);
+        let mask = (1usize << lg_k) - 1;
+        for (i, v) in self.regs.iter().enumerate() {
+            let o = &mut out.regs[i & mask];
+            *o = (*o).max(*v);
+        }
+        *self = out;
+    }
+
+    fn set_max(&mut self, slot: usize, v: u8) {
+        let mask = self.regs.len() - 1;
+        let r = &mut self.regs[slot & mask];
+        *r = (*r).max(v.min(MAX_VALUE));
+    }
+
+    fn add_coupons(&mut self, raw: &[u8]) {
+        for c in raw.chunks_exact(4).map(le32).filter(|c| *c != 0) {
+            self.set_max((c & SLOT_MASK) as usize, (c >> 26) as u8);
+        }
+    }
+
+    fn add_dense(&mut self, d: &Dense<'_>) {
+        let src_lg_k = match d {
+            Dense::Hll8 { lg_k, .. } | Dense::Hll4 { lg_k, .. } => *lg_k,
+        };
+        self.shrink_to(src_lg_k);
+        let same = src_lg_k == self.lg_k;
+        match d {
+            Dense::Hll8 { regs, .. } if same => {
+                for (r, v) in self.regs.iter_mut().zip(regs.iter()) {
+                    *r = (*r).max(*v);
+                }
+            }
+            Dense::Hll8 { regs, .. } => {
+                for (i, v) in regs.iter().enumerate() {
+                    self.set_max(i, *v);
+                }
+            }
+            Dense::Hll4 {
+                cur_min,
+                packed,
+                aux,
+                ..
+            } => {
+                if same {
+                    for (pair, b) in self.regs.chunks_exact_mut(2).zip(packed.iter()) {
+                        pair[0] = pair[0].max(cur_min + (b & 15));
+                        pair[1] = pair[1].max(cur_min + (b >> 4));
+                    }
+                } else {
+                    for (i, b) in packed.iter().enumerate() {
+                        self.set_max(2 * i, cur_min + (b & 15));
+                        self.set_max(2 * i + 1, cur_min + (b >> 4));
+                    }
+                }
+                // An exception's nibble gave `cur_min + 15`, a lower bound of its value.
+                let src_mask = (1u32 << src_lg_k) - 1;
+                for c in aux.chunks_exact(4).map(le32).filter(|c| *c != 0) {
+                    self.set_max((c & SLOT_MASK & src_mask) as usize, (c >> 26) as u8);
+                }
+            }
+        }
+    }
+
+    /// The registers as a DataSketches HLL_8 sketch marked out of order, so its estimate is
+    /// the library's composite estimator (what it uses for any union of dense sketches).
+    fn to_sketch(&self) -> Result<HllSketch, SketchError> {
+        let (mut kxq0, mut kxq1, mut zeros) = (0f64, 0f64, 0u32);
+        // The same sums, in the same order, as DataSketches computes after a union.
+        for v in self.regs.iter() {
+            match *v {
+                0 => {
+                    kxq0 += 1.0;
+                    zeros += 1;
+                }
+                v if v < 32 => kxq0 += 1.0 / (1u64 << v) as f64,
+                v => kxq1 += 1.0 / (1u64 << v.min(MAX_VALUE)) as f64,
+            }
+        }
+        let mut b = Vec::with_capacity(HLL_PREAMBLE + self.regs.len());
+        b.extend_from_slice(&[
+            10,
+            1,
+            FAMILY_HLL,
+            self.lg_k,
+            0,
+            FLAG_OUT_OF_ORDER,
+            0,
+            MODE_HLL | (TGT_HLL8 << 2),
+        ]);
+        b.extend_from_slice(&0f64.to_le_bytes());
+        b.extend_from_slice(&kxq0.to_le_bytes());
+        b.extend_from_slice(&kxq1.to_le_bytes());
+        b.extend_from_slice(&zeros.to_le_bytes());
+        b.extend_from_slice(&0u32.to_le_bytes());
+        b.extend_from_slice(&self.regs);
+        HllSketch::deserialize(&b).map_err(|e| err(e.to_string()))
+    }
+}
+
+/// Merges many sketches at once. Stored dense sketches go straight into merged registers;
+/// coupon lists and live sketches go through a DataSketches union, so a union of small sets
+/// keeps the library's exact-as-possible coupon estimate.
 pub struct SketchMerger {
     union: HllUnion,
+    union_used: bool,
+    regs: Option<Registers>,
+    /// The only dense input so far, kept so that a "union" of one sketch estimates exactly as
+    /// that sketch does (its HIP estimator, as a DataSketches union of one sketch would).
+    single: Option<Arc<[u8]>>,
+    dense_inputs: usize,
 }
 
 impl Default for SketchMerger {
     fn default() -> Self {
         Self {
-            union: UserSketch::union(),
+            union: new_union(),
+            union_used: false,
+            regs: None,
+            single: None,
+            dense_inputs: 0,
         }
     }
 }
 
 impl SketchMerger {
     pub fn add(&mut self, sketch: &UserSketch) {
-        self.union.update(&sketch.inner);
+        match &sketch.repr {
+            Repr::Live(s) => {
+                self.union.update(s);
+                self.union_used = true;
+            }
+            Repr::Stored(b) => {
+                // Checked when stored; an error here cannot happen and would only skip it.
+                let _ = self.add_stored(b, Some(b));
+            }
+        }
     }
 
     pub fn add_bytes(&mut self, bytes: &[u8]) -> Result<(), SketchError> {
-        let sketch = HllSketch::deserialize(bytes).map_err(|e| SketchError(e.to_string()))?;
-        self.union.update(&sketch);
+        self.add_stored(bytes, None)
+    }
+
+    fn add_stored(&mut self, bytes: &[u8], shared: Option<&Arc<[u8]>>) -> Result<(), SketchError> {
+        match Form::parse(bytes)? {
+            Form::Empty => {}
+            Form::Coupons(raw) => match &mut self.regs {
+                // Already dense: the coupons land in the registers directly.
+                Some(r) => {
+                    r.add_coupons(raw);
+                    self.single = None;
+                }
+                None => {
+                    let s = HllSketch::deserialize(bytes).map_err(|e| err(e.to_string()))?;
+                    self.union.update(&s);
+                    self.union_used = true;
+                }
+            },
+            Form::Other => {
+                let s = HllSketch::deserialize(bytes).map_err(|e| err(e.to_string()))?;
+                self.union.update(&s);
+                self.union_used = true;
+            }
+            Form::Dense(d) => {
+                let src_lg_k = match &d {
+                    Dense::Hll8 { lg_k, .. } | Dense::Hll4 { lg_k, .. } => *lg_k,
+                };
+                let regs = self
+                    .regs
+                    .get_or_insert_with(|| Registers::new(src_lg_k.min(LG_K)));
+                regs.add_dense(&d);
+                self.dense_inputs += 1;
+                // A larger sketch is folded down to LG_K, as the library's union does.
+                self.single = match (self.dense_inputs, shared) {
+                    (1, _) if src_lg_k > LG_K => None,
+                    (1, Some(s)) => Some(s.clone()),
+                    (1, None) => Some(bytes.into()),
+                    _ => None,
+                };
+            }
+        }
         Ok(())
     }
 
+    /// The merged registers with the union's sketches folded in, when any input was dense.
+    fn registers(&self) -> Option<Result<HllSketch, SketchError>> {
+        let regs = self.regs.as_ref()?;
+        if !self.union_used {
+            return Some(regs.to_sketch());
+        }
+        let mut all = Registers {
+            lg_k: regs.lg_k,
+            regs: regs.regs.clone(),
+        };
+        let bytes = self.union.to_sketch(HllType::Hll8).serialize();
+        match Form::parse(&bytes) {
+            Ok(Form::Coupons(raw)) => all.add_coupons(raw),
+            Ok(Form::Dense(d)) => all.add_dense(&d),
+            Ok(Form::Empty) => {}
+            Ok(Form::Other) | Err(_) => {
+                return Some(Err(err("union produced an unexpected form")));
+            }
+        }
+        Some(all.to_sketch())
+    }
+
+    fn only_dense(&self) -> Option<&Arc<[u8]>> {
+        self.single.as_ref().filter(|_| !self.union_used)
+    }
+
     pub fn estimate(&self) -> f64 {
-        self.union.estimate()
+        if let Some(b) = self.only_dense() {
+            return HllSketch::deserialize(b).map_or(0.0, |s| s.estimate());
+        }
+        match self.registers() {
+            None => self.union.estimate(),
+            Some(Ok(s)) => s.estimate(),
+            Some(Err(_)) => 0.0,
+        }
     }
 
     pub fn finish(self) -> UserSketch {
+        if let Some(b) = self.only_dense() {
+            return UserSketch {
+                repr: Repr::Stored(b.clone()),
+            };
+        }
+        let inner = match self.registers() {
+            None => self.union.to_sketch(HllType::Hll8),
+            Some(Ok(s)) => s,
+            Some(Err(_)) => new_hll8(),
+        };
         UserSketch {
-            inner: self.union.to_sketch(HllType::Hll8),
+            repr: Repr::Live(inner),
         }
     }
 }
@@ -156,8 +597,8 @@ mod tests {
         }
         let bytes = s.to_bytes();
         assert!(
-            bytes.len() < 9_000,
-            "HLL_4 at lgK 14 is ~8 KiB dense, got {}",
+            (32_768..33_500).contains(&bytes.len()),
+            "HLL_4 at lgK 16 is ~32 KiB dense, got {}",
             bytes.len()
         );
         let back = UserSketch::from_bytes(&bytes).unwrap();
@@ -189,5 +630,157 @@ mod tests {
         errors.sort_by(|a, b| a.total_cmp(b));
         let p95 = errors[(errors.len() * 95 / 100).min(errors.len() - 1)];
         assert!(p95 < 0.015, "p95 relative error {p95}");
+    }
+
+    fn sketch(lg_k: u8, ids: std::ops::Range<u32>, salt: u32) -> HllSketch {
+        let mut s = HllSketch::new(lg_k, HllType::Hll8).unwrap();
+        for i in ids {
+            s.update(raw_bytes::from_str(&format!("{salt}-{i}")));
+        }
+        s
+    }
+
+    /// Serialized as the ETL stores it (HLL_4 through a union) or as HLL_8.
+    fn stored(s: &HllSketch, hll8: bool) -> Vec<u8> {
+        let mut u = HllUnion::new(s.lg_config_k()).unwrap();
+        u.update(s);
+        u.to_sketch(if hll8 { HllType::Hll8 } else { HllType::Hll4 })
+            .serialize()
+    }
+
+    fn registers(s: &HllSketch) -> Vec<u8> {
+        let b = {
+            let mut u = HllUnion::new(s.lg_config_k()).unwrap();
+            u.update(s);
+            u.to_sketch(HllType::Hll8).serialize()
+        };
+        match Form::parse(&b).unwrap() {
+            Form::Dense(Dense::Hll8 { regs, .. }) => regs.to_vec(),
+            Form::Coupons(raw) => {
+                let mut r = Registers::new(s.lg_config_k());
+                r.add_coupons(raw);
+                r.regs.to_vec()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+        /// Merging stored bytes gives DataSketches' own union: the same registers, the same
+        /// composite estimate; a union of small sets stays the library's coupon estimate.
+        #[test]
+        fn merger_is_a_datasketches_union(
+            parts in proptest::collection::vec(
+                (proptest::sample::select(vec![12u8, 14, 16, 17]), 0u32..40_000, 1u32..20_000, proptest::bool::ANY),
+                1..6,
+            )
+        ) {
+            let mut ours = SketchMerger::default();
+            let mut theirs = HllUnion::new(LG_K).unwrap();
+            let mut dense = 0;
+            for (i, (lg_k, start, len, hll8)) in parts.iter().enumerate() {
+                let s = sketch(*lg_k, *start..start + len, i as u32 % 2);
+                let bytes = stored(&s, *hll8);
+                dense += usize::from(bytes[7] & 3 == MODE_HLL);
+                ours.add_bytes(&bytes).unwrap();
+                theirs.update(&HllSketch::deserialize(&bytes).unwrap());
+            }
+            // The library's union of one dense sketch of at most LG_K keeps that sketch's own
+            // estimator; otherwise a union with any dense input uses the composite estimator.
+            let alone = dense == 1 && parts.len() == 1 && parts[0].0 <= LG_K;
+            let expected = if dense == 0 || alone {
+                theirs.estimate()
+            } else {
+                theirs.composite_estimate()
+            };
+            let got = ours.estimate();
+            proptest::prop_assert!(
+                (got - expected).abs() <= expected.abs() * 1e-9,
+                "ours {got} theirs {expected}"
+            );
+            let finished = ours.finish();
+            let live = HllSketch::deserialize(&finished.to_bytes()).unwrap();
+            let want = theirs.to_sketch(HllType::Hll8);
+            proptest::prop_assert_eq!(live.lg_config_k(), want.lg_config_k());
+            proptest::prop_assert_eq!(registers(&live), registers(&want));
+        }
+
+        /// Any bytes: an error or a sketch, never a panic, whichever way they come in.
+        #[test]
+        fn hostile_bytes_never_panic(
+            flips in proptest::collection::vec((0usize..33_000, proptest::num::u8::ANY), 0..8),
+            cut in 0usize..34_000,
+            raw in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+        ) {
+            let base = stored(&sketch(16, 0..30_000, 7), false);
+            let mut b = base.clone();
+            for (at, v) in flips {
+                if let Some(x) = b.get_mut(at) {
+                    *x = v;
+                }
+            }
+            b.truncate(cut.max(1));
+            for bytes in [&b, &raw] {
+                let mut m = SketchMerger::default();
+                m.add_bytes(&base).unwrap();
+                let _ = m.add_bytes(bytes);
+                let _ = m.estimate();
+                if let Ok(s) = UserSketch::from_bytes(bytes) {
+                    let _ = s.estimate();
+                    let mut m = SketchMerger::default();
+                    m.add(&s);
+                    m.add(&s);
+                    let _ = m.finish().to_bytes();
+                }
+            }
+        }
+    }
+
+    /// A stored sketch is its bytes, half a live one's memory when dense, and merges the same.
+    #[test]
+    fn stored_sketches_stay_compact_and_merge_like_live_ones() {
+        let mut live = UserSketch::new();
+        for i in 0..40_000 {
+            live.insert(&format!("user-{i}"));
+        }
+        let stored = live.clone().into_stored();
+        assert!(stored.heap_bytes() < 34_000, "{}", stored.heap_bytes());
+        assert!(live.heap_bytes() >= 65_536);
+        assert_eq!(stored.estimate(), live.estimate());
+        let mut other = UserSketch::new();
+        for i in 30_000..60_000 {
+            other.insert(&format!("user-{i}"));
+        }
+        let mut a = SketchMerger::default();
+        a.add(&live);
+        a.add(&other);
+        let mut b = SketchMerger::default();
+        b.add(&stored);
+        b.add(&other.clone().into_stored());
+        assert_eq!(a.estimate(), b.estimate());
+        assert!(rel_err(b.estimate(), 60_000.0) < 0.015, "{}", b.estimate());
+        // One stored sketch alone keeps its own (HIP) estimate.
+        let mut one = SketchMerger::default();
+        one.add(&stored);
+        assert_eq!(one.estimate(), live.estimate());
+        // Inserting into a stored sketch makes it live again, with nothing lost.
+        let mut grown = stored.clone();
+        grown.insert("someone-new");
+        assert!(grown.estimate() >= stored.estimate());
+    }
+
+    /// A lake written at lgK 14 still answers, at lgK 14's precision, merged with new sketches.
+    #[test]
+    fn older_smaller_sketches_merge_at_their_size() {
+        let old = stored(&sketch(14, 0..50_000, 1), false);
+        let new = stored(&sketch(16, 25_000..75_000, 1), false);
+        let mut m = SketchMerger::default();
+        m.add_bytes(&old).unwrap();
+        m.add_bytes(&new).unwrap();
+        let s = HllSketch::deserialize(&m.finish().to_bytes()).unwrap();
+        assert_eq!(s.lg_config_k(), 14);
+        assert!(rel_err(s.estimate(), 75_000.0) < 0.03, "{}", s.estimate());
     }
 }

@@ -622,8 +622,8 @@ async fn month_details_stay_within_the_cache_budget() {
     crate::rollup::refresh(&dyn_store, "lake", &Layout::default(), 1_000, 0)
         .await
         .unwrap();
-    // About two months' days (each holds ~30 decoded day sketches); the questions touch four.
-    let budget = 1_000_000;
+    // About half of what the questions touch (~78 KB of stored sketches and cells).
+    let budget = 40_000;
     let r = LakeReader::with_cache_budget(
         store.clone(),
         "lake".into(),

@@ -342,7 +342,7 @@ impl View {
         let u = self.type_month(e, ti).await?.users.clone();
         loader
             .cache
-            .put(key, crate::rollup::SKETCH_BYTES, Detail::Users(u.clone()));
+            .put(key, u.heap_bytes(), Detail::Users(u.clone()));
         Ok(u)
     }
 
@@ -383,7 +383,7 @@ impl View {
             _ => match self.rollup_object(&key, crate::rollup::decode_year).await? {
                 Some(m) => {
                     let m = Arc::new(m);
-                    let bytes = m.len() * crate::rollup::SKETCH_BYTES;
+                    let bytes = m.iter().map(|(_, u)| u.heap_bytes() + 16).sum();
                     loader.cache.put(key, bytes, Detail::Year(m.clone()));
                     m
                 }

@@ -84,14 +84,11 @@ pub struct MonthHead {
 
 impl MonthHead {
     pub fn heap_bytes(&self) -> usize {
-        SKETCH_BYTES
+        self.users.heap_bytes()
             + self.dates.len() * 12
             + self.types.iter().map(|t| t.len() + 40).sum::<usize>()
     }
 }
-
-/// Heap of one decoded (HLL_8) sketch.
-pub const SKETCH_BYTES: usize = (1 << crate::sketch::LG_K) + 64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DayCell {
@@ -107,14 +104,19 @@ pub struct DayCell {
 pub struct MonthDays {
     /// Sorted by (date, type).
     pub cells: Vec<DayCell>,
-    /// Per day of the head's `dates`: the sketch of all types, decoded once at load because
-    /// every range that cuts the month unions some of them.
+    /// Per day of the head's `dates`: the sketch of all types (stored form: merged from its
+    /// bytes by every range that cuts the month).
     pub day_users: Vec<UserSketch>,
 }
 
 impl MonthDays {
     pub fn heap_bytes(&self) -> usize {
-        self.cells.len() * std::mem::size_of::<DayCell>() + self.day_users.len() * SKETCH_BYTES
+        self.cells.len() * std::mem::size_of::<DayCell>()
+            + self
+                .day_users
+                .iter()
+                .map(UserSketch::heap_bytes)
+                .sum::<usize>()
     }
 }
 
@@ -138,7 +140,7 @@ pub struct TypeMonth {
 
 impl TypeMonth {
     pub fn heap_bytes(&self) -> usize {
-        SKETCH_BYTES + self.days.iter().map(|d| d.sketch.len() + 48).sum::<usize>()
+        self.users.heap_bytes() + self.days.iter().map(|d| d.sketch.len() + 48).sum::<usize>()
     }
 }
 
@@ -195,7 +197,7 @@ impl MonthBuild {
                      out: &mut Vec<Arc<TypeMonth>>| {
             if let Some((_, m, days)) = cur {
                 out.push(Arc::new(TypeMonth {
-                    users: Arc::new(m.finish()),
+                    users: Arc::new(m.finish().into_stored()),
                     days,
                 }));
             }
@@ -233,7 +235,7 @@ impl MonthBuild {
         let mut day_unique = Vec::with_capacity(dates.len());
         let mut day_users = Vec::with_capacity(dates.len());
         for m in day_mergers {
-            let s = m.finish();
+            let s = m.finish().into_stored();
             day_unique.push(round(s.estimate()));
             day_users.push(s);
         }
@@ -245,7 +247,7 @@ impl MonthBuild {
                 types,
                 type_counts,
                 type_unique_sum,
-                users: month_all.finish(),
+                users: month_all.finish().into_stored(),
             },
             days: Arc::new(MonthDays { cells, day_users }),
             types: type_months,

@@ -80,7 +80,7 @@ impl Patch {
             types,
             type_counts,
             type_unique_sum,
-            users: all.finish(),
+            users: all.finish().into_stored(),
         };
         let days = Arc::new(MonthDays {
             cells,
@@ -119,7 +119,7 @@ impl Patch {
                 .map_err(|e| LakeError::Rollup(e.to_string()))?;
         }
         Ok(TypeMonth {
-            users: Arc::new(all.finish()),
+            users: Arc::new(all.finish().into_stored()),
             days,
         })
     }
