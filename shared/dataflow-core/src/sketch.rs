@@ -436,14 +436,19 @@ impl Registers {
 /// Merges many sketches at once. Stored dense sketches go straight into merged registers;
 /// coupon lists and live sketches go through a DataSketches union, so a union of small sets
 /// keeps the library's exact-as-possible coupon estimate.
+///
+/// The estimate depends only on what is merged, never on how it was grouped: a union of one
+/// sketch is that sketch; a union of more with a dense result is the composite estimator on the
+/// merged registers; otherwise the coupon estimate of the merged coupons. So a range answered
+/// from cached partial unions equals the same range merged sketch by sketch.
 pub struct SketchMerger {
     union: HllUnion,
     union_used: bool,
     regs: Option<Registers>,
-    /// The only dense input so far, kept so that a "union" of one sketch estimates exactly as
-    /// that sketch does (its HIP estimator, as a DataSketches union of one sketch would).
+    /// Non-empty sketches merged.
+    inputs: usize,
+    /// The first input when it was stored and dense (its own estimate if it stays alone).
     single: Option<Arc<[u8]>>,
-    dense_inputs: usize,
 }
 
 impl Default for SketchMerger {
@@ -452,8 +457,8 @@ impl Default for SketchMerger {
             union: new_union(),
             union_used: false,
             regs: None,
+            inputs: 0,
             single: None,
-            dense_inputs: 0,
         }
     }
 }
@@ -461,9 +466,11 @@ impl Default for SketchMerger {
 impl SketchMerger {
     pub fn add(&mut self, sketch: &UserSketch) {
         match &sketch.repr {
+            Repr::Live(s) if s.is_empty() => {}
             Repr::Live(s) => {
                 self.union.update(s);
                 self.union_used = true;
+                self.inputs += 1;
             }
             Repr::Stored(b) => {
                 // Checked when stored; an error here cannot happen and would only skip it.
@@ -478,13 +485,10 @@ impl SketchMerger {
 
     fn add_stored(&mut self, bytes: &[u8], shared: Option<&Arc<[u8]>>) -> Result<(), SketchError> {
         match Form::parse(bytes)? {
-            Form::Empty => {}
+            Form::Empty => return Ok(()),
             Form::Coupons(raw) => match &mut self.regs {
                 // Already dense: the coupons land in the registers directly.
-                Some(r) => {
-                    r.add_coupons(raw);
-                    self.single = None;
-                }
+                Some(r) => r.add_coupons(raw),
                 None => {
                     let s = HllSketch::deserialize(bytes).map_err(|e| err(e.to_string()))?;
                     self.union.update(&s);
@@ -504,70 +508,76 @@ impl SketchMerger {
                     .regs
                     .get_or_insert_with(|| Registers::new(src_lg_k.min(LG_K)));
                 regs.add_dense(&d);
-                self.dense_inputs += 1;
-                // A larger sketch is folded down to LG_K, as the library's union does.
-                self.single = match (self.dense_inputs, shared) {
-                    (1, _) if src_lg_k > LG_K => None,
-                    (1, Some(s)) => Some(s.clone()),
-                    (1, None) => Some(bytes.into()),
-                    _ => None,
-                };
+                // A larger sketch is folded down to LG_K, as the library's union does, so it
+                // is not "itself" any more.
+                if self.inputs == 0 && src_lg_k <= LG_K {
+                    self.single = Some(shared.cloned().unwrap_or_else(|| bytes.into()));
+                }
             }
         }
+        self.inputs += 1;
         Ok(())
     }
 
-    /// The merged registers with the union's sketches folded in, when any input was dense.
-    fn registers(&self) -> Option<Result<HllSketch, SketchError>> {
-        let regs = self.regs.as_ref()?;
-        if !self.union_used {
-            return Some(regs.to_sketch());
-        }
-        let mut all = Registers {
-            lg_k: regs.lg_k,
-            regs: regs.regs.clone(),
-        };
-        let bytes = self.union.to_sketch(HllType::Hll8).serialize();
-        match Form::parse(&bytes) {
-            Ok(Form::Coupons(raw)) => all.add_coupons(raw),
-            Ok(Form::Dense(d)) => all.add_dense(&d),
-            Ok(Form::Empty) => {}
-            Ok(Form::Other) | Err(_) => {
-                return Some(Err(err("union produced an unexpected form")));
+    /// Everything merged as registers, when the result is dense.
+    fn dense(&self) -> Result<Option<Registers>, SketchError> {
+        let mut regs = self.regs.as_ref().map(|r| Registers {
+            lg_k: r.lg_k,
+            regs: r.regs.clone(),
+        });
+        if self.union_used {
+            let bytes = self.union.to_sketch(HllType::Hll8).serialize();
+            match Form::parse(&bytes)? {
+                Form::Dense(d) => {
+                    let lg_k = match &d {
+                        Dense::Hll8 { lg_k, .. } | Dense::Hll4 { lg_k, .. } => (*lg_k).min(LG_K),
+                    };
+                    regs.get_or_insert_with(|| Registers::new(lg_k))
+                        .add_dense(&d);
+                }
+                Form::Coupons(raw) => {
+                    if let Some(r) = regs.as_mut() {
+                        r.add_coupons(raw);
+                    }
+                }
+                Form::Empty => {}
+                Form::Other => return Err(err("union produced an unexpected form")),
             }
         }
-        Some(all.to_sketch())
+        Ok(regs)
     }
 
-    fn only_dense(&self) -> Option<&Arc<[u8]>> {
-        self.single.as_ref().filter(|_| !self.union_used)
+    /// The result as a sketch: the one input itself, the merged registers, or the union.
+    fn result(&self) -> Result<Result<HllSketch, Arc<[u8]>>, SketchError> {
+        if self.inputs == 1 {
+            if let Some(b) = &self.single {
+                return Ok(Err(b.clone()));
+            }
+            if self.regs.is_none() {
+                return Ok(Ok(self.union.to_sketch(HllType::Hll8)));
+            }
+        }
+        Ok(Ok(match self.dense()? {
+            Some(r) => r.to_sketch()?,
+            None => self.union.to_sketch(HllType::Hll8),
+        }))
     }
 
     pub fn estimate(&self) -> f64 {
-        if let Some(b) = self.only_dense() {
-            return HllSketch::deserialize(b).map_or(0.0, |s| s.estimate());
-        }
-        match self.registers() {
-            None => self.union.estimate(),
-            Some(Ok(s)) => s.estimate(),
-            Some(Err(_)) => 0.0,
+        match self.result() {
+            Ok(Ok(s)) => s.estimate(),
+            Ok(Err(b)) => HllSketch::deserialize(&b).map_or(0.0, |s| s.estimate()),
+            Err(_) => 0.0,
         }
     }
 
     pub fn finish(self) -> UserSketch {
-        if let Some(b) = self.only_dense() {
-            return UserSketch {
-                repr: Repr::Stored(b.clone()),
-            };
-        }
-        let inner = match self.registers() {
-            None => self.union.to_sketch(HllType::Hll8),
-            Some(Ok(s)) => s,
-            Some(Err(_)) => new_hll8(),
+        let repr = match self.result() {
+            Ok(Ok(s)) => Repr::Live(s),
+            Ok(Err(b)) => Repr::Stored(b),
+            Err(_) => Repr::Live(new_hll8()),
         };
-        UserSketch {
-            repr: Repr::Live(inner),
-        }
+        UserSketch { repr }
     }
 }
 
@@ -687,13 +697,15 @@ mod tests {
                 ours.add_bytes(&bytes).unwrap();
                 theirs.update(&HllSketch::deserialize(&bytes).unwrap());
             }
-            // The library's union of one dense sketch of at most LG_K keeps that sketch's own
-            // estimator; otherwise a union with any dense input uses the composite estimator.
-            let alone = dense == 1 && parts.len() == 1 && parts[0].0 <= LG_K;
-            let expected = if dense == 0 || alone {
-                theirs.estimate()
-            } else {
+            // One sketch of at most LG_K is itself; any other dense result is the library's
+            // composite estimate; a coupon result is the library's coupon estimate.
+            let _ = dense;
+            let their_bytes = theirs.to_sketch(HllType::Hll8).serialize();
+            let alone = parts.len() == 1 && parts[0].0 <= LG_K;
+            let expected = if their_bytes[7] & 3 == MODE_HLL && !alone {
                 theirs.composite_estimate()
+            } else {
+                theirs.estimate()
             };
             let got = ours.estimate();
             proptest::prop_assert!(
@@ -705,6 +717,52 @@ mod tests {
             let want = theirs.to_sketch(HllType::Hll8);
             proptest::prop_assert_eq!(live.lg_config_k(), want.lg_config_k());
             proptest::prop_assert_eq!(registers(&live), registers(&want));
+        }
+
+        /// However the inputs are grouped into partial unions, the answer is the same: what a
+        /// cached partial union of a range's days or months relies on.
+        #[test]
+        fn grouping_does_not_change_the_answer(
+            parts in proptest::collection::vec(
+                (proptest::sample::select(vec![14u8, 16]), 0u32..30_000, 1u32..12_000, proptest::bool::ANY),
+                1..7,
+            ),
+            split in 0usize..7,
+        ) {
+            let stored_parts: Vec<Vec<u8>> = parts
+                .iter()
+                .enumerate()
+                .map(|(i, (lg_k, start, len, live))| {
+                    let s = sketch(*lg_k, *start..start + len, i as u32 % 3);
+                    if *live && *lg_k == LG_K {
+                        // A live sketch, as the ETL holds it, through its own bytes.
+                        let mut u = UserSketch::new();
+                        for id in *start..start + len {
+                            u.insert(&format!("{}-{id}", i as u32 % 3));
+                        }
+                        u.to_bytes()
+                    } else {
+                        stored(&s, false)
+                    }
+                })
+                .collect();
+            let mut direct = SketchMerger::default();
+            for b in &stored_parts {
+                direct.add_bytes(b).unwrap();
+            }
+            let split = split.min(stored_parts.len());
+            let mut whole = SketchMerger::default();
+            for group in [&stored_parts[..split], &stored_parts[split..]] {
+                let mut g = SketchMerger::default();
+                for b in group {
+                    g.add(&UserSketch::from_bytes(b).unwrap());
+                }
+                whole.add(&g.finish().into_stored());
+            }
+            proptest::prop_assert_eq!(whole.estimate(), direct.estimate());
+            let (a, b) = (whole.finish().to_bytes(), direct.finish().to_bytes());
+            let (a, b) = (HllSketch::deserialize(&a).unwrap(), HllSketch::deserialize(&b).unwrap());
+            proptest::prop_assert_eq!(registers(&a), registers(&b));
         }
 
         /// Any bytes: an error or a sketch, never a panic, whichever way they come in.
