@@ -36,9 +36,17 @@ pub(super) struct MonthEntry {
     pub(super) signature: String,
 }
 
+/// A type's days of one month within a range, reduced: what a summary of that type needs.
+pub(super) struct TypePiece {
+    count: u64,
+    unique_sum: u64,
+    users: UserSketch,
+}
+
 #[derive(Clone)]
 enum Detail {
     Days(Arc<MonthDays>),
+    Piece(Arc<TypePiece>),
     Type(Arc<TypeMonth>),
     Users(Arc<UserSketch>),
     Year(Arc<Vec<(i32, Arc<UserSketch>)>>),
@@ -47,43 +55,80 @@ enum Detail {
 
 type Lru = lru::LruCache<String, (usize, Detail)>;
 
+/// One least-recently-used list with the sum of its entries' byte sizes.
+struct Tier {
+    lru: Lru,
+    bytes: usize,
+    budget: usize,
+}
+
+impl Tier {
+    fn new(budget: usize) -> Self {
+        Self {
+            lru: lru::LruCache::unbounded(),
+            bytes: 0,
+            budget,
+        }
+    }
+
+    fn put(&mut self, key: String, bytes: usize, d: Detail) {
+        if let Some((old, _)) = self.lru.put(key, (bytes, d)) {
+            self.bytes -= old;
+        }
+        self.bytes += bytes;
+        while self.bytes > self.budget && self.lru.len() > 1 {
+            match self.lru.pop_lru() {
+                Some((_, (b, _))) => self.bytes -= b,
+                None => break,
+            }
+        }
+    }
+}
+
 /// Month details loaded on demand, least recently used first out once over a byte budget, so a
 /// warm function's memory stays bounded whatever the history.
+///
+/// Two lists: whole objects as read (a month's day sketches, a type's month, a year object)
+/// get half of the budget; what questions keep using (cells, month sketches and the
+/// unions cut from those objects for a range) gets the rest. In one list, every object read
+/// for a new range pushed out the small unions that earlier ranges keep asking for.
 pub(super) struct DetailCache {
-    /// Entries with their byte sizes, and the sum of those.
-    inner: std::sync::Mutex<(Lru, usize)>,
-    budget: usize,
+    inner: std::sync::Mutex<(Tier, Tier)>,
 }
 
 impl DetailCache {
     pub(super) fn new(budget: usize) -> Self {
+        let objects = budget / 2;
         Self {
-            inner: std::sync::Mutex::new((lru::LruCache::unbounded(), 0)),
-            budget,
+            inner: std::sync::Mutex::new((Tier::new(budget - objects), Tier::new(objects))),
         }
     }
 
     fn get(&self, key: &str) -> Option<Detail> {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        g.0.get(key).map(|(_, d)| d.clone())
+        if let Some((_, d)) = g.0.lru.get(key) {
+            return Some(d.clone());
+        }
+        g.1.lru.get(key).map(|(_, d)| d.clone())
     }
 
     fn put(&self, key: String, bytes: usize, d: Detail) {
+        let whole_object = match &d {
+            Detail::Days(days) => !days.day_users.is_empty(),
+            Detail::Type(_) | Detail::Year(_) | Detail::Build(_) => true,
+            Detail::Users(_) | Detail::Piece(_) => false,
+        };
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((old, _)) = g.0.put(key, (bytes, d)) {
-            g.1 -= old;
-        }
-        g.1 += bytes;
-        while g.1 > self.budget && g.0.len() > 1 {
-            match g.0.pop_lru() {
-                Some((_, (b, _))) => g.1 -= b,
-                None => break,
-            }
+        if whole_object {
+            g.1.put(key, bytes, d);
+        } else {
+            g.0.put(key, bytes, d);
         }
     }
 
     fn bytes(&self) -> usize {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).1
+        let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        g.0.bytes + g.1.bytes
     }
 }
 
@@ -94,9 +139,9 @@ pub(super) struct Loader {
     pub(super) cache: DetailCache,
 }
 
-/// Default budget for month details held by a warm reader: a year of 50 types fits whole (~60 MB),
-/// and five years of 500 types keep the API under 200 MB resident (docs/benchmarks.md).
-pub const DETAIL_CACHE_BYTES: usize = 80 << 20;
+/// Default budget for month details held by a warm reader: a year of 50 types fits whole, and
+/// five years of 500 types keep the API under 200 MB resident (docs/benchmarks.md).
+pub const DETAIL_CACHE_BYTES: usize = 112 << 20;
 
 /// The lake at one point in time: every month's head, and where to load its details from.
 /// Every per-day structure is indexed by the days that hold data, never by the calendar span
@@ -263,25 +308,207 @@ impl View {
         }
     }
 
-    async fn days(&self, e: &MonthEntry) -> Result<Arc<MonthDays>, LakeError> {
+    /// A month's cells (`sketches == false`) or its day sketches: the two halves of `days.json`,
+    /// cached apart, so questions that need only counts, or only a cached union of some days,
+    /// do not keep a month's thirty day sketches in memory.
+    async fn days_part(&self, e: &MonthEntry, sketches: bool) -> Result<Arc<MonthDays>, LakeError> {
         let prefix = match &e.source {
             Source::Built(b) => return Ok(b.days.clone()),
             Source::Rollup { patch: Some(p), .. } => return Ok(p.days.clone()),
             Source::Rollup { prefix, .. } => prefix,
         };
         let key = crate::rollup::days_key(prefix);
+        let (cells_key, sketches_key) = (format!("{key}#cells"), format!("{key}#sketches"));
         let loader = self.loader()?;
-        if let Some(Detail::Days(d)) = loader.cache.get(&key) {
+        if let Some(Detail::Days(d)) =
+            loader
+                .cache
+                .get(if sketches { &sketches_key } else { &cells_key })
+        {
             return Ok(d);
         }
-        let days = match self.rollup_object(&key, crate::rollup::decode_days).await? {
-            Some(d) if d.day_users.len() == e.head.dates.len() => Arc::new(d),
-            _ => self.build(e).await?.days.clone(),
+        let full = match self.rollup_object(&key, crate::rollup::decode_days).await? {
+            Some(d) if d.day_users.len() == e.head.dates.len() => d,
+            _ => (*self.build(e).await?.days).clone(),
         };
+        let cells = Arc::new(MonthDays {
+            cells: full.cells,
+            day_users: Vec::new(),
+        });
+        let days = Arc::new(MonthDays {
+            cells: Vec::new(),
+            day_users: full.day_users,
+        });
         loader
             .cache
-            .put(key, days.heap_bytes(), Detail::Days(days.clone()));
-        Ok(days)
+            .put(cells_key, cells.heap_bytes(), Detail::Days(cells.clone()));
+        loader
+            .cache
+            .put(sketches_key, days.heap_bytes(), Detail::Days(days.clone()));
+        Ok(if sketches { days } else { cells })
+    }
+
+    /// The union of the days `lo..hi` (positions in the head's `dates`) of a month, all types:
+    /// cached per (rollup version, lo, hi) for months served from a rollup, `None` otherwise
+    /// (the caller merges the resident day sketches itself).
+    async fn day_piece(
+        &self,
+        e: &MonthEntry,
+        lo: usize,
+        hi: usize,
+    ) -> Result<Option<Arc<UserSketch>>, LakeError> {
+        let Source::Rollup {
+            prefix,
+            patch: None,
+            ..
+        } = &e.source
+        else {
+            return Ok(None);
+        };
+        let key = format!("{}#union{lo}-{hi}", crate::rollup::days_key(prefix));
+        let loader = self.loader()?;
+        if let Some(Detail::Users(u)) = loader.cache.get(&key) {
+            return Ok(Some(u));
+        }
+        let days = self.days_part(e, true).await?;
+        let sketches = days.day_users.get(lo..hi).unwrap_or_default();
+        Ok(Some(self.keep_union(key, sketches)?))
+    }
+
+    /// The union of `sketches`, kept under `key` (the immutable version it was cut from and
+    /// the range it covers).
+    fn keep_union<'a>(
+        &self,
+        key: String,
+        sketches: impl IntoIterator<Item = &'a UserSketch>,
+    ) -> Result<Arc<UserSketch>, LakeError> {
+        let mut m = SketchMerger::default();
+        for s in sketches {
+            m.add(s);
+        }
+        let u = Arc::new(m.finish().into_stored());
+        self.loader()?
+            .cache
+            .put(key, u.heap_bytes() + 64, Detail::Users(u.clone()));
+        Ok(u)
+    }
+
+    /// One type's days of a month within `from..=to`: events, the sum of daily distinct users
+    /// and their union. Cached per (object version, first and last day) for months served from
+    /// a rollup, so a warm reader keeps this instead of the type's month object.
+    async fn type_piece(
+        &self,
+        e: &MonthEntry,
+        ti: usize,
+        from: i32,
+        to: i32,
+    ) -> Result<Arc<TypePiece>, LakeError> {
+        let key = match &e.source {
+            Source::Rollup {
+                prefix,
+                patch: None,
+                ..
+            } => Some(format!(
+                "{}#union{from}-{to}",
+                crate::rollup::type_key(prefix, ti)
+            )),
+            _ => None,
+        };
+        if let (Some(k), Ok(l)) = (&key, self.loader()) {
+            if let Some(Detail::Piece(p)) = l.cache.get(k) {
+                return Ok(p);
+            }
+        }
+        let tm = self.type_month(e, ti).await?;
+        let (mut count, mut unique_sum, mut m) = (0u64, 0u64, SketchMerger::default());
+        for d in tm.days.iter().filter(|d| d.date >= from && d.date <= to) {
+            count += d.count;
+            unique_sum += d.unique;
+            m.add_bytes(&d.sketch)
+                .map_err(|e| LakeError::Rollup(e.to_string()))?;
+        }
+        let p = Arc::new(TypePiece {
+            count,
+            unique_sum,
+            users: m.finish().into_stored(),
+        });
+        if let (Some(k), Ok(l)) = (key, self.loader()) {
+            l.cache
+                .put(k, p.users.heap_bytes() + 80, Detail::Piece(p.clone()));
+        }
+        Ok(p)
+    }
+
+    /// A type's union over the whole months `first..=last` of one year, from that year's
+    /// object: `None` unless every one of those months is served from the version the object
+    /// was built from. Cached per (object version, first, last): a warm reader keeps one sketch
+    /// per year a question covers instead of the year's twelve.
+    async fn year_run(
+        &self,
+        t: &str,
+        first: &MonthEntry,
+        last: &MonthEntry,
+    ) -> Result<Option<Arc<UserSketch>>, LakeError> {
+        let year = first.head.month.div_euclid(12);
+        let Some(y) = self.years.get(&year) else {
+            return Ok(None);
+        };
+        let Ok(yi) = y.types.binary_search_by(|x| x.as_str().cmp(t)) else {
+            return Ok(None);
+        };
+        let (m_lo, m_hi) = (first.head.month, last.head.month);
+        for (m, e) in self.months.range(m_lo..=m_hi) {
+            let current = match &e.source {
+                Source::Rollup {
+                    prefix,
+                    patch: None,
+                    ..
+                } => y.months.get(&month_label(*m)) == Some(prefix),
+                _ => false,
+            };
+            if !current {
+                return Ok(None);
+            }
+        }
+        let ykey = crate::rollup::year_key(&y.prefix, yi);
+        let key = format!("{ykey}#union{m_lo}-{m_hi}");
+        let loader = self.loader()?;
+        if let Some(Detail::Users(u)) = loader.cache.get(&key) {
+            return Ok(Some(u));
+        }
+        let months = match self.year_months(&ykey).await? {
+            Some(m) => m,
+            None => return Ok(None),
+        };
+        let run = months
+            .iter()
+            .filter(|(m, _)| (m_lo..=m_hi).contains(m))
+            .map(|(_, u)| &**u);
+        Ok(Some(self.keep_union(key, run)?))
+    }
+
+    /// A per-type year object: each month's sketch.
+    async fn year_months(
+        &self,
+        key: &str,
+    ) -> Result<Option<Arc<Vec<(i32, Arc<UserSketch>)>>>, LakeError> {
+        let loader = self.loader()?;
+        if let Some(Detail::Year(m)) = loader.cache.get(key) {
+            return Ok(Some(m));
+        }
+        Ok(
+            match self.rollup_object(key, crate::rollup::decode_year).await? {
+                Some(m) => {
+                    let m = Arc::new(m);
+                    let bytes = m.iter().map(|(_, u)| u.heap_bytes() + 16).sum();
+                    loader
+                        .cache
+                        .put(key.to_owned(), bytes, Detail::Year(m.clone()));
+                    Some(m)
+                }
+                None => None,
+            },
+        )
     }
 
     async fn type_month(&self, e: &MonthEntry, ti: usize) -> Result<Arc<TypeMonth>, LakeError> {
@@ -336,10 +563,11 @@ impl View {
         if let Some(Detail::Users(u)) = loader.cache.get(&key) {
             return Ok(u);
         }
-        if let Some(u) = self.year_users(e, ti).await? {
-            return Ok(u);
-        }
-        let u = self.type_month(e, ti).await?.users.clone();
+        let u = match self.year_users(e, ti).await? {
+            Some(u) => u,
+            None => self.type_month(e, ti).await?.users.clone(),
+        };
+        // Kept on its own: the object it came from is cached as a whole, in the smaller list.
         loader
             .cache
             .put(key, u.heap_bytes(), Detail::Users(u.clone()));
@@ -376,19 +604,11 @@ impl View {
         if from != prefix {
             return Ok(None);
         }
-        let key = crate::rollup::year_key(&y.prefix, yi);
-        let loader = self.loader()?;
-        let months = match loader.cache.get(&key) {
-            Some(Detail::Year(m)) => m,
-            _ => match self.rollup_object(&key, crate::rollup::decode_year).await? {
-                Some(m) => {
-                    let m = Arc::new(m);
-                    let bytes = m.iter().map(|(_, u)| u.heap_bytes() + 16).sum();
-                    loader.cache.put(key, bytes, Detail::Year(m.clone()));
-                    m
-                }
-                None => return Ok(None),
-            },
+        let Some(months) = self
+            .year_months(&crate::rollup::year_key(&y.prefix, yi))
+            .await?
+        else {
+            return Ok(None);
         };
         Ok(months
             .iter()
@@ -434,7 +654,7 @@ impl View {
             if !wanted.contains(&true) || h.dates.last().is_none_or(|d| *d < from) {
                 continue;
             }
-            let days = self.days(e).await?;
+            let days = self.days_part(e, false).await?;
             for c in &days.cells {
                 if c.date < from || c.date > to || !wanted[c.ty as usize] {
                     continue;
@@ -502,6 +722,7 @@ impl View {
         types.dedup();
         let mut users = SketchMerger::default();
         let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
+        let mut whole_months: BTreeMap<&str, Vec<(&MonthEntry, usize)>> = BTreeMap::new();
         let mut all_counts = vec![
             0u64;
             if types.is_empty() {
@@ -522,15 +743,26 @@ impl View {
                     }
                     users.add(&h.users);
                 } else {
-                    let days = self.days(e).await?;
+                    let days = self.days_part(e, false).await?;
                     let first = days.cells.partition_point(|c| c.date < from);
                     for c in days.cells[first..].iter().take_while(|c| c.date <= to) {
                         if let Some(i) = ids.get(c.ty as usize) {
                             all_counts[*i] += c.count;
                         }
                     }
-                    for s in &days.day_users[lo..hi] {
-                        users.add(s);
+                    match self.day_piece(e, lo, hi).await? {
+                        Some(u) => users.add(&u),
+                        None => {
+                            for s in self
+                                .days_part(e, true)
+                                .await?
+                                .day_users
+                                .get(lo..hi)
+                                .unwrap_or_default()
+                            {
+                                users.add(s);
+                            }
+                        }
                     }
                 }
                 continue;
@@ -541,36 +773,29 @@ impl View {
                 let Ok(ti) = h.types.binary_search_by(|x| x.as_str().cmp(t)) else {
                     continue;
                 };
-                // A month covered whole needs the type's month sketch only, unless several
-                // types need its days for their per-day unions.
-                let tm = if whole && types.len() == 1 {
-                    None
-                } else {
-                    Some(self.type_month(e, ti).await?)
-                };
-                let in_range = tm
-                    .iter()
-                    .flat_map(|tm| tm.days.iter())
-                    .filter(|d| d.date >= from && d.date <= to);
                 if whole {
                     *counts.entry(t).or_default() += h.type_counts[ti];
-                    users.add(&*self.type_users(e, ti).await?);
+                    // Merged after the loop, a year's run of whole months at a time.
+                    whole_months.entry(t).or_default().push((e, ti));
                     if types.len() == 1 {
                         summary.unique_users_daily_sum += h.type_unique_sum[ti];
                     }
+                } else if types.len() == 1 {
+                    // Keyed by the month's first and last day in range that hold data, so
+                    // ranges that differ only in empty days share it.
+                    let p = self.type_piece(e, ti, h.dates[lo], h.dates[hi - 1]).await?;
+                    *counts.entry(t).or_default() += p.count;
+                    summary.unique_users_daily_sum += p.unique_sum;
+                    users.add(&p.users);
                 } else {
-                    for d in in_range.clone() {
-                        *counts.entry(t).or_default() += d.count;
-                        users
-                            .add_bytes(&d.sketch)
-                            .map_err(|e| LakeError::Rollup(e.to_string()))?;
-                        if types.len() == 1 {
-                            summary.unique_users_daily_sum += d.unique;
-                        }
-                    }
+                    let p = self.type_piece(e, ti, h.dates[lo], h.dates[hi - 1]).await?;
+                    *counts.entry(t).or_default() += p.count;
+                    users.add(&p.users);
                 }
                 if types.len() > 1 {
-                    for d in in_range {
+                    // Several types need their days for the per-day unions.
+                    let tm = self.type_month(e, ti).await?;
+                    for d in tm.days.iter().filter(|d| d.date >= from && d.date <= to) {
                         per_day
                             .entry(d.date)
                             .or_default()
@@ -581,6 +806,27 @@ impl View {
             }
             summary.unique_users_daily_sum +=
                 per_day.values().map(|m| round(m.estimate())).sum::<u64>();
+        }
+        // Each type's whole months: one union per year where the year's object serves them
+        // all, the month sketches otherwise.
+        for (t, months) in whole_months {
+            for run in months
+                .chunk_by(|a, b| a.0.head.month.div_euclid(12) == b.0.head.month.div_euclid(12))
+            {
+                let (first, last) = (run[0].0, run[run.len() - 1].0);
+                let merged = match run.len() {
+                    1 => None,
+                    _ => self.year_run(t, first, last).await?,
+                };
+                match merged {
+                    Some(u) => users.add(&u),
+                    None => {
+                        for (e, ti) in run {
+                            users.add(&*self.type_users(e, *ti).await?);
+                        }
+                    }
+                }
+            }
         }
         let everything = self.types.iter().map(String::as_str).zip(all_counts);
         for (t, n) in counts.into_iter().chain(everything) {
@@ -629,7 +875,7 @@ impl View {
                     p.unique_users = h.day_unique[lo + i];
                     points.insert(*date, (p, SketchMerger::default()));
                 }
-                let days = self.days(e).await?;
+                let days = self.days_part(e, false).await?;
                 let first = days.cells.partition_point(|c| c.date < from);
                 for c in days.cells[first..].iter().take_while(|c| c.date <= to) {
                     if let Some((p, _)) = points.get_mut(&c.date) {
