@@ -1,7 +1,6 @@
 //! The Analytics API router. The same router serves API Gateway (through `lambda_http`),
 //! `cargo lambda watch`, a plain local server and in-process tests.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -41,7 +40,8 @@ pub struct AppState {
     /// answer is four DynamoDB reads and an SQS call.
     status: Mutex<Option<(Instant, Value)>>,
     /// Rendered answers by (snapshot generation, path + query): dashboards repeat queries.
-    answers: Mutex<(u64, HashMap<String, Value>)>,
+    /// Least recently used out beyond ANSWER_CACHE_BYTES of JSON (their lengths summed).
+    answers: Mutex<Answers>,
 }
 
 impl AppState {
@@ -67,7 +67,11 @@ impl AppState {
             health_timeout: Duration::from_secs(2),
             pipeline: Mutex::new(None),
             status: Mutex::new(None),
-            answers: Mutex::new((0, HashMap::new())),
+            answers: Mutex::new(Answers {
+                generation: 0,
+                lru: lru::LruCache::unbounded(),
+                bytes: 0,
+            }),
         }
     }
 
@@ -256,19 +260,57 @@ async fn ready(st: &AppState) -> Result<(Arc<View>, u64), ApiError> {
     Ok((snap, generation))
 }
 
-async fn cached(st: &AppState, generation: u64, key: &str) -> Option<Value> {
-    let answers = st.answers.lock().await;
-    (answers.0 == generation)
-        .then(|| answers.1.get(key).cloned())
-        .flatten()
+struct Answers {
+    generation: u64,
+    lru: lru::LruCache<String, (Value, usize)>,
+    bytes: usize,
 }
 
-async fn remember(st: &AppState, generation: u64, key: String, v: &Value) {
+async fn cached(st: &AppState, generation: u64, key: &str) -> Option<Value> {
     let mut answers = st.answers.lock().await;
-    if answers.0 != generation || answers.1.len() >= 1024 {
-        *answers = (generation, HashMap::new());
+    if answers.generation != generation {
+        return None;
     }
-    answers.1.insert(key, v.clone());
+    answers.lru.get(key).map(|(v, _)| v.clone())
+}
+
+/// Most JSON bytes of answers kept (held as values, about three times that in memory). A
+/// summary over 500 event types is ~15 KB: a thousand of them would have been ~50 MB of a
+/// function's memory.
+const ANSWER_CACHE_BYTES: usize = 4 << 20;
+
+async fn remember(st: &AppState, generation: u64, key: String, v: &Value) {
+    let size = key.len() + serde_json::to_vec(v).map_or(0, |b| b.len());
+    if size > ANSWER_CACHE_BYTES {
+        return;
+    }
+    // Old answers are dropped after the lock is released: freeing many values takes time.
+    let mut dropped = Vec::new();
+    {
+        let mut answers = st.answers.lock().await;
+        if answers.generation != generation {
+            dropped.extend(std::mem::replace(
+                &mut answers.lru,
+                lru::LruCache::unbounded(),
+            ));
+            answers.generation = generation;
+            answers.bytes = 0;
+        }
+        if let Some((_, (_, old))) = answers.lru.push(key, (v.clone(), size)) {
+            answers.bytes -= old;
+        }
+        answers.bytes += size;
+        while answers.bytes > ANSWER_CACHE_BYTES && answers.lru.len() > 1 {
+            match answers.lru.pop_lru() {
+                Some((k, (v, n))) => {
+                    answers.bytes -= n;
+                    dropped.push((k, (v, n)));
+                }
+                None => break,
+            }
+        }
+    }
+    drop(dropped);
 }
 
 async fn metrics(
@@ -469,4 +511,45 @@ fn decode_cursor(c: &str) -> Option<(i32, String)> {
     let rest = text.strip_prefix("v1|")?;
     let (d, t) = rest.split_once('|')?;
     Some((d.parse().ok()?, t.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dataflow_config::{Env, FromEnv};
+
+    fn state() -> AppState {
+        let cfg = dataflow_core::config::EtlConfig::from_env_vars(&Env::from_pairs(&[]))
+            .expect("defaults");
+        AppState::new(
+            Arc::new(dataflow_store::MemoryStore::default()),
+            Arc::new(dataflow_core::checkpoint::MemoryCheckpoints::default()),
+            &cfg.lake,
+            Duration::ZERO,
+        )
+    }
+
+    /// Many large answers (a summary over 2,000 types each): the cache keeps the most recent
+    /// ones within its byte budget, and a new generation starts empty.
+    #[tokio::test]
+    async fn answers_stay_within_their_byte_budget() {
+        let st = state();
+        let big: serde_json::Map<String, Value> = (0..2_000)
+            .map(|i| (format!("event_type_{i:05}"), json!(i)))
+            .collect();
+        let v = json!({ "events_by_type": big });
+        let size = serde_json::to_vec(&v).unwrap().len();
+        for i in 0..400 {
+            remember(&st, 1, format!("s?{i}"), &v).await;
+            let a = st.answers.lock().await;
+            assert!(a.bytes <= ANSWER_CACHE_BYTES, "{} bytes", a.bytes);
+        }
+        let kept = st.answers.lock().await.lru.len();
+        assert_eq!(kept, ANSWER_CACHE_BYTES / (size + 5));
+        assert!(cached(&st, 1, "s?399").await.is_some());
+        assert!(cached(&st, 1, "s?0").await.is_none());
+        assert!(cached(&st, 2, "s?399").await.is_none());
+        remember(&st, 2, "s?x".into(), &json!({})).await;
+        assert_eq!(st.answers.lock().await.lru.len(), 1);
+    }
 }
