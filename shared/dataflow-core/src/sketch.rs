@@ -73,7 +73,20 @@ impl UserSketch {
         }
     }
 
+    /// The sketch to update: every update of the ETL's hot loop comes through here.
+    #[inline(always)]
     fn live(&mut self) -> &mut HllSketch {
+        if matches!(self.repr, Repr::Stored(_)) {
+            self.make_live();
+        }
+        match &mut self.repr {
+            Repr::Live(s) => s,
+            Repr::Stored(_) => unreachable!("made live above"),
+        }
+    }
+
+    #[cold]
+    fn make_live(&mut self) {
         if let Repr::Stored(bytes) = &self.repr {
             // Stored bytes were checked when they came in; an unreadable one starts empty
             // rather than panic (it cannot happen for bytes that passed `from_bytes`).
@@ -82,10 +95,6 @@ impl UserSketch {
                 union.update(&s);
             }
             self.repr = Repr::Live(union.to_sketch(HllType::Hll8));
-        }
-        match &mut self.repr {
-            Repr::Live(s) => s,
-            Repr::Stored(_) => unreachable!("converted above"),
         }
     }
 
@@ -401,15 +410,20 @@ impl Registers {
     /// the library's composite estimator (what it uses for any union of dense sketches).
     fn to_sketch(&self) -> Result<HllSketch, SketchError> {
         let (mut kxq0, mut kxq1, mut zeros) = (0f64, 0f64, 0u32);
-        // The same sums, in the same order, as DataSketches computes after a union.
+        // The same sums, in the same order, as DataSketches computes after a union; the
+        // powers of two are looked up (exact either way) rather than divided per register.
+        let mut inverse = [0f64; MAX_VALUE as usize + 1];
+        for (v, x) in inverse.iter_mut().enumerate() {
+            *x = 1.0 / (1u64 << v) as f64;
+        }
         for v in self.regs.iter() {
             match *v {
                 0 => {
                     kxq0 += 1.0;
                     zeros += 1;
                 }
-                v if v < 32 => kxq0 += 1.0 / (1u64 << v) as f64,
-                v => kxq1 += 1.0 / (1u64 << v.min(MAX_VALUE)) as f64,
+                v if v < 32 => kxq0 += inverse[v as usize],
+                v => kxq1 += inverse[v.min(MAX_VALUE) as usize],
             }
         }
         let mut b = Vec::with_capacity(HLL_PREAMBLE + self.regs.len());
@@ -555,6 +569,14 @@ impl SketchMerger {
             }
             if self.regs.is_none() {
                 return Ok(Ok(self.union.to_sketch(HllType::Hll8)));
+            }
+        }
+        if self.regs.is_none() {
+            // Live sketches and coupons only: the library's union is the answer when it is
+            // coupons, or dense and already estimating by its registers (the usual case).
+            let s = self.union.to_sketch(HllType::Hll8);
+            if s.estimate() == s.composite_estimate() || s.serialize()[7] & 3 != MODE_HLL {
+                return Ok(Ok(s));
             }
         }
         Ok(Ok(match self.dense()? {
