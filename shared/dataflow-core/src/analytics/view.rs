@@ -36,6 +36,21 @@ pub(super) struct MonthEntry {
     pub(super) signature: String,
 }
 
+impl MonthEntry {
+    /// The rollup version the month is served from, unpatched: the only months whose objects,
+    /// and the unions cut from them, may be kept under that version's keys.
+    fn rollup_prefix(&self) -> Option<&str> {
+        match &self.source {
+            Source::Rollup {
+                prefix,
+                patch: None,
+                ..
+            } => Some(prefix),
+            _ => None,
+        }
+    }
+}
+
 /// A type's days of one month within a range, reduced: what a summary of that type needs.
 pub(super) struct TypePiece {
     count: u64,
@@ -357,12 +372,7 @@ impl View {
         lo: usize,
         hi: usize,
     ) -> Result<Option<Arc<UserSketch>>, LakeError> {
-        let Source::Rollup {
-            prefix,
-            patch: None,
-            ..
-        } = &e.source
-        else {
+        let Some(prefix) = e.rollup_prefix() else {
             return Ok(None);
         };
         let key = format!("{}#union{lo}-{hi}", crate::rollup::days_key(prefix));
@@ -403,17 +413,9 @@ impl View {
         from: i32,
         to: i32,
     ) -> Result<Arc<TypePiece>, LakeError> {
-        let key = match &e.source {
-            Source::Rollup {
-                prefix,
-                patch: None,
-                ..
-            } => Some(format!(
-                "{}#union{from}-{to}",
-                crate::rollup::type_key(prefix, ti)
-            )),
-            _ => None,
-        };
+        let key = e
+            .rollup_prefix()
+            .map(|prefix| format!("{}#union{from}-{to}", crate::rollup::type_key(prefix, ti)));
         if let (Some(k), Ok(l)) = (&key, self.loader()) {
             if let Some(Detail::Piece(p)) = l.cache.get(k) {
                 return Ok(p);
@@ -458,14 +460,9 @@ impl View {
         };
         let (m_lo, m_hi) = (first.head.month, last.head.month);
         for (m, e) in self.months.range(m_lo..=m_hi) {
-            let current = match &e.source {
-                Source::Rollup {
-                    prefix,
-                    patch: None,
-                    ..
-                } => y.months.get(&month_label(*m)) == Some(prefix),
-                _ => false,
-            };
+            let current = e.rollup_prefix().is_some_and(|prefix| {
+                y.months.get(&month_label(*m)).map(String::as_str) == Some(prefix)
+            });
             if !current {
                 return Ok(None);
             }
@@ -581,12 +578,7 @@ impl View {
         e: &MonthEntry,
         ti: usize,
     ) -> Result<Option<Arc<UserSketch>>, LakeError> {
-        let Source::Rollup {
-            prefix,
-            patch: None,
-            ..
-        } = &e.source
-        else {
+        let Some(prefix) = e.rollup_prefix() else {
             return Ok(None);
         };
         let Some(y) = self.years.get(&e.head.month.div_euclid(12)) else {
