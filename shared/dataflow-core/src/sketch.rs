@@ -719,11 +719,11 @@ mod tests {
                 ours.add_bytes(&bytes).unwrap();
                 theirs.update(&HllSketch::deserialize(&bytes).unwrap());
             }
-            // One sketch of at most LG_K is itself; any other dense result is the library's
-            // composite estimate; a coupon result is the library's coupon estimate.
-            let _ = dense;
+            // One sketch alone is the library's union of it, except a dense one larger than
+            // LG_K, folded down (its own estimator no longer applies); any other dense result
+            // is the library's composite estimate; a coupon result its coupon estimate.
             let their_bytes = theirs.to_sketch(HllType::Hll8).serialize();
-            let alone = parts.len() == 1 && parts[0].0 <= LG_K;
+            let alone = parts.len() == 1 && (dense == 0 || parts[0].0 <= LG_K);
             let expected = if their_bytes[7] & 3 == MODE_HLL && !alone {
                 theirs.composite_estimate()
             } else {
@@ -849,6 +849,35 @@ mod tests {
         let mut grown = stored.clone();
         grown.insert("someone-new");
         assert!(grown.estimate() >= stored.estimate());
+    }
+
+    /// The format's extremes: the smallest and largest sketches it allows merge (at the smaller
+    /// size, as the library's union does), and 10 MB that only look like a sketch are refused.
+    #[test]
+    fn extreme_sketch_sizes_and_inputs() {
+        let tiny = stored(&sketch(4, 0..1_000, 1), false);
+        let huge = stored(&sketch(21, 0..3_000_000, 1), true);
+        assert_eq!(huge.len(), HLL_PREAMBLE + (1 << 21));
+        let mut m = SketchMerger::default();
+        m.add_bytes(&huge).unwrap();
+        assert!(
+            rel_err(m.estimate(), 3_000_000.0) < 0.01,
+            "{}",
+            m.estimate()
+        );
+        m.add_bytes(&tiny).unwrap();
+        let s = HllSketch::deserialize(&m.finish().to_bytes()).unwrap();
+        assert_eq!(s.lg_config_k(), 4);
+        let mut theirs = HllUnion::new(LG_K).unwrap();
+        theirs.update(&HllSketch::deserialize(&huge).unwrap());
+        theirs.update(&HllSketch::deserialize(&tiny).unwrap());
+        assert_eq!(registers(&s), registers(&theirs.to_sketch(HllType::Hll8)));
+        // A valid header in front of 10 MB of bytes out of range.
+        let mut big = huge[..HLL_PREAMBLE].to_vec();
+        big.resize(10 << 20, 0xff);
+        assert!(UserSketch::from_bytes(&big).is_err());
+        assert!(SketchMerger::default().add_bytes(&big).is_err());
+        assert!(UserSketch::from_bytes(&vec![0u8; 10 << 20]).is_err());
     }
 
     /// A lake written at lgK 14 still answers, at lgK 14's precision, merged with new sketches.
