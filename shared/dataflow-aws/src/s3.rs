@@ -16,6 +16,30 @@ impl S3Store {
     pub fn new(client: aws_sdk_s3::Client) -> Self {
         Self { client }
     }
+
+    /// The object's bytes, or those of `range` (an HTTP `Range` value); `None` when missing.
+    async fn fetch(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: Option<String>,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let req = self.client.get_object().bucket(bucket).key(key);
+        match req.set_range(range).send().await {
+            Ok(o) => {
+                let bytes = o
+                    .body
+                    .collect()
+                    .await
+                    .map_err(|e| other("GET body", bucket, key, e))?;
+                Ok(Some(bytes.into_bytes().to_vec()))
+            }
+            Err(e) if status_of(&e) == Some(404) => Ok(None),
+            // A range that starts past the end: nothing there, as a slice of the object says.
+            Err(e) if status_of(&e) == Some(416) => Ok(Some(Vec::new())),
+            Err(e) => Err(other("GET", bucket, key, e)),
+        }
+    }
 }
 
 fn other<E: std::error::Error + Send + Sync + 'static>(
@@ -84,25 +108,21 @@ impl ObjectStore for S3Store {
     }
 
     async fn get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        match self
-            .client
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-        {
-            Ok(o) => {
-                let bytes = o
-                    .body
-                    .collect()
-                    .await
-                    .map_err(|e| other("GET body", bucket, key, e))?;
-                Ok(Some(bytes.into_bytes().to_vec()))
-            }
-            Err(e) if status_of(&e) == Some(404) => Ok(None),
-            Err(e) => Err(other("GET", bucket, key, e)),
+        self.fetch(bucket, key, None).await
+    }
+
+    async fn get_range(
+        &self,
+        bucket: &str,
+        key: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        if len == 0 {
+            return Ok(Some(Vec::new()));
         }
+        let range = format!("bytes={offset}-{}", offset.saturating_add(len - 1));
+        self.fetch(bucket, key, Some(range)).await
     }
 
     async fn put(

@@ -689,3 +689,24 @@ async fn the_done_step_refuses_a_stale_view_of_the_key() {
         CompleteOutcome::Lost
     );
 }
+
+/// Ranged reads on the emulator slice the object as the in-memory store does: a part, a part
+/// cut at the end, nothing past the end (S3 answers 416 there), `None` when missing.
+#[tokio::test]
+async fn ranged_reads_slice_the_object() {
+    let (cfg, etl) = setup().await;
+    let bucket = &cfg.etl.lake.lake_bucket;
+    put(&etl, bucket, "range/k.bin", b"0123456789".to_vec()).await;
+    let r = |o, l| etl.store.get_range(bucket, "range/k.bin", o, l);
+    assert_eq!(r(0, 3).await.unwrap().unwrap(), b"012");
+    assert_eq!(r(7, 3).await.unwrap().unwrap(), b"789");
+    assert_eq!(r(8, 100).await.unwrap().unwrap(), b"89");
+    assert_eq!(r(10, 5).await.unwrap().unwrap(), b"");
+    assert_eq!(r(3, 0).await.unwrap().unwrap(), b"");
+    assert!(etl
+        .store
+        .get_range(bucket, "range/gone.bin", 0, 1)
+        .await
+        .unwrap()
+        .is_none());
+}
