@@ -533,6 +533,18 @@ impl SketchMerger {
         Ok(())
     }
 
+    /// A union of several sketches given as its registers: merged like a stored dense sketch,
+    /// but never "the one input itself" (its estimate is the composite one, as that union's).
+    fn add_dense_union(&mut self, d: &Dense<'_>) {
+        let lg_k = match d {
+            Dense::Hll8 { lg_k, .. } | Dense::Hll4 { lg_k, .. } => *lg_k,
+        };
+        self.regs
+            .get_or_insert_with(|| Registers::new(lg_k.min(LG_K)))
+            .add_dense(d);
+        self.inputs += 1;
+    }
+
     /// Everything merged as registers, when the result is dense.
     fn dense(&self) -> Result<Option<Registers>, SketchError> {
         let mut regs = self.regs.as_ref().map(|r| Registers {
@@ -593,6 +605,16 @@ impl SketchMerger {
         }
     }
 
+    /// The union of `sketches` in stored form: what the rollup keeps and what a reader cuts
+    /// from the same sketches, byte for byte.
+    pub fn union_of<'a>(sketches: impl IntoIterator<Item = &'a UserSketch>) -> UserSketch {
+        let mut m = Self::default();
+        for s in sketches {
+            m.add(s);
+        }
+        m.finish().into_stored()
+    }
+
     pub fn finish(self) -> UserSketch {
         let repr = match self.result() {
             Ok(Ok(s)) => Repr::Live(s),
@@ -600,6 +622,187 @@ impl SketchMerger {
             Err(_) => Repr::Live(new_hll8()),
         };
         UserSketch { repr }
+    }
+}
+
+/// The unions of every suffix of a run of up to 32 sketches (`run[lo..]` for each `lo`: a
+/// month's days from any day to its end, or, the run reversed, from its start to any day),
+/// held as the points where each register's running maximum, taken from the end of the run,
+/// steps up. A month's edge unions for every cut fit in ~150 KiB at 500 types (32 KiB per
+/// cut as sketches), and any of them is rebuilt in memory in a fraction of a millisecond.
+/// Each union it gives is, byte for byte, [`SketchMerger::union_of`] of the same sketches;
+/// the ones it cannot give that way (fewer than two sketches, or no dense one among them) it
+/// does not give.
+///
+/// Layout (the same in memory and stored): `[1, lgK, len, last_dense]`; a nibble per register
+/// (low nibble first): its number of steps; then per register, per step from the end of the
+/// run, one byte `position << 3 | rise` where the value rose by `rise` (1..=7), or a rise of 0
+/// and the new value in the next byte.
+pub struct SuffixUnions {
+    bytes: Box<[u8]>,
+}
+
+const STEPS_VERSION: u8 = 1;
+const STEPS_HEADER: usize = 4;
+
+impl SuffixUnions {
+    /// `None` unless every sketch is stored, dense at [`LG_K`] or a coupon list, with at least
+    /// one dense, the run has 2 to 32 sketches, and no register steps more than 15 times.
+    pub fn new(run: &[&UserSketch]) -> Option<Self> {
+        if !(2..=32).contains(&run.len()) {
+            return None;
+        }
+        let mut days = Vec::with_capacity(run.len());
+        let mut last_dense = None;
+        for (i, s) in run.iter().enumerate() {
+            let Repr::Stored(b) = &s.repr else {
+                return None;
+            };
+            let mut r = Registers::new(LG_K);
+            match Form::parse(b).ok()? {
+                Form::Dense(d) => {
+                    match &d {
+                        Dense::Hll8 { lg_k, .. } | Dense::Hll4 { lg_k, .. } if *lg_k == LG_K => {}
+                        _ => return None,
+                    }
+                    r.add_dense(&d);
+                    last_dense = Some(i);
+                }
+                Form::Coupons(raw) => r.add_coupons(raw),
+                Form::Empty | Form::Other => return None,
+            }
+            days.push(r.regs);
+        }
+        let k = 1usize << LG_K;
+        let mut out = vec![STEPS_VERSION, LG_K, run.len() as u8, last_dense? as u8];
+        out.resize(STEPS_HEADER + k / 2, 0);
+        let mut steps = Vec::with_capacity(2 * k);
+        for r in 0..k {
+            let (mut top, mut count) = (0u8, 0u8);
+            for pos in (0..days.len()).rev() {
+                let v = days[pos][r];
+                if v > top {
+                    let rise = v - top;
+                    if rise < 8 {
+                        steps.push((pos as u8) << 3 | rise);
+                    } else {
+                        steps.push((pos as u8) << 3);
+                        steps.push(v);
+                    }
+                    top = v;
+                    count += 1;
+                }
+            }
+            if count > 15 {
+                return None;
+            }
+            out[STEPS_HEADER + r / 2] |= count << (4 * (r % 2));
+        }
+        out.extend_from_slice(&steps);
+        Some(Self {
+            bytes: out.into_boxed_slice(),
+        })
+    }
+
+    /// Checks stored bytes: every step in range, positions falling and values rising.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, SketchError> {
+        let [version, lg_k, len, last_dense] = match bytes.get(..STEPS_HEADER) {
+            Some(&[a, b, c, d]) => [a, b, c, d],
+            _ => return Err(err("step table shorter than its header")),
+        };
+        if version != STEPS_VERSION || lg_k != LG_K || !(2..=32).contains(&len) || last_dense >= len
+        {
+            return Err(err("step table header out of range"));
+        }
+        let k = 1usize << lg_k;
+        let counts = bytes
+            .get(STEPS_HEADER..STEPS_HEADER + k / 2)
+            .ok_or_else(|| err("step table counts truncated"))?;
+        let mut at = STEPS_HEADER + k / 2;
+        for r in 0..k {
+            let count = (counts[r / 2] >> (4 * (r % 2))) & 15;
+            let (mut top, mut last_pos) = (0u8, len);
+            for _ in 0..count {
+                let b = *bytes.get(at).ok_or_else(|| err("step table truncated"))?;
+                at += 1;
+                let (pos, rise) = (b >> 3, b & 7);
+                let v = match rise {
+                    0 => {
+                        let v = *bytes.get(at).ok_or_else(|| err("step table truncated"))?;
+                        at += 1;
+                        v
+                    }
+                    rise => top + rise,
+                };
+                if pos >= last_pos || v <= top || v > MAX_VALUE {
+                    return Err(err("step table out of order"));
+                }
+                (top, last_pos) = (v, pos);
+            }
+        }
+        if at != bytes.len() {
+            return Err(err("step table has trailing bytes"));
+        }
+        Ok(Self {
+            bytes: bytes.into(),
+        })
+    }
+
+    pub fn to_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    fn len(&self) -> usize {
+        usize::from(self.bytes[2])
+    }
+
+    /// Merges the union of `run[lo..]` into `m`, as adding [`SketchMerger::union_of`] of those
+    /// sketches would; `false` (nothing merged) when it is not one this can give.
+    pub fn add_union_from(&self, lo: usize, m: &mut SketchMerger) -> bool {
+        if lo + 2 > self.len() || lo > usize::from(self.bytes[3]) {
+            return false;
+        }
+        let k = 1usize << self.bytes[1];
+        let counts = &self.bytes[STEPS_HEADER..STEPS_HEADER + k / 2];
+        let steps = &self.bytes[STEPS_HEADER + k / 2..];
+        let mut regs = vec![0u8; k];
+        let mut at = 0usize;
+        for (r, reg) in regs.iter_mut().enumerate() {
+            let count = (counts[r / 2] >> (4 * (r % 2))) & 15;
+            let mut top = 0u8;
+            for _ in 0..count {
+                // Checked when built or read: every step and escape byte is there.
+                let b = steps[at];
+                at += 1;
+                top = match b & 7 {
+                    0 => {
+                        at += 1;
+                        steps[at - 1]
+                    }
+                    rise => top + rise,
+                };
+                // Positions fall: the last step at or after `lo` holds the maximum.
+                if usize::from(b >> 3) >= lo {
+                    *reg = top;
+                }
+            }
+        }
+        m.add_dense_union(&Dense::Hll8 {
+            lg_k: self.bytes[1],
+            regs: &regs,
+        });
+        true
+    }
+
+    /// The union of `run[lo..]` as a stored sketch, when it is one this can give.
+    pub fn union_from(&self, lo: usize) -> Option<UserSketch> {
+        let mut m = SketchMerger::default();
+        self.add_union_from(lo, &mut m)
+            .then(|| m.finish().into_stored())
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        self.bytes.len() + 16
     }
 }
 
@@ -787,6 +990,43 @@ mod tests {
             proptest::prop_assert_eq!(registers(&a), registers(&b));
         }
 
+        /// Every suffix union it gives is the merger's union of the same sketches, byte for
+        /// byte; it gives one whenever the suffix has two sketches and a dense one.
+        #[test]
+        fn suffix_unions_are_the_mergers(
+            parts in proptest::collection::vec((0u32..30_000, 1u32..14_000), 2..7),
+        ) {
+            let run: Vec<UserSketch> = parts
+                .iter()
+                .enumerate()
+                .map(|(i, (start, len))| {
+                    let s = sketch(LG_K, *start..start + len, i as u32 % 3);
+                    UserSketch::from_bytes(&stored(&s, i % 2 == 1)).unwrap()
+                })
+                .collect();
+            let refs: Vec<&UserSketch> = run.iter().collect();
+            let dense: Vec<bool> = run.iter().map(|s| s.to_bytes()[7] & 3 == MODE_HLL).collect();
+            match SuffixUnions::new(&refs) {
+                None => proptest::prop_assert!(!dense.contains(&true)),
+                Some(su) => {
+                    let su = SuffixUnions::from_bytes(su.to_bytes()).unwrap();
+                    for lo in 0..run.len() {
+                        let want = lo + 2 <= run.len() && dense[lo..].contains(&true);
+                        match su.union_from(lo) {
+                            Some(u) => {
+                                proptest::prop_assert!(want, "lo {}", lo);
+                                proptest::prop_assert_eq!(
+                                    u.to_bytes(),
+                                    SketchMerger::union_of(&run[lo..]).to_bytes()
+                                );
+                            }
+                            None => proptest::prop_assert!(!want, "lo {}", lo),
+                        }
+                    }
+                }
+            }
+        }
+
         /// Any bytes: an error or a sketch, never a panic, whichever way they come in.
         #[test]
         fn hostile_bytes_never_panic(
@@ -816,6 +1056,62 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A step table with bytes flipped or cut is refused or, if it still reads as one,
+    /// answers without panicking; one with more than 15 steps in a register is not built.
+    #[test]
+    fn hostile_step_tables_never_panic() {
+        let days: Vec<UserSketch> = (0..6u32)
+            .map(|d| {
+                UserSketch::from_bytes(&stored(&sketch(16, d * 3_000..d * 3_000 + 9_000, 1), false))
+                    .unwrap()
+            })
+            .collect();
+        let refs: Vec<&UserSketch> = days.iter().collect();
+        let good = SuffixUnions::new(&refs).unwrap().to_bytes().to_vec();
+        assert!(good.len() < 2 * 65_536, "{} bytes", good.len());
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        for round in 0..300 {
+            let mut b = good.clone();
+            for _ in 0..1 + round % 4 {
+                let at = next() as usize % b.len();
+                b[at] = next() as u8;
+            }
+            if round % 3 == 0 {
+                b.truncate(next() as usize % b.len());
+            }
+            if let Ok(t) = SuffixUnions::from_bytes(&b) {
+                for lo in 0..8 {
+                    let mut m = SketchMerger::default();
+                    t.add_union_from(lo, &mut m);
+                    let _ = m.estimate();
+                }
+            }
+        }
+        assert!(SuffixUnions::from_bytes(&good[..good.len() - 1]).is_err());
+        assert!(SuffixUnions::from_bytes(&[]).is_err());
+        // Sixteen days each one higher than the next in register 0: sixteen steps.
+        let rising: Vec<UserSketch> = (0..16u8)
+            .map(|d| {
+                let mut r = Registers::new(LG_K);
+                r.regs.fill(1);
+                r.regs[0] = 20 - d;
+                UserSketch {
+                    repr: Repr::Live(r.to_sketch().unwrap()),
+                }
+                .into_stored()
+            })
+            .collect();
+        let refs: Vec<&UserSketch> = rising.iter().collect();
+        assert!(SuffixUnions::new(&refs).is_none());
+        assert!(SuffixUnions::new(&refs[..15]).is_some());
     }
 
     /// A stored sketch is its bytes, half a live one's memory when dense, and merges the same.
