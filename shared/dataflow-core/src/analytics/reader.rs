@@ -218,6 +218,7 @@ impl LakeReader {
             prefix: cm.prefix.clone(),
             listed: Arc::new(metas.to_vec()),
             patch,
+            edges: cm.edges,
         };
         if dates.is_empty() {
             return Ok(Some(MonthEntry {

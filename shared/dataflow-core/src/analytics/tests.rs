@@ -457,6 +457,25 @@ async fn rollups_answer_like_the_daily_files_before_during_and_after() {
         .unwrap();
     assert_eq!((again.months_rebuilt, again.objects_written), (0, 0));
 
+    // A catalog from before `edges.bin` (its months without `objects`): served as it is,
+    // and the next run writes every month again.
+    let key = crate::rollup::catalog_key(&layout);
+    let mut old: serde_json::Value =
+        serde_json::from_slice(&store.get("lake", &key).await.unwrap().unwrap()).unwrap();
+    for m in old["months"].as_object_mut().unwrap().values_mut() {
+        m.as_object_mut().unwrap().remove("objects");
+    }
+    store.insert("lake", &key, serde_json::to_vec(&old).unwrap());
+    let (v, _) = reader(&store).snapshot().await.unwrap();
+    assert_eq!(v.months_from_daily_files(), 0);
+    assert_eq!(answers(&v).await, expected);
+    let upgraded = crate::rollup::refresh(&dyn_store, "lake", &layout, 2_500, 0)
+        .await
+        .unwrap();
+    assert_eq!((upgraded.months_rebuilt, upgraded.months_unchanged), (4, 0));
+    let (v, _) = reader(&store).snapshot().await.unwrap();
+    assert_eq!(answers(&v).await, expected);
+
     // A late partial: its date (only) is built from the daily files until the next run.
     let late = file(
         "part-late",
@@ -484,7 +503,7 @@ async fn rollups_answer_like_the_daily_files_before_during_and_after() {
         .collect();
     assert_eq!(versions.len(), 4, "{versions:?}");
     // February's old version (days.json and its click, view and buy objects) and 2024's old
-    // year objects (buy, click, view).
+    // year objects (buy, click, view). Its days are too small for edge tables.
     assert_eq!(r.objects_pruned, 4 + 3);
     let (v, _) = reader(&store).snapshot().await.unwrap();
     assert_eq!(v.months_from_daily_files(), 0);
@@ -664,6 +683,19 @@ impl ObjectStore for Counting {
     async fn get(&self, b: &str, k: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.gets.lock().unwrap().push(k.to_owned());
         self.inner.get(b, k).await
+    }
+    async fn get_range(
+        &self,
+        b: &str,
+        k: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.gets
+            .lock()
+            .unwrap()
+            .push(format!("{k}@{offset}+{len}"));
+        self.inner.get_range(b, k, offset, len).await
     }
     async fn put(
         &self,
@@ -884,9 +916,9 @@ fn empty_lake() {
     assert_eq!(s.sum(&Filter::default()).total_events, 0);
 }
 
-/// Dense sketches over two calendar years, served from rollups (months, year objects and the
-/// cached unions of days, type days and runs of months) answer exactly as the daily files do,
-/// cold and warm, all types and filtered.
+/// Dense sketches over two calendar years, served from rollups (months, year objects, edge
+/// unions, and the cached unions of days, type days and runs of months) answer exactly as the
+/// daily files do, cold and warm, all types and filtered, with room and with little room.
 #[tokio::test]
 async fn cached_unions_answer_like_the_daily_files_on_dense_sketches() {
     let base = parse_date("2024-11-10").unwrap();
@@ -897,16 +929,18 @@ async fn cached_unions_answer_like_the_daily_files_on_dense_sketches() {
                 &format!("part-{d}"),
                 &format_date(base + d),
                 &[
-                    ("click", 5, u..u + 3_000),
+                    ("click", 5, u..u + 7_000),
                     ("view", 2, u + 1_000..u + 2_000),
                 ],
                 &[],
             )
         })
         .collect();
-    let store = Arc::new(dataflow_store::MemoryStore::default());
+    let store = Arc::new(Counting::default());
     for f in &files {
-        put_file(&store, f);
+        let bytes =
+            crate::parquet::encode_aggregate_file(&f.rows, &f.covers, f.generation).unwrap();
+        store.inner.insert("lake", &f.key, bytes);
     }
     let dyn_store: Arc<dyn ObjectStore> = store.clone();
     let r = crate::rollup::refresh(&dyn_store, "lake", &Layout::default(), 1_000, 0)
@@ -914,7 +948,6 @@ async fn cached_unions_answer_like_the_daily_files_on_dense_sketches() {
         .unwrap();
     assert_eq!(r.months_dropped, 0);
     let direct = snapshot(&files);
-    let served = reader(&store);
     let ranges = [
         (0, 99),
         (0, 60),
@@ -923,27 +956,77 @@ async fn cached_unions_answer_like_the_daily_files_on_dense_sketches() {
         (5, 6),
         (30, 30),
         (22, 51),
+        (20, 99),
+        (19, 40),
+        (35, 70),
+        (52, 99),
+        (22, 50),
+        (21, 30),
+        (49, 50),
     ];
-    for pass in 0..2 {
-        let (v, _) = served.snapshot().await.unwrap();
-        assert_eq!(
-            v.months_from_daily_files(),
-            0,
-            "every month from its rollup"
+    let mut questions = Vec::new();
+    for (a, b) in ranges {
+        for types in [vec![], vec!["click"], vec!["view", "click"]] {
+            let f = Filter {
+                from: Some(base + a),
+                to: Some(base + b),
+                types: types.iter().map(|t| t.to_string()).collect(),
+            };
+            let want = direct.summary(&f).await.unwrap();
+            assert!(want.unique_users > 6_144, "dense: {want:?}");
+            questions.push((f, want));
+        }
+    }
+    // With little room only all-types questions, once: what the single slots serve.
+    for (budget, passes) in [(DETAIL_CACHE_BYTES, 2), (300_000, 1)] {
+        let served = LakeReader::with_cache_budget(
+            dyn_store.clone(),
+            "lake".into(),
+            Layout::default(),
+            Duration::ZERO,
+            budget,
         );
-        for (a, b) in ranges {
-            for types in [vec![], vec!["click"], vec!["view", "click"]] {
-                let f = Filter {
-                    from: Some(base + a),
-                    to: Some(base + b),
-                    types: types.iter().map(|t| t.to_string()).collect(),
-                };
-                let want = direct.summary(&f).await.unwrap();
-                if b - a >= 7 {
-                    assert!(want.unique_users > 6_144, "dense: {want:?}");
+        store.take();
+        for pass in 0..passes {
+            let (v, _) = served.snapshot().await.unwrap();
+            assert_eq!(
+                v.months_from_daily_files(),
+                0,
+                "every month from its rollup"
+            );
+            for (f, want) in &questions {
+                if budget < DETAIL_CACHE_BYTES && !f.types.is_empty() {
+                    continue;
                 }
-                assert_eq!(v.summary(&f).await.unwrap(), want, "pass {pass} {f:?}");
+                assert_eq!(&v.summary(f).await.unwrap(), want, "pass {pass} {f:?}");
+            }
+            let read = store.take();
+            let parts: Vec<&String> = read.iter().filter(|k| k.contains("/edges.bin@")).collect();
+            if budget == DETAIL_CACHE_BYTES {
+                if pass == 0 {
+                    // Each end of a cut month: its part of `edges.bin`, read once.
+                    let distinct: BTreeSet<&&String> = parts.iter().collect();
+                    assert!(
+                        !parts.is_empty() && distinct.len() == parts.len(),
+                        "{read:?}"
+                    );
+                } else {
+                    assert!(read.iter().all(|k| k.ends_with("catalog.json")), "{read:?}")
+                }
             }
         }
+    }
+    // Edge objects gone bad: the day sketches answer, the same.
+    for k in store.inner.keys("lake") {
+        if k.ends_with("/edges.bin") {
+            store.inner.insert("lake", &k, b"not a table".to_vec());
+        }
+    }
+    let (v, _) = LakeReader::new(dyn_store, "lake".into(), Layout::default(), Duration::ZERO)
+        .snapshot()
+        .await
+        .unwrap();
+    for (f, want) in questions.iter().filter(|(f, _)| f.types.is_empty()) {
+        assert_eq!(&v.summary(f).await.unwrap(), want, "bad edges {f:?}");
     }
 }

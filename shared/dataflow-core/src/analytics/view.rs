@@ -8,7 +8,8 @@ use super::{round, AggregateFile, Daily, DayPoint, Filter, LakeError, MetricRow,
 use crate::event::format_date;
 use crate::layout::Layout;
 use crate::rollup::{
-    month_label, month_of, CatalogYear, MonthBuild, MonthDays, MonthHead, Patch, TypeMonth,
+    month_label, month_of, CatalogYear, EdgePart, MonthBuild, MonthDays, MonthHead, Patch,
+    TypeMonth,
 };
 use crate::sketch::{SketchMerger, UserSketch};
 use dataflow_store::{ObjectMeta, ObjectStore};
@@ -23,6 +24,8 @@ pub(super) enum Source {
         listed: Arc<Vec<ObjectMeta>>,
         /// Dates whose files changed since the rollup, built fresh.
         patch: Option<Arc<Patch>>,
+        /// Byte lengths of the two parts of the version's `edges.bin`, if it has one.
+        edges: Option<[u32; 2]>,
     },
     /// Built from the daily files: no rollup yet, or the files changed since it was written.
     Built(Arc<MonthBuild>),
@@ -66,6 +69,7 @@ enum Detail {
     Users(Arc<UserSketch>),
     Year(Arc<Vec<(i32, Arc<UserSketch>)>>),
     Build(Arc<MonthBuild>),
+    Edges(Arc<EdgePart>),
 }
 
 type Lru = lru::LruCache<String, (usize, Detail)>;
@@ -104,16 +108,17 @@ impl Tier {
 /// warm function's memory stays bounded whatever the history.
 ///
 /// Two lists: whole objects as read (a month's day sketches, a type's month, a year object)
-/// get half of the budget; what questions keep using (cells, month sketches and the
-/// unions cut from those objects for a range) gets the rest. In one list, every object read
-/// for a new range pushed out the small unions that earlier ranges keep asking for.
+/// get three eighths of the budget; what questions keep using (cells, step tables, month
+/// sketches and the unions cut from those objects for a range) gets the rest. In one list,
+/// every object read for a new range pushed out the small unions that earlier ranges keep
+/// asking for; the larger share is what a warm reader answers from (docs/benchmarks.md).
 pub(super) struct DetailCache {
     inner: std::sync::Mutex<(Tier, Tier)>,
 }
 
 impl DetailCache {
     pub(super) fn new(budget: usize) -> Self {
-        let objects = budget / 2;
+        let objects = budget / 8 * 3;
         Self {
             inner: std::sync::Mutex::new((Tier::new(budget - objects), Tier::new(objects))),
         }
@@ -131,7 +136,7 @@ impl DetailCache {
         let whole_object = match &d {
             Detail::Days(days) => !days.day_users.is_empty(),
             Detail::Type(_) | Detail::Year(_) | Detail::Build(_) => true,
-            Detail::Users(_) | Detail::Piece(_) => false,
+            Detail::Users(_) | Detail::Piece(_) | Detail::Edges(_) => false,
         };
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if whole_object {
@@ -357,9 +362,14 @@ impl View {
         loader
             .cache
             .put(cells_key, cells.heap_bytes(), Detail::Days(cells.clone()));
-        loader
-            .cache
-            .put(sketches_key, days.heap_bytes(), Detail::Days(days.clone()));
+        // A month with edge unions needs its day sketches only for ranges inside it: not
+        // worth their place in the cache when the cells were what was asked for.
+        let has_edges = matches!(e.source, Source::Rollup { edges: Some(_), .. });
+        if sketches || !has_edges {
+            loader
+                .cache
+                .put(sketches_key, days.heap_bytes(), Detail::Days(days.clone()));
+        }
         Ok(if sketches { days } else { cells })
     }
 
@@ -385,6 +395,124 @@ impl View {
         Ok(Some(self.keep_union(key, sketches)?))
     }
 
+    /// Merges into `users` the union of the days `lo..hi` of a month when the range cuts it
+    /// at one end only, from the part of the version's `edges.bin` for that end (read alone
+    /// with a ranged GET, then kept: every later cut at that end is answered from memory).
+    /// `false` when the month has none, the part cannot be read, or its table cannot give
+    /// that union (the caller cuts it from the day sketches: the same sketch).
+    async fn add_edge(
+        &self,
+        e: &MonthEntry,
+        lo: usize,
+        hi: usize,
+        users: &mut SketchMerger,
+    ) -> Result<bool, LakeError> {
+        let (
+            Some(prefix),
+            Source::Rollup {
+                edges: Some([from_len, to_len]),
+                ..
+            },
+        ) = (e.rollup_prefix(), &e.source)
+        else {
+            return Ok(false);
+        };
+        let n = e.head.dates.len();
+        // A run's suffix from `start`: the days in order, or reversed for a month's start.
+        let (side, start, offset, len) = match (lo, hi) {
+            (lo, hi) if lo > 0 && lo < n && hi == n => ("from", lo, 0, *from_len),
+            (0, hi) if hi > 0 && hi < n => ("to", n - hi, u64::from(*from_len), *to_len),
+            _ => return Ok(false),
+        };
+        let object = crate::rollup::edges_key(prefix);
+        let key = format!("{object}#{side}");
+        let loader = self.loader()?;
+        let part = match loader.cache.get(&key) {
+            Some(Detail::Edges(p)) => p,
+            _ => {
+                let read = loader
+                    .store
+                    .get_range(&loader.bucket, &object, offset, u64::from(len))
+                    .await?;
+                match read.map(|b| crate::rollup::decode_edge_part(&b)) {
+                    Some(Ok(p)) => {
+                        let p = Arc::new(p);
+                        loader
+                            .cache
+                            .put(key, p.heap_bytes() + 64, Detail::Edges(p.clone()));
+                        p
+                    }
+                    Some(Err(err)) => {
+                        tracing::warn!(key = object, error = %err, "rollup edges unreadable; using the month's day sketches");
+                        return Ok(false);
+                    }
+                    None => {
+                        tracing::warn!(
+                            key = object,
+                            "rollup edges missing; using the month's day sketches"
+                        );
+                        return Ok(false);
+                    }
+                }
+            }
+        };
+        if start + 1 == n {
+            users.add(&part.last);
+            return Ok(true);
+        }
+        Ok(part
+            .table
+            .as_ref()
+            .is_some_and(|t| t.add_union_from(start, users)))
+    }
+
+    /// Adds the all-types sketches of `run`, consecutive whole months, as aligned blocks of
+    /// 2^k months (by position in the view), each block's union kept under its months'
+    /// versions: any run costs O(log months) unions, so an open-ended range over years merges a
+    /// handful of sketches, not one per month.
+    fn add_whole_months(
+        &self,
+        run: &[&MonthEntry],
+        users: &mut SketchMerger,
+    ) -> Result<(), LakeError> {
+        let Some(first) = run.first() else {
+            return Ok(());
+        };
+        let base = self.months.range(..first.head.month).count();
+        let (mut lo, hi) = (base, base + run.len());
+        while lo < hi {
+            let mut size = 1;
+            while lo % (size * 2) == 0 && lo + size * 2 <= hi {
+                size *= 2;
+            }
+            let block = &run[lo - base..lo - base + size];
+            lo += size;
+            let versions: Option<Vec<&str>> = block.iter().map(|e| e.rollup_prefix()).collect();
+            match (size, versions, &self.loader) {
+                (2.., Some(versions), Some(loader)) => {
+                    use sha2::Digest;
+                    let mut h = sha2::Sha256::new();
+                    for v in versions {
+                        h.update(v.as_bytes());
+                        h.update([0]);
+                    }
+                    let key = format!("months:{}", hex::encode(h.finalize()));
+                    let u = match loader.cache.get(&key) {
+                        Some(Detail::Users(u)) => u,
+                        _ => self.keep_union(key, block.iter().map(|e| &e.head.users))?,
+                    };
+                    users.add(&u);
+                }
+                _ => {
+                    for e in block {
+                        users.add(&e.head.users);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The union of `sketches`, kept under `key` (the immutable version it was cut from and
     /// the range it covers).
     fn keep_union<'a>(
@@ -392,11 +520,7 @@ impl View {
         key: String,
         sketches: impl IntoIterator<Item = &'a UserSketch>,
     ) -> Result<Arc<UserSketch>, LakeError> {
-        let mut m = SketchMerger::default();
-        for s in sketches {
-            m.add(s);
-        }
-        let u = Arc::new(m.finish().into_stored());
+        let u = Arc::new(SketchMerger::union_of(sketches));
         self.loader()?
             .cache
             .put(key, u.heap_bytes() + 64, Detail::Users(u.clone()));
@@ -715,6 +839,7 @@ impl View {
         let mut users = SketchMerger::default();
         let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
         let mut whole_months: BTreeMap<&str, Vec<(&MonthEntry, usize)>> = BTreeMap::new();
+        let mut whole_all: Vec<&MonthEntry> = Vec::new();
         let mut all_counts = vec![
             0u64;
             if types.is_empty() {
@@ -733,7 +858,8 @@ impl View {
                     for (i, n) in ids.iter().zip(&h.type_counts) {
                         all_counts[*i] += n;
                     }
-                    users.add(&h.users);
+                    // Merged after the loop, in blocks.
+                    whole_all.push(e);
                 } else {
                     let days = self.days_part(e, false).await?;
                     let first = days.cells.partition_point(|c| c.date < from);
@@ -741,6 +867,9 @@ impl View {
                         if let Some(i) = ids.get(c.ty as usize) {
                             all_counts[*i] += c.count;
                         }
+                    }
+                    if self.add_edge(e, lo, hi, &mut users).await? {
+                        continue;
                     }
                     match self.day_piece(e, lo, hi).await? {
                         Some(u) => users.add(&u),
@@ -799,6 +928,7 @@ impl View {
             summary.unique_users_daily_sum +=
                 per_day.values().map(|m| round(m.estimate())).sum::<u64>();
         }
+        self.add_whole_months(&whole_all, &mut users)?;
         // Each type's whole months: one union per year where the year's object serves them
         // all, the month sketches otherwise.
         for (t, months) in whole_months {

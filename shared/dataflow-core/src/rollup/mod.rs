@@ -32,8 +32,9 @@ mod writer;
 pub use files::{build_month, by_month, fetch_files, FileCache};
 pub use patch::Patch;
 pub use wire::{
-    catalog_key, days_key, decode_days, decode_type, decode_year, read_catalog, type_key, year_key,
-    Catalog, CatalogMonth, CatalogYear,
+    catalog_key, days_key, decode_days, decode_edge_part, decode_type, decode_year, edges_key,
+    encode_edges, read_catalog, type_key, year_key, Catalog, CatalogMonth, CatalogYear, EdgePart,
+    MONTH_OBJECTS,
 };
 pub use writer::{refresh, RollupReport, PRUNE_GRACE_MS};
 

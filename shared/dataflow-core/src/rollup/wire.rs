@@ -124,7 +124,18 @@ pub struct CatalogMonth {
     /// counted through the file that covers them.
     pub covered: BTreeSet<String>,
     pub(super) head: HeadWire,
+    /// Byte lengths of the two parts of this version's `edges.bin`, when it has one (months
+    /// whose days allow no step table do not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edges: Option<[u32; 2]>,
+    /// Which objects the version has: [`MONTH_OBJECTS`] for those written now; absent (0) for
+    /// versions from before `edges.bin`, which the next rollup writes again.
+    #[serde(default)]
+    pub objects: u32,
 }
+
+/// The objects a month version written now has: 1 with `edges.bin`.
+pub const MONTH_OBJECTS: u32 = 1;
 
 impl CatalogMonth {
     pub fn head(&self) -> Result<MonthHead, LakeError> {
@@ -301,4 +312,73 @@ pub fn decode_type(bytes: &[u8]) -> Result<TypeMonth, LakeError> {
 
 pub(super) fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, LakeError> {
     serde_json::to_vec(v).map_err(|e| LakeError::Internal(e.to_string()))
+}
+
+/// A month's edge unions (`edges.bin`): all types from any day with data to the month's end,
+/// and from its start to any day, so a range that cuts a month at one end never needs the
+/// month's day sketches. Two parts, read apart with a ranged GET (their lengths are in the
+/// catalog): *from* (day sketches in order) then *to* (reversed). Each part is the length of a
+/// step table (u32, little-endian; 0 when there is none) and the table
+/// ([`crate::sketch::SuffixUnions`]: every suffix union of two days or more), then the one-day
+/// edge the table does not give: the last day's sketch (*from*) or the first day's (*to*).
+pub fn edges_key(prefix: &str) -> String {
+    format!("{prefix}edges.bin")
+}
+
+/// One part of `edges.bin`, decoded.
+pub struct EdgePart {
+    /// Every suffix union of two days or more, when the days allow one.
+    pub table: Option<crate::sketch::SuffixUnions>,
+    /// The run's last day alone (the month's last day, or, reversed, its first).
+    pub last: UserSketch,
+}
+
+impl EdgePart {
+    pub fn heap_bytes(&self) -> usize {
+        self.table.as_ref().map_or(0, |t| t.heap_bytes()) + self.last.heap_bytes()
+    }
+}
+
+/// `edges.bin` of a month's day sketches and the byte lengths of its two parts; `None` when
+/// the days allow no step table (fewer than two, or no dense one: such a month's day sketches
+/// are small, and read with its cells).
+pub fn encode_edges(day_users: &[UserSketch]) -> Option<(Vec<u8>, [u32; 2])> {
+    let (first, last) = (day_users.first()?, day_users.last()?);
+    let forward: Vec<&UserSketch> = day_users.iter().collect();
+    let backward: Vec<&UserSketch> = day_users.iter().rev().collect();
+    let mut out = Vec::new();
+    let mut lengths = [0u32; 2];
+    for (i, (run, alone)) in [(forward, last), (backward, first)].into_iter().enumerate() {
+        let start = out.len();
+        let table = crate::sketch::SuffixUnions::new(&run)?;
+        let table = table.to_bytes();
+        out.extend_from_slice(&u32::try_from(table.len()).ok()?.to_le_bytes());
+        out.extend_from_slice(table);
+        out.extend_from_slice(&crate::sketch::SketchMerger::union_of([alone]).to_bytes());
+        lengths[i] = u32::try_from(out.len() - start).ok()?;
+    }
+    Some((out, lengths))
+}
+
+/// One part of `edges.bin` as read.
+pub fn decode_edge_part(part: &[u8]) -> Result<EdgePart, LakeError> {
+    let bad = |what: &str| LakeError::Rollup(format!("edges: {what}"));
+    let len = part
+        .get(..4)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map(|b| u32::from_le_bytes(b) as usize)
+        .ok_or_else(|| bad("short"))?;
+    let table = part
+        .get(4..4usize.saturating_add(len))
+        .ok_or_else(|| bad("table does not fit"))?;
+    let table = match table.is_empty() {
+        true => None,
+        false => {
+            Some(crate::sketch::SuffixUnions::from_bytes(table).map_err(|e| bad(&e.to_string()))?)
+        }
+    };
+    Ok(EdgePart {
+        table,
+        last: sketch_of(&part[4 + len..], "edge")?,
+    })
 }

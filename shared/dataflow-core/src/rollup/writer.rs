@@ -56,7 +56,8 @@ pub async fn refresh(
     let mut fresh: BTreeMap<String, BTreeMap<String, Vec<u8>>> = BTreeMap::new();
     for (month, metas) in &listed {
         let label = month_label(*month);
-        if let Some(entry) = old.months.get(&label).filter(|e| e.matches(metas, layout)) {
+        let current = |e: &&CatalogMonth| e.objects >= MONTH_OBJECTS && e.matches(metas, layout);
+        if let Some(entry) = old.months.get(&label).filter(current) {
             catalog.months.insert(label, entry.clone());
             report.months_unchanged += 1;
             continue;
@@ -99,6 +100,10 @@ pub async fn refresh(
             day_users: build.days.day_users.iter().map(|s| s.to_bytes()).collect(),
         };
         let mut puts: Vec<(String, Vec<u8>)> = vec![(days_key(&prefix), encode(&days)?)];
+        let edges = encode_edges(&build.days.day_users).map(|(bytes, parts)| {
+            puts.push((edges_key(&prefix), bytes));
+            parts
+        });
         let sketches = fresh.entry(label.clone()).or_default();
         for (i, t) in build.types.iter().enumerate() {
             let wire = TypeWire {
@@ -117,6 +122,8 @@ pub async fn refresh(
                 files: entry_files,
                 covered,
                 head: HeadWire::of(&build.head),
+                edges,
+                objects: MONTH_OBJECTS,
             },
         );
         report.months_rebuilt += 1;
@@ -298,7 +305,11 @@ async fn put_all(
                 break;
             };
             let (store, bucket) = (store.clone(), bucket.to_owned());
-            set.spawn(async move { store.put(&bucket, &key, Body::Bytes(bytes), JSON).await });
+            let kind = match key.ends_with(".bin") {
+                true => "application/octet-stream",
+                false => JSON,
+            };
+            set.spawn(async move { store.put(&bucket, &key, Body::Bytes(bytes), kind).await });
         }
         let Some(done) = set.join_next().await else {
             break;
