@@ -35,6 +35,9 @@ impl Group {
     }
 }
 
+/// An event type and its group.
+pub type TypeGroup = (Box<str>, Group);
+
 /// Aggregates keyed by day number, then event type; built by an [`Accumulator`].
 #[derive(Debug, Default, Clone)]
 pub struct Aggregates {
@@ -74,6 +77,21 @@ impl Aggregates {
             .iter()
             .map(|(d, types)| (*d, types.iter().map(|(t, g)| (t.as_ref(), g)).collect()))
             .collect()
+    }
+
+    /// The groups, date ascending, then event type: what [`Self::sorted`] shows, handed over.
+    pub fn into_sorted(self) -> Vec<(i32, Vec<TypeGroup>)> {
+        let mut dates: Vec<(i32, Vec<TypeGroup>)> = self
+            .by_date
+            .into_iter()
+            .map(|(d, types)| {
+                let mut types: Vec<TypeGroup> = types.into_iter().collect();
+                types.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                (d, types)
+            })
+            .collect();
+        dates.sort_unstable_by_key(|(d, _)| *d);
+        dates
     }
 
     pub fn max_time_us(&self) -> Option<i64> {

@@ -15,7 +15,7 @@ use crate::checkpoint::{
 };
 use crate::event::format_date;
 use crate::layout::Layout;
-use crate::parquet::{aggregate_rows_by_date, encode_aggregate_rows, ParquetError};
+use crate::parquet::{aggregate_rows_by_date, encode_aggregate_dates, ParquetError};
 use crate::process::{
     maybe_decompress, process, ProcessError, ProcessOptions, ProcessReport, WindowRule,
 };
@@ -501,7 +501,7 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
         let dir = work.path().to_owned();
         let mut opts = self.options.clone();
         opts.window = self.window.at(now_ms());
-        let report: ProcessReport =
+        let mut report: ProcessReport =
             tokio::task::spawn_blocking(move || -> Result<ProcessReport, ProcessError> {
                 let input = maybe_decompress(reader)
                     .map_err(|source| ProcessError::Read { bytes: 0, source })?;
@@ -513,8 +513,12 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
 
         let sid = obj.source_id();
         let mut uploads: Vec<(String, Body, &'static str)> = Vec::new();
-        for (date, rows) in aggregate_rows_by_date(&report.aggregates) {
-            let bytes = encode_aggregate_rows(&rows)?;
+        let max_event_time_us = report.aggregates.max_time_us();
+        let dates = aggregate_rows_by_date(std::mem::take(&mut report.aggregates));
+        let encoded = tokio::task::spawn_blocking(move || encode_aggregate_dates(&dates))
+            .await
+            .map_err(|e| EtlError::Internal(format!("encoding task: {e}")))??;
+        for (date, bytes) in encoded {
             uploads.push((
                 self.layout.aggregate_key(&format_date(date), &sid),
                 Body::Bytes(bytes),
@@ -545,7 +549,7 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
             rejected: report.rejected,
             bytes: report.bytes,
             output_keys,
-            max_event_time_us: report.aggregates.max_time_us(),
+            max_event_time_us,
             duration_ms: 0,
             rejected_by_reason: report
                 .rejected_by_reason

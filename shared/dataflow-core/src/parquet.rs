@@ -120,16 +120,16 @@ pub fn aggregate_covers(bytes: &[u8]) -> Result<(Vec<String>, u64), ParquetError
 }
 
 /// Per-date rows of an [`Aggregates`], sorted by date then type.
-pub fn aggregate_rows_by_date(aggs: &Aggregates) -> Vec<(i32, Vec<AggregateRow>)> {
-    aggs.sorted()
+pub fn aggregate_rows_by_date(aggs: Aggregates) -> Vec<(i32, Vec<AggregateRow>)> {
+    aggs.into_sorted()
         .into_iter()
         .map(|(date, types)| {
             let rows = types
                 .into_iter()
                 .map(|(t, g)| AggregateRow {
-                    event_type: t.to_owned(),
+                    event_type: t.into(),
                     event_count: g.event_count,
-                    users: g.users.clone(),
+                    users: g.users,
                     min_time_us: g.min_time_us,
                     max_time_us: g.max_time_us,
                 })
@@ -137,6 +137,54 @@ pub fn aggregate_rows_by_date(aggs: &Aggregates) -> Vec<(i32, Vec<AggregateRow>)
             (date, rows)
         })
         .collect()
+}
+
+/// [`encode_aggregate_rows`] for each date, the dates shared out over the cores: after the
+/// parallel parse, encoding thirty dates one after the other was a serial tail of ~80 ms
+/// (a fifth of the aggregate path's wall time on the 2M-event benchmark).
+pub fn encode_aggregate_dates(
+    dates: &[(i32, Vec<AggregateRow>)],
+) -> Result<Vec<(i32, Vec<u8>)>, ParquetError> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(dates.len());
+    if workers <= 1 {
+        return dates
+            .iter()
+            .map(|(d, rows)| Ok((*d, encode_aggregate_rows(rows)?)))
+            .collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut out: Vec<(usize, i32, Vec<u8>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| -> Result<Vec<(usize, i32, Vec<u8>)>, ParquetError> {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some((d, rows)) = dates.get(i) else {
+                            return Ok(done);
+                        };
+                        done.push((i, *d, encode_aggregate_rows(rows)?));
+                    }
+                })
+            })
+            .collect();
+        let mut all = Vec::with_capacity(dates.len());
+        for h in handles {
+            match h.join() {
+                Ok(done) => all.extend(done?),
+                Err(_) => {
+                    return Err(ParquetError::Io(std::io::Error::other(
+                        "an encoding thread panicked",
+                    )))
+                }
+            }
+        }
+        Ok(all)
+    })?;
+    out.sort_unstable_by_key(|(i, _, _)| *i);
+    Ok(out.into_iter().map(|(_, d, b)| (d, b)).collect())
 }
 
 /// Decodes an aggregate partial written by [`encode_aggregate_rows`].
@@ -382,4 +430,46 @@ pub fn read_parquet_file(path: &Path) -> Result<DataFrame, ParquetError> {
 /// Reads Parquet bytes (tests and tools).
 pub fn read_parquet_bytes(bytes: &[u8]) -> Result<DataFrame, ParquetError> {
     Ok(ParquetReader::new(Cursor::new(bytes)).finish()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Dates encoded on several threads come back in their order, each the file the serial
+    /// encoder writes for it.
+    #[test]
+    fn dates_encoded_in_parallel_keep_their_order_and_rows() {
+        let dates: Vec<(i32, Vec<AggregateRow>)> = (0..9)
+            .map(|d| {
+                let rows = (0..3)
+                    .map(|t| {
+                        let mut users = UserSketch::new();
+                        for u in 0..(d * 10 + t + 1) {
+                            users.insert(&format!("u{u}"));
+                        }
+                        AggregateRow {
+                            event_type: format!("type{t}"),
+                            event_count: (d * 100 + t) as u64,
+                            users,
+                            min_time_us: i64::from(d),
+                            max_time_us: i64::from(d) + 5,
+                        }
+                    })
+                    .collect();
+                (19_000 + d, rows)
+            })
+            .collect();
+        let encoded = encode_aggregate_dates(&dates).unwrap();
+        assert_eq!(encoded.len(), dates.len());
+        for ((d, rows), (ed, bytes)) in dates.iter().zip(&encoded) {
+            assert_eq!(d, ed);
+            assert_eq!(bytes, &encode_aggregate_rows(rows).unwrap());
+            let back = decode_aggregate_rows(bytes).unwrap();
+            let counts: Vec<u64> = back.iter().map(|r| r.event_count).collect();
+            let want: Vec<u64> = rows.iter().map(|r| r.event_count).collect();
+            assert_eq!(counts, want);
+        }
+        assert!(encode_aggregate_dates(&[]).unwrap().is_empty());
+    }
 }
