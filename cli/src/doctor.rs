@@ -131,8 +131,9 @@ pub async fn doctor(api: &str) -> Result<()> {
     for (name, r) in etl_checks(&etl).await {
         report(name, r);
     }
-    let loc = cfg.search.index.clone();
     let s3 = S3Store::new(clients.s3.clone());
+    report("rollups", rollups(&s3, &cfg).await);
+    let loc = cfg.search.index.clone();
     report(
         "search index",
         match dataflow_search::store::current_manifest(&s3, &loc).await {
@@ -235,6 +236,57 @@ pub async fn doctor(api: &str) -> Result<()> {
 }
 
 type Check = std::result::Result<String, String>;
+
+/// The rollup catalog: its months, how many have edge tables, how many wait for the next run to
+/// be written in the current form; and, on the catalog itself, that the store answers ranged
+/// reads with the asked bytes (the API reads a month's edge tables that way).
+async fn rollups(s3: &S3Store, cfg: &Config) -> Check {
+    use dataflow_store::ObjectStore;
+    let (bucket, layout) = (&cfg.etl.lake.lake_bucket, &cfg.etl.lake.layout);
+    let key = dataflow_core::rollup::catalog_key(layout);
+    let Some(bytes) = s3.get(bucket, &key).await.map_err(|e| e.to_string())? else {
+        return Ok("none yet: the API reads the daily files until `dataflow compact` or the hourly run writes them".into());
+    };
+    let catalog = match dataflow_core::rollup::read_catalog(s3, bucket, layout).await {
+        Ok(Some(c)) => c,
+        Ok(None) | Err(_) => {
+            return Err(format!(
+                "s3://{bucket}/{key} is unreadable: run `dataflow rollup` to write it again"
+            ))
+        }
+    };
+    let (start, len) = (1u64, 16u64.min((bytes.len() as u64).saturating_sub(1)));
+    let part = s3
+        .get_range(bucket, &key, start, len)
+        .await
+        .map_err(|e| e.to_string())?
+        .unwrap_or_default();
+    if part.as_slice() != &bytes[start as usize..(start + len) as usize] {
+        return Err(format!(
+            "asked s3://{bucket}/{key} for {len} bytes at {start}, got {}: the store does not honour ranged reads, so the API reads whole months (right answers, slower)",
+            part.len()
+        ));
+    }
+    let months = catalog.months.len();
+    let with_edges = catalog
+        .months
+        .values()
+        .filter(|m| m.edges.is_some())
+        .count();
+    let older = catalog
+        .months
+        .values()
+        .filter(|m| m.objects < dataflow_core::rollup::MONTH_OBJECTS)
+        .count();
+    let mut detail =
+        format!("{months} month(s), {with_edges} with edge tables; ranged reads answer");
+    if older > 0 {
+        detail.push_str(&format!(
+            "; {older} written in an older form (the next `dataflow rollup` rewrites them)"
+        ));
+    }
+    Ok(detail)
+}
 
 /// The dead-letter queue's depth and the object keys its messages name.
 async fn dead_letters(clients: &Clients, cfg: &Config) -> Check {

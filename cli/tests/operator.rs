@@ -208,6 +208,25 @@ async fn doctor_reports_dead_letters_stuck_attempts_and_real_failures_with_fixes
     }
     let p = etl.checkpoints.pipeline().await.unwrap();
     assert_eq!((p.files_processed, p.events_accepted), (2, 4));
+
+    // Rollups: none yet; after `dataflow rollup`, the catalog's months, and a ranged read of
+    // the catalog from the store answering with the asked bytes.
+    let rollups = |out: &str| {
+        out.lines()
+            .find(|l| l.contains(" rollups: "))
+            .unwrap_or_else(|| panic!("no rollups line in:\n{out}"))
+            .to_owned()
+    };
+    let l = rollups(&out);
+    assert!(l.starts_with("ok") && l.contains("none yet"), "{l}");
+    let (ok, out, err) = run(&cfg, &queue, &["rollup"]);
+    assert!(ok, "{out}{err}");
+    let (_, out, _) = run(&cfg, &queue, &["doctor", "--api", "127.0.0.1:9"]);
+    let l = rollups(&out);
+    assert!(
+        l.starts_with("ok") && l.contains("1 month(s), 0 with edge tables; ranged reads answer"),
+        "{l}"
+    );
 }
 
 /// `dataflow checkpoints | head`: a reader that stops early ends the command quietly (exit 0,
