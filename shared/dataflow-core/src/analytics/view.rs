@@ -311,18 +311,37 @@ impl View {
         key: &str,
         decode: impl FnOnce(&[u8]) -> Result<T, LakeError>,
     ) -> Result<Option<T>, LakeError> {
+        self.rollup_part(key, None, decode).await
+    }
+
+    /// [`Self::rollup_object`], or only `len` bytes of it from `offset`.
+    async fn rollup_part<T>(
+        &self,
+        key: &str,
+        range: Option<(u64, u64)>,
+        decode: impl FnOnce(&[u8]) -> Result<T, LakeError>,
+    ) -> Result<Option<T>, LakeError> {
         let loader = self.loader()?;
-        let Some(bytes) = loader.store.get(&loader.bucket, key).await? else {
+        let read = match range {
+            None => loader.store.get(&loader.bucket, key).await?,
+            Some((offset, len)) => {
+                loader
+                    .store
+                    .get_range(&loader.bucket, key, offset, len)
+                    .await?
+            }
+        };
+        let Some(bytes) = read else {
             tracing::warn!(
                 key,
-                "rollup object missing; reading the month's daily files"
+                "rollup object missing; answering from the month's other sources"
             );
             return Ok(None);
         };
         match decode(&bytes) {
             Ok(v) => Ok(Some(v)),
             Err(e) => {
-                tracing::warn!(key, error = %e, "rollup object unreadable; reading the month's daily files");
+                tracing::warn!(key, error = %e, "rollup object unreadable; answering from the month's other sources");
                 Ok(None)
             }
         }
@@ -430,30 +449,16 @@ impl View {
         let part = match loader.cache.get(&key) {
             Some(Detail::Edges(p)) => p,
             _ => {
-                let read = loader
-                    .store
-                    .get_range(&loader.bucket, &object, offset, u64::from(len))
-                    .await?;
-                match read.map(|b| crate::rollup::decode_edge_part(&b)) {
-                    Some(Ok(p)) => {
-                        let p = Arc::new(p);
-                        loader
-                            .cache
-                            .put(key, p.heap_bytes() + 64, Detail::Edges(p.clone()));
-                        p
-                    }
-                    Some(Err(err)) => {
-                        tracing::warn!(key = object, error = %err, "rollup edges unreadable; using the month's day sketches");
-                        return Ok(false);
-                    }
-                    None => {
-                        tracing::warn!(
-                            key = object,
-                            "rollup edges missing; using the month's day sketches"
-                        );
-                        return Ok(false);
-                    }
-                }
+                let range = Some((offset, u64::from(len)));
+                let decode = crate::rollup::decode_edge_part;
+                let Some(p) = self.rollup_part(&object, range, decode).await? else {
+                    return Ok(false);
+                };
+                let p = Arc::new(p);
+                loader
+                    .cache
+                    .put(key, p.heap_bytes() + 64, Detail::Edges(p.clone()));
+                p
             }
         };
         if start + 1 == n {
