@@ -7,6 +7,7 @@
 pub mod analysis;
 pub mod chunk;
 pub mod config;
+pub mod context;
 pub mod formats;
 pub mod index;
 pub mod snippet;

@@ -49,9 +49,7 @@ pub fn check_path(path: &str) -> Result<Format, UploadError> {
         return bad("empty, '.' and '..' segments are not allowed");
     }
     format_of(path).ok_or_else(|| {
-        UploadError::UnsupportedFormat(
-            "supported formats: .md, .markdown, .txt, .html, .htm, .pdf".to_owned(),
-        )
+        UploadError::UnsupportedFormat(format!("supported formats: {}", crate::formats::SUPPORTED))
     })
 }
 
@@ -85,6 +83,11 @@ pub fn check_content(path: &str, format: Format, bytes: &[u8]) -> Result<(), Upl
         Format::Pdf => {
             if !bytes.starts_with(b"%PDF-") {
                 return mismatch("not a PDF (no %PDF- header)");
+            }
+        }
+        Format::Docx => {
+            if !bytes.starts_with(b"PK\x03\x04") {
+                return mismatch("not a Word document (not a ZIP container)");
             }
         }
     }

@@ -1,7 +1,10 @@
 //! The document formats the search corpus takes, each turned into Markdown text for the one
 //! chunker: Markdown as it is; plain text with its punctuation escaped; HTML's main content
 //! with its headings as headings, scripts and styles dropped; PDF's text layer with one section
-//! per page. A file that cannot be read is reported with the reason and skipped.
+//! per page; Word's body with its headings ([`docx`]). A file that cannot be read is reported
+//! with the reason and skipped.
+
+mod docx;
 
 use scraper::{ElementRef, Html, Node, Selector};
 
@@ -11,7 +14,11 @@ pub enum Format {
     Text,
     Html,
     Pdf,
+    Docx,
 }
+
+/// The extensions the corpus takes, for messages.
+pub const SUPPORTED: &str = ".md, .markdown, .txt, .html, .htm, .pdf, .docx";
 
 /// The format a key names, by its extension.
 pub fn format_of(key: &str) -> Option<Format> {
@@ -22,6 +29,7 @@ pub fn format_of(key: &str) -> Option<Format> {
         "txt" => Some(Format::Text),
         "html" | "htm" => Some(Format::Html),
         "pdf" => Some(Format::Pdf),
+        "docx" => Some(Format::Docx),
         _ => None,
     }
 }
@@ -46,6 +54,7 @@ pub fn to_markdown(path: &str, bytes: Vec<u8>) -> Result<String, String> {
         Format::Text => Ok(with_title(stem(path), &escape_text(&utf8(bytes)?))),
         Format::Html => html_to_markdown(path, &String::from_utf8_lossy(&bytes)),
         Format::Pdf => pdf_to_markdown(path, &bytes),
+        Format::Docx => docx::to_markdown(path, &bytes),
     }
 }
 
@@ -245,6 +254,7 @@ mod tests {
         assert_eq!(format_of("notes.txt"), Some(Format::Text));
         assert_eq!(format_of("p.HTM"), Some(Format::Html));
         assert_eq!(format_of("r.pdf"), Some(Format::Pdf));
+        assert_eq!(format_of("w/Runbook.DOCX"), Some(Format::Docx));
         assert_eq!(format_of("img.png"), None);
         assert_eq!(format_of("README"), None);
     }
@@ -392,6 +402,71 @@ mod tests {
             let mut flipped = good.clone();
             flipped[i] ^= 0x5a;
             let _ = to_markdown("f.pdf", flipped);
+        }
+    }
+
+    /// A Word file as Word writes it (python-docx, `scripts/docx-fixture.py`): the title from
+    /// its properties, the Title paragraph not repeated, headings as sections, text unescaped.
+    #[test]
+    fn docx_body_with_headings() {
+        let bytes = include_bytes!("../../tests/fixtures/runbook.docx");
+        let got = passages("ops/runbook.docx", bytes);
+        let shape: Vec<(&str, Vec<&str>, &str)> = got
+            .iter()
+            .map(|(t, h, a, _)| {
+                (
+                    t.as_str(),
+                    h.iter().map(String::as_str).collect(),
+                    a.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            shape,
+            vec![
+                ("Rotation runbook", vec!["Rotating keys"], "rotating-keys"),
+                (
+                    "Rotation runbook",
+                    vec!["Rotating keys", "Revoking a leaked key"],
+                    "revoking-a-leaked-key"
+                ),
+            ]
+        );
+        assert_eq!(
+            got[0].3,
+            "Rotate the signing keys every 90 days & record who did it.\n\nStep one: create the new key; café staff need not be told."
+        );
+        assert_eq!(
+            got[1].3,
+            "Revoke a leaked key at once, then rotate the others.\n\nKey\n\nOwner\n\nsigning\n\nplatform team"
+        );
+    }
+
+    #[test]
+    fn unreadable_docx_files_are_refused_with_a_reason() {
+        let good = include_bytes!("../../tests/fixtures/runbook.docx").to_vec();
+        assert!(to_markdown("a.docx", b"PK\x03\x04 not a zip".to_vec())
+            .unwrap_err()
+            .contains("not a readable Word document"));
+        assert!(to_markdown("a.docx", good[..good.len() / 2].to_vec()).is_err());
+        // A ZIP that is not a Word document.
+        let mut buf = std::io::Cursor::new(Vec::new());
+        {
+            let mut z = zip::ZipWriter::new(&mut buf);
+            z.start_file("hello.txt", zip::write::SimpleFileOptions::default())
+                .unwrap();
+            std::io::Write::write_all(&mut z, b"hi").unwrap();
+            z.finish().unwrap();
+        }
+        assert!(to_markdown("z.docx", buf.into_inner())
+            .unwrap_err()
+            .contains("no word/document.xml"));
+        // Every truncation and single-byte change: an answer, never a crash.
+        for i in (0..good.len()).step_by(97) {
+            let _ = to_markdown("t.docx", good[..i].to_vec());
+            let mut flipped = good.clone();
+            flipped[i] ^= 0x5a;
+            let _ = to_markdown("f.docx", flipped);
         }
     }
 }

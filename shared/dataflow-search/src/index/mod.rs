@@ -5,8 +5,14 @@
 //!
 //! ```text
 //! b"DFSEARCH" | format version (u32 LE) | header length (u32 LE) | header (JSON)
-//!             | file bytes, in header order | SHA-256 of everything before (32 bytes)
+//!             | file bytes, in header order | page index files (optional)
+//!             | vector section (optional)
+//!             | SHA-256 of everything before (32 bytes)
 //! ```
+//!
+//! The vector section ([`vectors`]) holds one embedding per passage, in passage order, and the
+//! header names the model that made them: a search side running another model searches
+//! lexically and says why.
 //!
 //! The header carries the format version, build time, document list and passage count, so
 //! `/docs` and operators read them without opening the engine. [`SearchIndex::open`] checks the
@@ -21,17 +27,23 @@ use tantivy::schema::{
 use crate::analysis::ANALYZER;
 
 mod build;
+mod hybrid;
 mod pack;
+mod pages;
 mod search;
 #[cfg(test)]
 mod tests;
+pub mod vectors;
 
-pub use build::build;
-pub use pack::{content_id, pack_records, read_header, Record};
+pub use build::{build, build_with, embed_records, BuildStats};
+pub use hybrid::{Fusion, Mode, Ranking, Scores};
+pub use pack::{content_id, pack_records, read_header, read_vectors, Record};
 pub use search::{Hit, SearchError, SearchIndex};
+pub use vectors::{VectorInfo, Vectors};
 
 pub const MAGIC: &[u8; 8] = b"DFSEARCH";
-pub const FORMAT_VERSION: u32 = 1;
+/// 2: an optional vector section after the engine's files.
+pub const FORMAT_VERSION: u32 = 2;
 /// Version of the text passages are made of (2: CommonMark-parsed clean text).
 const PASSAGES_VERSION: &[u8] = b"passages 2\0";
 /// Queries longer than this (characters) are refused: nobody types them, and they cost.
@@ -56,6 +68,8 @@ pub enum IndexError {
     BadHeader(String),
     #[error("search engine error: {0}")]
     Engine(#[from] tantivy::TantivyError),
+    #[error("embedding the passages failed: {0}")]
+    Embed(String),
     #[error("I/O error while building the index: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -103,6 +117,13 @@ pub struct Header {
     pub passages: usize,
     pub documents: Vec<DocInfo>,
     pub files: Vec<FileEntry>,
+    /// The page index's files ([`pages`]), after the passages'; none when every document is one
+    /// passage.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pages: Vec<FileEntry>,
+    /// The passages' embeddings, when the builder had the model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vectors: Option<VectorInfo>,
 }
 
 /// How the per-field BM25 scores combine. Passage bodies do not repeat their title and heading,

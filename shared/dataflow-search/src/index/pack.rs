@@ -19,12 +19,14 @@ pub struct Record {
     pub body: String,
 }
 
-/// Indexes records and packs the index into one object.
+/// Indexes records and packs the index into one object, with the records' vectors (in record
+/// order) when given.
 pub fn pack_records(
     records: impl IntoIterator<Item = Record>,
     documents: Vec<DocInfo>,
     docs_fingerprint: String,
     built_at: chrono::DateTime<chrono::Utc>,
+    vectors: Option<&Vectors>,
 ) -> Result<Vec<u8>, IndexError> {
     let (schema, f) = schema();
     let dir = tempfile::tempdir()?;
@@ -33,8 +35,16 @@ pub fn pack_records(
     // One thread and a budget above any docs corpus: one segment, no merges, the same layout
     // on every build.
     let mut writer = index.writer_with_num_threads(1, 256 << 20)?;
+    let records: Vec<Record> = records.into_iter().collect();
+    // Pages only where some document has several passages: otherwise they are the passages.
+    let paged = records.windows(2).any(|w| w[0].doc == w[1].doc);
+    let pages = if paged {
+        super::pages::pack_pages(&records)?
+    } else {
+        Vec::new()
+    };
     let mut passages = 0usize;
-    for r in records {
+    for r in &records {
         let mut d = TantivyDocument::default();
         d.add_text(f.id, &r.id);
         d.add_text(f.doc, &r.doc);
@@ -45,26 +55,16 @@ pub fn pack_records(
         writer.add_document(d)?;
         passages += 1;
     }
+    if let Some(v) = vectors.filter(|v| v.len() != passages) {
+        return Err(IndexError::BadHeader(format!(
+            "{} vectors for {passages} passages",
+            v.len()
+        )));
+    }
     writer.commit()?;
     writer.wait_merging_threads()?;
     drop(index);
-    let mut names: Vec<String> = std::fs::read_dir(dir.path())?
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| !n.ends_with(".lock"))
-        .collect();
-    names.sort();
-    let mut files = Vec::with_capacity(names.len());
-    let mut blobs = Vec::with_capacity(names.len());
-    for n in names {
-        let bytes = std::fs::read(dir.path().join(&n))?;
-        files.push(FileEntry {
-            name: n,
-            len: bytes.len() as u64,
-        });
-        blobs.push(bytes);
-    }
+    let (files, blobs): (Vec<FileEntry>, Vec<Vec<u8>>) = dir_files(dir.path())?.into_iter().unzip();
     let header = Header {
         format_version: FORMAT_VERSION,
         built_at: built_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
@@ -73,6 +73,8 @@ pub fn pack_records(
         passages,
         documents,
         files,
+        pages: pages.iter().map(|(f, _)| f.clone()).collect(),
+        vectors: vectors.map(Vectors::info),
     };
     let header_json =
         serde_json::to_vec(&header).map_err(|e| IndexError::BadHeader(e.to_string()))?;
@@ -87,9 +89,53 @@ pub fn pack_records(
     for b in blobs {
         out.extend_from_slice(&b);
     }
+    for (_, b) in &pages {
+        out.extend_from_slice(b);
+    }
+    if let Some(v) = vectors {
+        out.extend_from_slice(&v.encode());
+    }
     let sum = Sha256::digest(&out);
     out.extend_from_slice(&sum);
     Ok(out)
+}
+
+/// The files of an index written in a scratch folder, sorted by name, lock files left out.
+pub(super) fn dir_files(dir: &std::path::Path) -> Result<Vec<(FileEntry, Vec<u8>)>, IndexError> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| !n.ends_with(".lock"))
+        .collect();
+    names.sort();
+    let mut out = Vec::with_capacity(names.len());
+    for n in names {
+        let bytes = std::fs::read(dir.join(&n))?;
+        let len = bytes.len() as u64;
+        out.push((FileEntry { name: n, len }, bytes));
+    }
+    Ok(out)
+}
+
+/// An in-memory directory holding `files`, whose bytes follow one another in `bytes`.
+pub(super) fn ram_dir(
+    files: &[FileEntry],
+    bytes: &[u8],
+) -> Result<tantivy::directory::RamDirectory, IndexError> {
+    use tantivy::directory::Directory;
+    let dir = tantivy::directory::RamDirectory::create();
+    let mut at = 0usize;
+    for f in files {
+        if f.name.contains('/') || f.name.starts_with("..") {
+            return Err(IndexError::BadHeader(format!("bad file name {:?}", f.name)));
+        }
+        let end = at + f.len as usize;
+        dir.atomic_write(std::path::Path::new(&f.name), &bytes[at..end])
+            .map_err(|e| IndexError::Io(std::io::Error::other(e.to_string())))?;
+        at = end;
+    }
+    Ok(dir)
 }
 
 /// Reads and checks the header of a packed index (magic, version, checksum) without opening the
@@ -122,13 +168,37 @@ pub fn read_header(bytes: &[u8]) -> Result<(Header, usize), IndexError> {
         .ok_or(IndexError::Truncated)?;
     let header: Header = serde_json::from_slice(&body[16..start])
         .map_err(|e| IndexError::BadHeader(e.to_string()))?;
-    let total: u64 = header.files.iter().map(|f| f.len).sum();
+    let total: u64 = header
+        .files
+        .iter()
+        .chain(&header.pages)
+        .map(|f| f.len)
+        .chain(header.vectors.iter().map(|v| v.bytes))
+        .fold(0u64, u64::saturating_add);
     if start as u64 + total != body.len() as u64 {
         return Err(IndexError::BadHeader(
             "file lengths do not add up to the object size".into(),
         ));
     }
     Ok((header, start))
+}
+
+/// The vector section of a packed index (checked like the rest), without opening the engine:
+/// what a rebuild reuses.
+pub fn read_vectors(bytes: &[u8]) -> Result<Option<Vectors>, IndexError> {
+    let (header, start) = read_header(bytes)?;
+    let Some(info) = &header.vectors else {
+        return Ok(None);
+    };
+    let files: u64 = header
+        .files
+        .iter()
+        .chain(&header.pages)
+        .map(|f| f.len)
+        .sum();
+    let from = start + files as usize;
+    let to = from + info.bytes as usize;
+    Vectors::decode(info, &bytes[from..to]).map(Some)
 }
 
 /// SHA-256 hex of a packed index: its content-derived name.

@@ -1,11 +1,9 @@
 //! Opening an index object and ranking passages for a query.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use serde::Serialize;
 use tantivy::collector::TopDocs;
-use tantivy::directory::{Directory, RamDirectory};
 use tantivy::query::{
     BooleanQuery, BoostQuery, EnableScoring, Occur, PhraseQuery, Query, Scorer, TermQuery,
 };
@@ -15,9 +13,13 @@ use tantivy::{
     TantivyDocument, Term,
 };
 
-use crate::analysis::{self, ANALYZER};
+use dataflow_embed::{Embed, ModelIdentity};
 
+use super::hybrid::{fuse, Fusion, Mode, Ranking, Scores};
+use super::pages::Pages;
+use super::vectors::Vectors;
 use super::*;
+use crate::analysis::{self, ANALYZER};
 
 /// A loaded index, ready to search. Cheap to share (`Arc`); searching takes `&self`.
 pub struct SearchIndex {
@@ -25,6 +27,13 @@ pub struct SearchIndex {
     fields: Fields,
     pub(super) searcher: Searcher,
     pub(super) boosts: Boosts,
+    pub(super) fusion: Fusion,
+    /// One embedding per passage (row i is the passage with document id i), when built with a
+    /// model.
+    vectors: Option<Vectors>,
+    /// Whole pages for the lexical evidence no single passage holds, and the first passage row
+    /// of each page, ascending (which page a row is in).
+    pages: Option<(Pages, Vec<u32>)>,
     /// Built once: the stopword set is a hash set, cheap to share, costly to rebuild per query.
     analyzer: tantivy::tokenizer::TextAnalyzer,
     highlighter: crate::snippet::Highlighter,
@@ -37,25 +46,34 @@ pub struct Hit {
     pub title: String,
     pub heading: String,
     pub anchor: String,
+    /// The ranking's score: BM25 (lexical), cosine (semantic) or the fused score (hybrid).
     pub score: f32,
+    /// What each ranking said of this passage.
+    pub scores: Scores,
     /// The best window of the passage, HTML-escaped, query terms in `<mark>`.
     pub snippet: String,
+    /// The passage's whole text (for prompts; not part of search answers).
+    #[serde(skip)]
+    pub text: String,
 }
 
 impl SearchIndex {
     /// Opens a packed index (checking magic, version and checksum) into memory.
     pub fn open(bytes: &[u8]) -> Result<Self, IndexError> {
         let (header, mut at) = read_header(bytes)?;
-        let dir = RamDirectory::create();
-        for f in &header.files {
-            if f.name.contains('/') || f.name.starts_with("..") {
-                return Err(IndexError::BadHeader(format!("bad file name {:?}", f.name)));
-            }
-            let end = at + f.len as usize;
-            dir.atomic_write(Path::new(&f.name), &bytes[at..end])
-                .map_err(|e| IndexError::Io(std::io::Error::other(e.to_string())))?;
-            at = end;
-        }
+        let files: u64 = header.files.iter().map(|f| f.len).sum();
+        let dir = super::pack::ram_dir(&header.files, &bytes[at..at + files as usize])?;
+        at += files as usize;
+        let pages = if header.pages.is_empty() {
+            None
+        } else {
+            let len: u64 = header.pages.iter().map(|f| f.len).sum();
+            let p = Pages::open(&header.pages, &bytes[at..at + len as usize])?;
+            at += len as usize;
+            let mut starts = p.starts()?;
+            starts.sort_unstable();
+            Some((p, starts))
+        };
         let index = Index::open(dir)?;
         index.tokenizers().register(ANALYZER, analysis::analyzer());
         let fields = fields(&index.schema())?;
@@ -64,11 +82,29 @@ impl SearchIndex {
             .reload_policy(ReloadPolicy::Manual)
             .try_into()?;
         let searcher = reader.searcher();
+        let vectors = match &header.vectors {
+            Some(info) => {
+                let v = Vectors::decode(info, &bytes[at..at + info.bytes as usize])?;
+                // Row i is document i: true of the builder's single segment, checked here.
+                let segments = searcher.segment_readers();
+                let single = segments.len() == 1 && segments[0].max_doc() as usize == v.len();
+                if !(single || (segments.is_empty() && v.is_empty())) {
+                    return Err(IndexError::BadHeader(
+                        "the vectors do not line up with the passages".into(),
+                    ));
+                }
+                Some(v)
+            }
+            None => None,
+        };
         Ok(Self {
             header,
             fields,
             searcher,
             boosts: Boosts::default(),
+            fusion: Fusion::default(),
+            vectors,
+            pages,
             analyzer: analysis::analyzer(),
             highlighter: crate::snippet::Highlighter::default(),
         })
@@ -77,6 +113,16 @@ impl SearchIndex {
     pub fn with_boosts(mut self, boosts: Boosts) -> Self {
         self.boosts = boosts;
         self
+    }
+
+    pub fn with_fusion(mut self, fusion: Fusion) -> Self {
+        self.fusion = fusion;
+        self
+    }
+
+    /// The model the passages were embedded with, if they were.
+    pub fn vector_model(&self) -> Option<&ModelIdentity> {
+        self.vectors.as_ref().map(|v| &v.model)
     }
 
     pub fn num_passages(&self) -> u64 {
@@ -115,12 +161,66 @@ impl SearchIndex {
     /// The top `k` passages for `q`, best first. Scores are BM25 summed over the title, heading
     /// and body fields (weighted by [`Boosts`]); a term repeated in the query counts that often.
     pub fn search(&self, q: &str, k: usize) -> Result<Vec<Hit>, SearchError> {
-        self.search_inner(q, k, true, MAX_K)
+        self.query(q, k, Mode::Lexical, None, true, MAX_K)
+            .map(|r| r.hits)
     }
 
     /// Like [`search`](Self::search) without snippets and up to 1000 hits (evaluation runs).
     pub fn rank(&self, q: &str, k: usize) -> Result<Vec<Hit>, SearchError> {
-        self.search_inner(q, k, false, 1000)
+        self.query(q, k, Mode::Lexical, None, false, 1000)
+            .map(|r| r.hits)
+    }
+
+    /// The top `k` passages in a mode. Semantic and hybrid need the index's vectors and the
+    /// same model in `embed`; without them the answer is lexical and says why.
+    pub fn search_mode(
+        &self,
+        q: &str,
+        k: usize,
+        mode: Mode,
+        embed: Option<&dyn Embed>,
+    ) -> Result<Ranking, SearchError> {
+        self.query(q, k, mode, embed, true, MAX_K)
+    }
+
+    /// Like [`search_mode`](Self::search_mode) without snippets and up to 1000 hits.
+    pub fn rank_mode(
+        &self,
+        q: &str,
+        k: usize,
+        mode: Mode,
+        embed: Option<&dyn Embed>,
+    ) -> Result<Ranking, SearchError> {
+        self.query(q, k, mode, embed, false, 1000)
+    }
+
+    /// The mode a request can have, the reason when it is not the one asked for, and the model.
+    pub fn resolve<'e>(
+        &self,
+        mode: Mode,
+        embed: Option<&'e dyn Embed>,
+    ) -> (Mode, Option<String>, Option<&'e dyn Embed>) {
+        if mode == Mode::Lexical {
+            return (mode, None, None);
+        }
+        let reason = match (&self.vectors, embed) {
+            (None, _) => "the index was built without vectors (no embedding model at build time)"
+                .to_owned(),
+            (Some(_), None) => "this search function has no embedding model loaded".to_owned(),
+            (Some(v), Some(e)) if v.model != *e.identity() => format!(
+                "the index's vectors come from {} (weights sha256 {}), this function runs {} (sha256 {})",
+                v.model.name,
+                short(&v.model.sha256),
+                e.identity().name,
+                short(&e.identity().sha256)
+            ),
+            (Some(_), Some(e)) => return (mode, None, Some(e)),
+        };
+        (
+            Mode::Lexical,
+            Some(format!("{mode} search unavailable: {reason}")),
+            None,
+        )
     }
 
     /// BM25 term clauses over the title, heading and body fields, weighted by [`Boosts`] and by
@@ -294,24 +394,97 @@ impl SearchIndex {
         Ok(best.into_iter().map(|(t, w)| (t, w * scale)).collect())
     }
 
-    fn search_inner(
+    fn query(
         &self,
         q: &str,
         k: usize,
+        mode: Mode,
+        embed: Option<&dyn Embed>,
         snippets: bool,
         max_k: usize,
-    ) -> Result<Vec<Hit>, SearchError> {
+    ) -> Result<Ranking, SearchError> {
         if !(1..=max_k).contains(&k) {
             return Err(QueryError::BadK.into());
         }
+        let (mut mode, mut fallback, embed) = self.resolve(mode, embed);
         let mut analyzer = self.analyzer.clone();
-        let (terms, seq) = Self::analyse(&mut analyzer, q)?;
-        let top = self.ranked(&terms, &seq, k)?;
+        // A question of stopwords alone ("how do I…") still has a meaning to search by.
+        let (terms, seq) = match Self::analyse(&mut analyzer, q) {
+            Ok(a) => a,
+            Err(QueryError::NoTerms) if mode != Mode::Lexical => (BTreeMap::new(), Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let query_vector = match embed.map(|e| e.embed(&[q.trim()])) {
+            Some(Ok(mut v)) if v.len() == 1 => Some(v.remove(0)),
+            Some(Ok(_)) => None,
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "query embedding failed; answering lexically");
+                fallback = Some(format!(
+                    "{mode} search unavailable: embedding the query failed: {e}"
+                ));
+                None
+            }
+            None => None,
+        };
+        if query_vector.is_none() && mode != Mode::Lexical {
+            mode = Mode::Lexical;
+        }
+        if mode == Mode::Lexical && terms.is_empty() {
+            return Err(QueryError::NoTerms.into());
+        }
+        let semantic = |n: usize| -> Vec<(DocAddress, f32)> {
+            match (&self.vectors, &query_vector) {
+                (Some(v), Some(qv)) => v
+                    .nearest(qv, n)
+                    .into_iter()
+                    .map(|(row, s)| (DocAddress::new(0, row as DocId), s))
+                    .collect(),
+                _ => Vec::new(),
+            }
+        };
+        let ranked: Vec<(DocAddress, f32, Scores)> = match mode {
+            Mode::Lexical => self
+                .ranked(&terms, &seq, k)?
+                .into_iter()
+                .enumerate()
+                .map(|(i, (s, d))| {
+                    let scores = Scores {
+                        lexical: Some(s),
+                        lexical_rank: Some(i + 1),
+                        ..Scores::default()
+                    };
+                    (d, s, scores)
+                })
+                .collect(),
+            Mode::Semantic => semantic(k)
+                .into_iter()
+                .enumerate()
+                .map(|(i, (d, s))| {
+                    let scores = Scores {
+                        semantic: Some(s),
+                        semantic_rank: Some(i + 1),
+                        ..Scores::default()
+                    };
+                    (d, s, scores)
+                })
+                .collect(),
+            Mode::Hybrid => {
+                let n = self.fusion.candidates.max(k);
+                let lexical = if terms.is_empty() {
+                    Vec::new()
+                } else {
+                    self.ranked(&terms, &seq, n)?
+                };
+                let semantic = semantic(n);
+                let pages = self.page_passages(&terms, n, &lexical, &semantic)?;
+                fuse(&lexical, &pages, &semantic, &self.fusion, k)
+            }
+        };
         let f = &self.fields;
         let query_terms: Vec<&str> = terms.keys().map(String::as_str).collect();
         let mut highlighter = snippets.then(|| self.highlighter.clone());
-        let mut hits = Vec::with_capacity(top.len());
-        for (score, addr) in top {
+        let mut hits = Vec::with_capacity(ranked.len());
+        for (addr, score, scores) in ranked {
             let d: TantivyDocument = self.searcher.doc(addr).map_err(IndexError::from)?;
             let text = |field: Field| {
                 d.get_first(field)
@@ -319,13 +492,12 @@ impl SearchIndex {
                     .unwrap_or_default()
                     .to_owned()
             };
+            let body = text(f.body);
             let snippet = match highlighter.as_mut() {
-                Some(h) => {
-                    let body = text(f.body);
-                    // Matched on title or heading only: show the passage's start.
-                    h.snippet(&body, &query_terms, SNIPPET_CHARS)
-                        .unwrap_or_else(|| lead(&body, SNIPPET_CHARS))
-                }
+                // Matched on title, heading or meaning only: show the passage's start.
+                Some(h) => h
+                    .snippet(&body, &query_terms, SNIPPET_CHARS)
+                    .unwrap_or_else(|| lead(&body, SNIPPET_CHARS)),
                 None => String::new(),
             };
             hits.push(Hit {
@@ -335,10 +507,50 @@ impl SearchIndex {
                 heading: text(f.heading),
                 anchor: text(f.anchor),
                 score,
+                scores,
                 snippet,
+                text: body,
             });
         }
-        Ok(hits)
+        Ok(Ranking {
+            mode,
+            fallback,
+            hits,
+        })
+    }
+
+    /// The page ranking, each page standing as its best passage: the best-ranked one of that
+    /// page in the lexical list, else in the semantic list, else its first. An index without
+    /// pages has one passage a page, so its passage ranking stands for the pages.
+    fn page_passages(
+        &self,
+        terms: &BTreeMap<String, usize>,
+        n: usize,
+        lexical: &[(f32, DocAddress)],
+        semantic: &[(DocAddress, f32)],
+    ) -> Result<Vec<(f32, DocAddress)>, IndexError> {
+        // Every page is one passage (no page index): the passages' ranking is the pages'.
+        let Some((pages, starts)) = &self.pages else {
+            return Ok(lexical.to_vec());
+        };
+        let page_of = |d: &DocAddress| starts.partition_point(|s| *s <= d.doc_id);
+        let mut best: std::collections::HashMap<usize, DocAddress> =
+            std::collections::HashMap::new();
+        for d in lexical
+            .iter()
+            .map(|(_, d)| d)
+            .chain(semantic.iter().map(|(d, _)| d))
+        {
+            best.entry(page_of(d)).or_insert(*d);
+        }
+        Ok(pages
+            .ranked(terms, n)?
+            .into_iter()
+            .map(|(score, first)| {
+                let first = DocAddress::new(0, first);
+                (score, *best.get(&page_of(&first)).unwrap_or(&first))
+            })
+            .collect())
     }
 
     /// Adds each pair's (boosted) phrase score to the candidates that contain it. Candidates are
@@ -392,6 +604,11 @@ pub enum SearchError {
     Query(#[from] QueryError),
     #[error(transparent)]
     Index(#[from] IndexError),
+}
+
+/// The first 12 hex digits of a hash, for messages.
+fn short(sha: &str) -> &str {
+    sha.get(..12).unwrap_or(sha)
 }
 
 /// The first `max` characters at a word boundary, HTML-escaped.

@@ -187,11 +187,11 @@ fn corrupt_objects_are_refused() {
         SearchIndex::open(&flipped),
         Err(IndexError::ChecksumMismatch)
     ));
-    let mut v2 = bytes.clone();
-    v2[8] = 2;
+    let mut v3 = bytes.clone();
+    v3[8] = 3;
     assert!(matches!(
-        SearchIndex::open(&v2),
-        Err(IndexError::UnsupportedVersion(2))
+        SearchIndex::open(&v3),
+        Err(IndexError::UnsupportedVersion(3))
     ));
 }
 
@@ -233,7 +233,7 @@ fn pair_scores_on_candidates_match_one_combined_query() {
             }
         })
         .collect();
-    let packed = pack_records(records, Vec::new(), String::new(), now()).unwrap();
+    let packed = pack_records(records, Vec::new(), String::new(), now(), None).unwrap();
     // Pair scoring alone (feedback has its own test).
     let all = SearchIndex::open(&packed).unwrap().with_boosts(Boosts {
         pair_candidates: 10_000,
@@ -319,7 +319,7 @@ fn feedback_lifts_passages_that_share_the_best_matches_vocabulary() {
             &format!("unrelated text about layers and runtimes number {i}"),
         ));
     }
-    let packed = pack_records(records, Vec::new(), String::new(), now()).unwrap();
+    let packed = pack_records(records, Vec::new(), String::new(), now(), None).unwrap();
     let plain = SearchIndex::open(&packed).unwrap().with_boosts(Boosts {
         feedback_docs: 0,
         ..Boosts::default()
@@ -337,5 +337,160 @@ fn feedback_lifts_passages_that_share_the_best_matches_vocabulary() {
     assert!(
         pos(&with, "c") < pos(&with, "d"),
         "feedback lifts the related one: {with:?}"
+    );
+}
+
+/// Vectors survive packing and opening; the modes answer from them; an index searched with
+/// another model, or with none, answers lexically and says why.
+#[test]
+fn vectors_round_trip_and_modes_fall_back_with_a_reason() {
+    use dataflow_embed::{Embed, HashEmbedder};
+    let model = HashEmbedder::new("m1", 32);
+    let (bytes, stats) = build_with(
+        &corpus(),
+        ChunkOptions::default(),
+        now(),
+        Some(&model),
+        None,
+    )
+    .unwrap();
+    assert_eq!((stats.passages, stats.embedded, stats.reused), (5, 5, 0));
+    let (header, _) = read_header(&bytes).unwrap();
+    let info = header.vectors.clone().unwrap();
+    assert_eq!((info.rows, info.model.dims), (5, 32));
+    assert_eq!(&info.model, model.identity());
+    let back = read_vectors(&bytes).unwrap().unwrap();
+    assert_eq!(back.len(), 5);
+    let idx = SearchIndex::open(&bytes).unwrap();
+    assert_eq!(idx.vector_model(), Some(model.identity()));
+
+    // The bag-of-words stand-in finds the passage sharing the query's words.
+    let r = idx
+        .search_mode("dead letter queue", 2, Mode::Semantic, Some(&model))
+        .unwrap();
+    assert_eq!((r.mode, r.fallback.as_deref()), (Mode::Semantic, None));
+    assert_eq!(r.hits[0].passage_id, "operations.md#dead-letter-queue");
+    assert!(r.hits[0].scores.semantic.is_some() && r.hits[0].scores.lexical.is_none());
+    let r = idx
+        .search_mode("dead letter queue", 3, Mode::Hybrid, Some(&model))
+        .unwrap();
+    assert_eq!(r.mode, Mode::Hybrid);
+    assert_eq!(r.hits[0].passage_id, "operations.md#dead-letter-queue");
+    let s = r.hits[0].scores;
+    assert_eq!((s.lexical_rank, s.semantic_rank), (Some(1), Some(1)));
+
+    let other = HashEmbedder::new("m2", 32);
+    let r = idx
+        .search_mode("dead letter queue", 2, Mode::Hybrid, Some(&other))
+        .unwrap();
+    assert_eq!(r.mode, Mode::Lexical);
+    let why = r.fallback.unwrap();
+    assert!(why.contains("m1") && why.contains("m2"), "{why}");
+    assert_eq!(r.hits[0].passage_id, "operations.md#dead-letter-queue");
+    let r = idx
+        .search_mode("dead letter queue", 2, Mode::Semantic, None)
+        .unwrap();
+    assert_eq!(r.mode, Mode::Lexical);
+    assert!(r.fallback.unwrap().contains("no embedding model"));
+    // An index without vectors says that instead.
+    let lexical =
+        SearchIndex::open(&build(&corpus(), ChunkOptions::default(), now()).unwrap()).unwrap();
+    let r = lexical
+        .search_mode("dead letter queue", 2, Mode::Hybrid, Some(&model))
+        .unwrap();
+    assert!(r.fallback.unwrap().contains("without vectors"));
+    // Stopwords alone: refused lexically, answered by meaning.
+    assert!(matches!(
+        idx.search_mode("how do I", 2, Mode::Lexical, Some(&model)),
+        Err(SearchError::Query(QueryError::NoTerms))
+    ));
+    assert_eq!(
+        idx.search_mode("how do I", 2, Mode::Hybrid, Some(&model))
+            .unwrap()
+            .mode,
+        Mode::Hybrid
+    );
+}
+
+/// A vector section that does not line up with the passages is refused, not misread.
+#[test]
+fn vectors_for_other_passages_are_refused() {
+    use dataflow_embed::HashEmbedder;
+    let model = HashEmbedder::new("m1", 8);
+    let records = |n: usize| {
+        (0..n)
+            .map(|i| Record {
+                id: format!("p{i}"),
+                doc: "d.md".into(),
+                title: String::new(),
+                heading: String::new(),
+                anchor: String::new(),
+                body: format!("passage {i}"),
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut stats = BuildStats::default();
+    let v = embed_records(&records(3), &model, None, &mut stats).unwrap();
+    assert!(pack_records(records(2), Vec::new(), String::new(), now(), Some(&v)).is_err());
+    let ok = pack_records(records(3), Vec::new(), String::new(), now(), Some(&v)).unwrap();
+    assert!(SearchIndex::open(&ok).is_ok());
+    // Reused rows: the same texts again embed nothing.
+    let mut again = BuildStats::default();
+    embed_records(&records(4), &model, Some(&v), &mut again).unwrap();
+    assert_eq!((again.embedded, again.reused), (1, 3));
+}
+
+/// Words spread over a page's sections: no passage holds them all, the page does. Its rank goes
+/// to its best passage in hybrid ranking; an index of one-passage documents has no page index.
+#[test]
+fn pages_hold_evidence_no_single_passage_does() {
+    use dataflow_embed::HashEmbedder;
+    let docs = vec![
+        SourceDoc {
+            path: "spread.md".into(),
+            text: "# Animals\n\n## First\n\nThe zebra grazes.\n\n## Second\n\nThe quokka smiles.\n"
+                .into(),
+        },
+        SourceDoc {
+            path: "zebras.md".into(),
+            text: "# Stripes\n\nA zebra, a zebra and one more zebra.\n".into(),
+        },
+    ];
+    let model = HashEmbedder::new("m", 16);
+    let (bytes, _) = build_with(&docs, ChunkOptions::default(), now(), Some(&model), None).unwrap();
+    let (header, _) = read_header(&bytes).unwrap();
+    assert!(!header.pages.is_empty());
+    let idx = SearchIndex::open(&bytes).unwrap();
+    let r = idx
+        .search_mode("zebra quokka", 3, Mode::Hybrid, Some(&model))
+        .unwrap();
+    let spread: Vec<&Hit> = r.hits.iter().filter(|h| h.doc == "spread.md").collect();
+    assert_eq!(
+        spread
+            .iter()
+            .filter_map(|h| h.scores.page_rank)
+            .collect::<Vec<_>>(),
+        vec![1],
+        "{:?}",
+        r.hits
+    );
+    // One passage per document: no pages packed.
+    let single = vec![Record {
+        id: "a".into(),
+        doc: "a".into(),
+        title: String::new(),
+        heading: String::new(),
+        anchor: String::new(),
+        body: "zebra".into(),
+    }];
+    let packed = pack_records(single, Vec::new(), String::new(), now(), None).unwrap();
+    assert!(read_header(&packed).unwrap().0.pages.is_empty());
+    assert_eq!(
+        SearchIndex::open(&packed)
+            .unwrap()
+            .rank("zebra", 1)
+            .unwrap()
+            .len(),
+        1
     );
 }

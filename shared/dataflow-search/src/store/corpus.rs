@@ -42,6 +42,9 @@ pub fn content_type(path: &str) -> &'static str {
         Some(Format::Text) => "text/plain; charset=utf-8",
         Some(Format::Html) => "text/html; charset=utf-8",
         Some(Format::Pdf) => "application/pdf",
+        Some(Format::Docx) => {
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+        }
         _ => "text/markdown; charset=utf-8",
     }
 }

@@ -91,4 +91,7 @@ pub struct Manifest {
     /// Documents under the docs prefix that could not be read when this index was built.
     #[serde(default)]
     pub skipped: Vec<Skipped>,
+    /// The model the passages' vectors come from; none when the index has no vectors.
+    #[serde(default)]
+    pub model: Option<dataflow_embed::ModelIdentity>,
 }

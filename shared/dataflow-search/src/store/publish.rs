@@ -1,7 +1,10 @@
 //! Publishing: the object first, the manifest last, old objects pruned; rebuilding when the
 //! corpus changed.
 
+use std::sync::Arc;
 use std::time::Instant;
+
+use dataflow_embed::Embed;
 
 use dataflow_store::{Body, ObjectMeta, ObjectStore};
 use serde::Serialize;
@@ -9,7 +12,7 @@ use serde::Serialize;
 use super::corpus::listing_signature;
 use super::*;
 use crate::chunk::ChunkOptions;
-use crate::index::{self};
+use crate::index::{self, BuildStats, Vectors};
 
 /// The current manifest, or `None` when no index was ever published.
 pub async fn current_manifest(
@@ -70,6 +73,7 @@ pub async fn publish(
         docs_fingerprint: header.docs_fingerprint.clone(),
         previous,
         skipped,
+        model: header.vectors.map(|v| v.model),
     };
     let json = serde_json::to_vec_pretty(&manifest).map_err(|e| IndexStoreError::BadManifest {
         bucket: loc.bucket.clone(),
@@ -134,18 +138,45 @@ pub enum RebuildOutcome {
         manifest: Manifest,
         skipped: Vec<Skipped>,
         build_ms: u64,
+        /// Passages embedded by this build, and vectors reused from the previous index.
+        stats: BuildStats,
     },
 }
 
+/// The vectors of the current index, for a rebuild to reuse; none (and a warning) when they
+/// cannot be read: the rebuild then embeds every passage.
+async fn previous_vectors(store: &dyn ObjectStore, loc: &IndexLocation) -> Option<Vectors> {
+    let m = current_manifest(store, loc).await.ok().flatten()?;
+    m.model.as_ref()?;
+    match store.get(&loc.bucket, &m.key).await {
+        Ok(Some(bytes)) => match index::read_vectors(&bytes) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(key = %m.key, error = %e, "previous index unreadable; embedding every passage");
+                None
+            }
+        },
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(key = %m.key, error = %e, "previous index unreadable; embedding every passage");
+            None
+        }
+    }
+}
+
 /// Rebuilds the index from the docs prefix and publishes it, unless the current index was built
-/// from the same docs (`force` rebuilds anyway). When the docs change while it builds, it starts
-/// over (up to three times), so what it publishes matches the docs at publish time.
+/// from the same docs with the same model (`force` rebuilds anyway). With a model, passages whose
+/// text the current index already embedded keep their vectors. When the docs change while it
+/// builds, it starts over (up to three times), so what it publishes matches the docs at publish
+/// time.
 pub async fn rebuild(
     store: &dyn ObjectStore,
     loc: &IndexLocation,
     opts: ChunkOptions,
     force: bool,
+    embed: Option<Arc<dyn Embed>>,
 ) -> Result<RebuildOutcome, IndexStoreError> {
+    let model = embed.as_ref().map(|e| e.identity().clone());
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -157,17 +188,30 @@ pub async fn rebuild(
                 if m.docs_fingerprint == fingerprint
                     && m.format_version == index::FORMAT_VERSION
                     && m.skipped == skipped
+                    && m.model == model
                 {
                     tracing::info!(documents = docs.len(), "index is up to date");
                     return Ok(RebuildOutcome::UpToDate { manifest: m });
                 }
             }
         }
+        let previous = match &embed {
+            Some(_) => previous_vectors(store, loc).await,
+            None => None,
+        };
         let started = Instant::now();
-        let bytes =
-            tokio::task::spawn_blocking(move || index::build(&docs, opts, chrono::Utc::now()))
-                .await
-                .map_err(|e| IndexStoreError::Task(e.to_string()))??;
+        let model = embed.clone();
+        let (bytes, stats) = tokio::task::spawn_blocking(move || {
+            index::build_with(
+                &docs,
+                opts,
+                chrono::Utc::now(),
+                model.as_deref(),
+                previous.as_ref(),
+            )
+        })
+        .await
+        .map_err(|e| IndexStoreError::Task(e.to_string()))??;
         let build_ms = started.elapsed().as_millis() as u64;
         let now = listing_signature(&store.list(&loc.bucket, &loc.docs_prefix).await?);
         if now != signature && attempt < 3 {
@@ -175,10 +219,18 @@ pub async fn rebuild(
             continue;
         }
         let manifest = publish(store, loc, bytes, skipped.clone()).await?;
+        tracing::info!(
+            passages = stats.passages,
+            embedded = stats.embedded,
+            reused = stats.reused,
+            build_ms,
+            "index built"
+        );
         return Ok(RebuildOutcome::Published {
             manifest,
             skipped,
             build_ms,
+            stats,
         });
     }
 }

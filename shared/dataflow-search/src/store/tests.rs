@@ -30,7 +30,7 @@ async fn rebuild_publishes_then_is_up_to_date_then_follows_changes() {
     let opts = ChunkOptions::default();
     let RebuildOutcome::Published {
         manifest, skipped, ..
-    } = rebuild(&store, &l, opts, false).await.unwrap()
+    } = rebuild(&store, &l, opts, false, None).await.unwrap()
     else {
         panic!("expected a publish")
     };
@@ -44,7 +44,7 @@ async fn rebuild_publishes_then_is_up_to_date_then_follows_changes() {
     );
     assert!(manifest.key.starts_with("index/objects/") && manifest.key.ends_with(".dfidx"));
     assert!(matches!(
-        rebuild(&store, &l, opts, false).await.unwrap(),
+        rebuild(&store, &l, opts, false, None).await.unwrap(),
         RebuildOutcome::UpToDate { .. }
     ));
 
@@ -60,14 +60,14 @@ async fn holder_reports_none_then_picks_up_a_publish_after_the_refresh_delay() {
     let holder = IndexHolder::new(store.clone(), l.clone(), Duration::from_millis(200));
     assert!(holder.get().await.unwrap().is_none());
     put_doc(&store, "a.md", "# Alpha\n\nfirst version about kinesis\n");
-    rebuild(&*store, &l, ChunkOptions::default(), false)
+    rebuild(&*store, &l, ChunkOptions::default(), false, None)
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(250)).await;
     let v1 = holder.get().await.unwrap().unwrap();
     assert_eq!(v1.index.search("kinesis", 1).unwrap().len(), 1);
     put_doc(&store, "a.md", "# Alpha\n\nsecond version about dynamodb\n");
-    rebuild(&*store, &l, ChunkOptions::default(), false)
+    rebuild(&*store, &l, ChunkOptions::default(), false, None)
         .await
         .unwrap();
     // Within the delay the loaded index is kept...
@@ -96,6 +96,7 @@ fn pruning_spares_what_a_manifest_names_and_what_is_recent() {
         docs_fingerprint: String::new(),
         previous: previous.iter().map(|s| s.to_string()).collect(),
         skipped: Vec::new(),
+        model: None,
     };
     let obj = |key: &str, t: Option<i64>| ObjectMeta {
         key: key.into(),
@@ -139,7 +140,7 @@ async fn old_objects_are_pruned_beyond_the_kept_ones() {
     let mut keys = Vec::new();
     for i in 0..5 {
         put_doc(&store, "a.md", &format!("# A\n\nversion {i}\n"));
-        match rebuild(&store, &l, ChunkOptions::default(), false)
+        match rebuild(&store, &l, ChunkOptions::default(), false, None)
             .await
             .unwrap()
         {
@@ -163,7 +164,7 @@ async fn a_reader_during_publishes_sees_old_or_new_never_neither() {
     let store = Arc::new(MemoryStore::default());
     let l = loc();
     put_doc(&store, "a.md", "# A\n\nversion zero\n");
-    rebuild(&*store, &l, ChunkOptions::default(), false)
+    rebuild(&*store, &l, ChunkOptions::default(), false, None)
         .await
         .unwrap();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -184,7 +185,7 @@ async fn a_reader_during_publishes_sees_old_or_new_never_neither() {
     };
     for i in 1..20 {
         put_doc(&store, "a.md", &format!("# A\n\nversion {i}\n"));
-        rebuild(&*store, &l, ChunkOptions::default(), false)
+        rebuild(&*store, &l, ChunkOptions::default(), false, None)
             .await
             .unwrap();
         tokio::task::yield_now().await;
@@ -245,4 +246,89 @@ fn local_docs_are_read_recursively_with_relative_paths() {
         skipped[1].1.starts_with("not a readable PDF"),
         "{skipped:?}"
     );
+}
+
+/// With a model, a rebuild after one document changed embeds only that document's passages;
+/// the rest come from the published index. A new model re-embeds everything, and the index
+/// is out of date for a builder with another model (or none).
+#[tokio::test]
+async fn rebuilds_reuse_vectors_of_unchanged_passages() {
+    use dataflow_embed::{Embed, HashEmbedder};
+    let store = MemoryStore::default();
+    let l = loc();
+    put_doc(
+        &store,
+        "a.md",
+        "# Alpha\n\n## One\n\nCold starts.\n\n## Two\n\nWarm pools.\n",
+    );
+    put_doc(&store, "b.md", "# Beta\n\nParquet partitions.\n");
+    let model: Arc<dyn Embed> = Arc::new(HashEmbedder::new("m1", 16));
+    let opts = ChunkOptions::default();
+    let stats = |o: RebuildOutcome| match o {
+        RebuildOutcome::Published {
+            stats, manifest, ..
+        } => (stats, manifest),
+        RebuildOutcome::UpToDate { .. } => panic!("expected a publish"),
+    };
+    let (s, m) = stats(
+        rebuild(&store, &l, opts, false, Some(model.clone()))
+            .await
+            .unwrap(),
+    );
+    assert_eq!((s.passages, s.embedded, s.reused), (3, 3, 0));
+    assert_eq!(m.model.as_ref(), Some(model.identity()));
+    assert!(matches!(
+        rebuild(&store, &l, opts, false, Some(model.clone()))
+            .await
+            .unwrap(),
+        RebuildOutcome::UpToDate { .. }
+    ));
+    put_doc(&store, "b.md", "# Beta\n\nParquet partitions, compacted.\n");
+    let (s, _) = stats(
+        rebuild(&store, &l, opts, false, Some(model.clone()))
+            .await
+            .unwrap(),
+    );
+    assert_eq!((s.passages, s.embedded, s.reused), (3, 1, 2));
+    // Another model: nothing reusable.
+    let other: Arc<dyn Embed> = Arc::new(HashEmbedder::new("m2", 16));
+    let (s, m) = stats(rebuild(&store, &l, opts, false, Some(other)).await.unwrap());
+    assert_eq!((s.embedded, s.reused), (3, 0));
+    assert_eq!(m.model.as_ref().map(|m| m.name.as_str()), Some("m2"));
+    // No model: a lexical index replaces it (the manifest says so).
+    let (s, m) = stats(rebuild(&store, &l, opts, false, None).await.unwrap());
+    assert_eq!((s.embedded, s.reused), (0, 0));
+    assert_eq!(m.model, None);
+    // The vectors a published index holds are the ones a reader gets.
+    let holder = IndexHolder::new(Arc::new(store), l.clone(), Duration::ZERO);
+    assert_eq!(
+        holder.get().await.unwrap().unwrap().index.vector_model(),
+        None
+    );
+}
+
+/// A previous index whose object is gone or garbage costs a full embed, never a failed rebuild.
+#[tokio::test]
+async fn an_unreadable_previous_index_means_embedding_everything() {
+    use dataflow_embed::{Embed, HashEmbedder};
+    let store = MemoryStore::default();
+    let l = loc();
+    put_doc(&store, "a.md", "# Alpha\n\nCold starts.\n");
+    let model: Arc<dyn Embed> = Arc::new(HashEmbedder::new("m1", 8));
+    let opts = ChunkOptions::default();
+    let RebuildOutcome::Published { manifest, .. } =
+        rebuild(&store, &l, opts, false, Some(model.clone()))
+            .await
+            .unwrap()
+    else {
+        panic!("expected a publish")
+    };
+    store.insert("idx", &manifest.key, b"garbage".to_vec());
+    put_doc(&store, "a.md", "# Alpha\n\nCold starts, again.\n");
+    let RebuildOutcome::Published { stats, .. } =
+        rebuild(&store, &l, opts, false, Some(model)).await.unwrap()
+    else {
+        panic!("expected a publish")
+    };
+    assert_eq!((stats.embedded, stats.reused), (1, 0));
 }
