@@ -96,14 +96,22 @@ print("e2e: events sent with POST /events went through the delivery stream and t
 # Search: the index built from docs/ answers, and a Markdown file dropped in the docs prefix is
 # searchable after the index builder republishes (no restart).
 docs = get("/docs")
-assert docs["index"]["documents"] >= 4 and docs["index"]["format_version"] == 1, docs["index"]
+assert docs["index"]["documents"] >= 4 and docs["index"]["format_version"] == 2, docs["index"]
+assert docs["index"]["vectors"]["name"] == "all-MiniLM-L6-v2", docs["index"]
+# Hybrid by default: every hit carries both rankings' word on it.
 r = get("/docs/search?q=reprocess+an+object&k=3")
+assert r["mode"] == "hybrid" and r["fallback"] is None, r
 assert r["results"] and r["results"][0]["doc"] == "operations.md", r
+assert r["results"][0]["scores"]["lexical_rank"] and r["results"][0]["scores"]["semantic_rank"], r
+assert get("/docs/search?q=reprocess+an+object&k=3&mode=lexical")["mode"] == "lexical"
+c = get("/docs/context?q=reprocess+an+object&max_tokens=400")
+assert c["passages"] and c["used_tokens"] <= 400 and c["passages"][0]["citation"]["doc"] == "operations.md", c
+print("e2e: hybrid search and /docs/context answer from the embedded index")
 s3.put_object(Bucket="dataflow-index", Key="docs/e2e/zeppelin.md", Body=b"# Zeppelin runbook\n\nInflate the zeppelin before the quarterly demo.\n")
 deadline = time.time() + 60
 while time.time() < deadline:
     r = get("/docs/search?q=zeppelin&k=1")
-    if r["results"]:
+    if r["results"] and r["results"][0]["doc"] == "e2e/zeppelin.md":
         break
     time.sleep(0.5)
 else:
@@ -117,7 +125,7 @@ assert up["status"] == "stored", up
 deadline = time.time() + 60
 while time.time() < deadline:
     r = get("/docs/search?q=moor+blimp&k=1")
-    if r["results"]:
+    if r["results"] and r["results"][0]["doc"] == "e2e/blimp.html":
         break
     time.sleep(0.5)
 else:

@@ -21,12 +21,19 @@ pub enum IndexCommand {
         out: Option<PathBuf>,
         #[arg(long)]
         upload: bool,
+        /// The embedding model's folder: with it every passage gets a vector (semantic and
+        /// hybrid search); without it the index is lexical only.
+        #[arg(long, env = "EMBED_MODEL_DIR")]
+        model: Option<PathBuf>,
     },
     /// Rebuild from the docs prefix in S3 and publish (what the index builder Lambda runs).
     Rebuild {
         /// Publish even when the docs are unchanged.
         #[arg(long)]
         force: bool,
+        /// The embedding model's folder (see `build`).
+        #[arg(long, env = "EMBED_MODEL_DIR")]
+        model: Option<PathBuf>,
     },
     /// Show the published index's manifest.
     Status,
@@ -37,7 +44,32 @@ pub enum IndexCommand {
         k: usize,
         #[arg(long)]
         file: Option<PathBuf>,
+        /// lexical, semantic or hybrid (default: hybrid when the index has vectors and the
+        /// model is given, else lexical).
+        #[arg(long)]
+        mode: Option<dataflow_search::index::Mode>,
+        /// The embedding model's folder, for semantic and hybrid queries.
+        #[arg(long, env = "EMBED_MODEL_DIR")]
+        model: Option<PathBuf>,
     },
+}
+
+fn model(
+    dir: Option<&std::path::Path>,
+) -> Result<Option<std::sync::Arc<dyn dataflow_embed::Embed>>> {
+    dataflow_search::config::load_model(dir).context("loading the embedding model")
+}
+
+fn print_stats(outcome: &dataflow_search::store::RebuildOutcome) {
+    if let dataflow_search::store::RebuildOutcome::Published {
+        stats, build_ms, ..
+    } = outcome
+    {
+        eprintln!(
+            "{} passages: {} embedded, {} vectors reused, built in {build_ms} ms",
+            stats.passages, stats.embedded, stats.reused
+        );
+    }
 }
 
 pub async fn index(command: IndexCommand) -> Result<()> {
@@ -49,7 +81,13 @@ pub async fn index(command: IndexCommand) -> Result<()> {
         anyhow::Ok((S3Store::new(clients.s3.clone()), cfg.search.index.clone()))
     };
     match command {
-        IndexCommand::Build { docs, out, upload } => {
+        IndexCommand::Build {
+            docs,
+            out,
+            upload,
+            model: model_dir,
+        } => {
+            let embed = model(model_dir.as_deref())?;
             if out.is_none() && !upload {
                 bail!("say where the index goes: --upload (publish to the index bucket) and/or --out FILE");
             }
@@ -60,17 +98,21 @@ pub async fn index(command: IndexCommand) -> Result<()> {
             }
             if sources.is_empty() {
                 bail!(
-                    "no readable documents (.md, .markdown, .txt, .html, .htm, .pdf) under {}",
+                    "no readable documents ({}) under {}",
+                    dataflow_search::formats::SUPPORTED,
                     docs.display()
                 );
             }
             if let Some(out) = out {
                 let started = Instant::now();
-                let bytes = dataflow_search::index::build(
+                let (bytes, stats) = dataflow_search::index::build_with(
                     &sources,
                     ChunkOptions::default(),
                     chrono::Utc::now(),
+                    embed.as_deref(),
+                    None,
                 )?;
+                eprintln!("{} passages, {} embedded", stats.passages, stats.embedded);
                 let (h, _) = dataflow_search::index::read_header(&bytes)?;
                 std::fs::write(&out, &bytes)
                     .with_context(|| format!("writing {}", out.display()))?;
@@ -94,14 +136,21 @@ pub async fn index(command: IndexCommand) -> Result<()> {
                     sync.deleted.len(),
                     sync.unchanged
                 );
-                let outcome = store::rebuild(&s3, &loc, ChunkOptions::default(), false).await?;
+                let outcome =
+                    store::rebuild(&s3, &loc, ChunkOptions::default(), false, embed).await?;
+                print_stats(&outcome);
                 out!("{}", serde_json::to_string_pretty(&outcome)?);
             }
             Ok(())
         }
-        IndexCommand::Rebuild { force } => {
+        IndexCommand::Rebuild {
+            force,
+            model: model_dir,
+        } => {
+            let embed = model(model_dir.as_deref())?;
             let (s3, loc) = aws().await?;
-            let outcome = store::rebuild(&s3, &loc, ChunkOptions::default(), force).await?;
+            let outcome = store::rebuild(&s3, &loc, ChunkOptions::default(), force, embed).await?;
+            print_stats(&outcome);
             out!("{}", serde_json::to_string_pretty(&outcome)?);
             Ok(())
         }
@@ -117,7 +166,14 @@ pub async fn index(command: IndexCommand) -> Result<()> {
             }
             Ok(())
         }
-        IndexCommand::Search { query, k, file } => {
+        IndexCommand::Search {
+            query,
+            k,
+            file,
+            mode,
+            model: model_dir,
+        } => {
+            let embed = model(model_dir.as_deref())?;
             let bytes = match file {
                 Some(f) => std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?,
                 None => {
@@ -145,13 +201,22 @@ pub async fn index(command: IndexCommand) -> Result<()> {
             let idx = dataflow_search::index::SearchIndex::open(&bytes)?;
             eprintln!("opened in {} ms", started.elapsed().as_millis());
             let started = Instant::now();
-            let hits = idx.search(&query, k)?;
+            let mode = mode.unwrap_or(if idx.vector_model().is_some() && embed.is_some() {
+                dataflow_search::index::Mode::Hybrid
+            } else {
+                dataflow_search::index::Mode::Lexical
+            });
+            let r = idx.search_mode(&query, k, mode, embed.as_deref())?;
             eprintln!(
-                "{} hit(s) in {} µs",
-                hits.len(),
+                "{} hit(s), {} mode, in {} µs",
+                r.hits.len(),
+                r.mode,
                 started.elapsed().as_micros()
             );
-            out!("{}", serde_json::to_string_pretty(&hits)?);
+            if let Some(why) = &r.fallback {
+                eprintln!("{why}");
+            }
+            out!("{}", serde_json::to_string_pretty(&r.hits)?);
             Ok(())
         }
     }

@@ -99,9 +99,12 @@ pub async fn serve(addr: &str) -> Result<()> {
         &cfg.analytics,
         &clients.aws,
     )));
+    let embed = dataflow_search::config::load_model(cfg.search.model_dir.as_deref())
+        .context("loading the embedding model (EMBED_MODEL_DIR)")?;
     let search = search_api::routes(Arc::new(search_api::AppState::over_aws(
         &cfg.search,
         &clients.aws,
+        embed,
     )));
     let ingest = ingest_api::routes(Arc::new(ingest_api::AppState::new(
         Arc::new(dataflow_aws::FirehoseSink::new(
@@ -174,10 +177,12 @@ pub async fn dispatch(sweep_every: Duration) -> Result<()> {
     };
     let store = S3Store::new(clients.s3.clone());
     let loc = cfg.search.index.clone();
+    let embed = dataflow_search::config::load_model(cfg.search.model_dir.as_deref())
+        .context("loading the embedding model (EMBED_MODEL_DIR)")?;
     let docs_handler = |event: serde_json::Value| {
-        let (store, loc) = (&store, &loc);
+        let (store, loc, embed) = (&store, &loc, embed.clone());
         async move {
-            index_builder::handle(store, loc, event)
+            index_builder::handle(store, loc, embed, event)
                 .await
                 .map_err(|e| e.to_string())
         }

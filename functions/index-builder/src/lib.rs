@@ -1,7 +1,10 @@
 //! The index builder's handler, shared by the Lambda binary and the local dispatcher: the
 //! invocation's envelope becomes a [`RebuildRequest`] here.
 
+use std::sync::Arc;
+
 use dataflow_aws::events::{batch_response, Invocation, ObjectChange};
+use dataflow_embed::Embed;
 use dataflow_search::chunk::ChunkOptions;
 use dataflow_search::store::{is_document, rebuild, IndexLocation, RebuildOutcome};
 use dataflow_store::ObjectStore;
@@ -78,9 +81,12 @@ impl RebuildRequest {
 /// Handles one invocation: rebuilds when a document under the docs prefix was created or
 /// deleted (or on `{"action": "rebuild"}` / a schedule), else acknowledges. SQS batches answer
 /// with `batchItemFailures` naming only unreadable messages.
+/// With a model, every passage gets a vector (reused from the current index where its text is
+/// unchanged).
 pub async fn handle(
     store: &dyn ObjectStore,
     loc: &IndexLocation,
+    embed: Option<Arc<dyn Embed>>,
     event: Value,
 ) -> Result<Value, HandlerError> {
     let req = RebuildRequest::of(Invocation::parse(&event)?, &loc.docs_prefix)?;
@@ -88,17 +94,22 @@ pub async fn handle(
         tracing::warn!(message_id = %id, reason = %why, "unreadable message");
     }
     let mut out = if req.wants_rebuild() {
-        let outcome = rebuild(store, loc, ChunkOptions::default(), req.force)
+        let outcome = rebuild(store, loc, ChunkOptions::default(), req.force, embed)
             .await
             .map_err(HandlerError::Rebuild)?;
         // publish() already logs the index's key, size and counts.
         match &outcome {
             RebuildOutcome::Published {
-                skipped, build_ms, ..
+                skipped,
+                build_ms,
+                stats,
+                ..
             } => tracing::info!(
                 skipped = skipped.len(),
                 build_ms,
                 changed = req.changed.len(),
+                embedded = stats.embedded,
+                reused = stats.reused,
                 "index rebuilt"
             ),
             RebuildOutcome::UpToDate { .. } => tracing::info!("index already up to date"),
@@ -136,25 +147,25 @@ mod tests {
     async fn rebuilds_on_docs_changes_and_ignores_the_rest() {
         let store = MemoryStore::default();
         store.insert("idx", "docs/a.md", b"# A\n\nhello\n".to_vec());
-        let v = handle(&store, &loc(), put_event("docs/a.md"))
+        let v = handle(&store, &loc(), None, put_event("docs/a.md"))
             .await
             .unwrap();
         assert_eq!(v["outcome"], "published");
         assert_eq!(v["manifest"]["documents"], 1);
-        let v = handle(&store, &loc(), put_event("docs/a.md"))
+        let v = handle(&store, &loc(), None, put_event("docs/a.md"))
             .await
             .unwrap();
         assert_eq!(v["outcome"], "up_to_date");
-        let v = handle(&store, &loc(), put_event("index/current.json"))
+        let v = handle(&store, &loc(), None, put_event("index/current.json"))
             .await
             .unwrap();
         assert_eq!(v["outcome"], "ignored");
-        let v = handle(&store, &loc(), json!({"action": "rebuild"}))
+        let v = handle(&store, &loc(), None, json!({"action": "rebuild"}))
             .await
             .unwrap();
         assert_eq!(v["outcome"], "published");
         assert!(matches!(
-            handle(&store, &loc(), json!({"hello": 1})).await,
+            handle(&store, &loc(), None, json!({"hello": 1})).await,
             Err(HandlerError::BadEvent(_))
         ));
     }
@@ -167,7 +178,7 @@ mod tests {
             {"eventSource": "aws:sqs", "messageId": "ok", "body": put_event("docs/a.md").to_string()},
             {"eventSource": "aws:sqs", "messageId": "bad", "body": "garbage"},
         ]});
-        let v = handle(&store, &loc(), ev).await.unwrap();
+        let v = handle(&store, &loc(), None, ev).await.unwrap();
         assert_eq!(v["outcome"], "published");
         assert_eq!(v["batchItemFailures"], json!([{"itemIdentifier": "bad"}]));
     }
@@ -212,7 +223,7 @@ mod tests {
         .unwrap();
         let store = MemoryStore::default();
         store.insert("idx", "docs/operations.md", b"# Ops\n\nrunbook\n".to_vec());
-        let v = handle(&store, &loc(), serde_json::from_str(&text).unwrap())
+        let v = handle(&store, &loc(), None, serde_json::from_str(&text).unwrap())
             .await
             .unwrap();
         assert_eq!(v["outcome"], "published");

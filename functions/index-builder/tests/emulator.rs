@@ -55,7 +55,7 @@ async fn docs_changes_rebuild_and_republish_the_index() {
     let handler = |event: Value| {
         let (store, loc) = (&store, &loc);
         async move {
-            index_builder::handle(store, loc, event)
+            index_builder::handle(store, loc, None, event)
                 .await
                 .map_err(|e| e.to_string())
         }

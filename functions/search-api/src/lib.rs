@@ -1,5 +1,5 @@
-//! The search API router: `/docs`, `/docs/search`, and `PUT`/`DELETE /docs/{path}` for
-//! documents. The same router serves API Gateway (through `lambda_http`), `cargo lambda watch`,
+//! The search API router: `/docs`, `/docs/search`, `/docs/context`, and `PUT`/`DELETE
+//! /docs/{path}` for documents. The same router serves API Gateway (through `lambda_http`), `cargo lambda watch`,
 //! `dataflow serve` and in-process tests.
 
 use std::sync::Arc;
@@ -9,8 +9,10 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::routing::{get, put};
 use axum::{Json, Router};
+use dataflow_embed::Embed;
 use dataflow_http::{ApiError, Params};
-use dataflow_search::index::{QueryError, SearchError, MAX_K};
+use dataflow_search::context;
+use dataflow_search::index::{Mode, QueryError, Ranking, SearchError, MAX_K};
 use dataflow_search::store::{IndexHolder, IndexLocation, LoadedIndex};
 use dataflow_search::upload::{check_content, check_path, UploadError, MAX_UPLOAD_BYTES};
 use dataflow_store::{Body, ObjectStore};
@@ -25,6 +27,8 @@ pub struct AppState {
     /// Where uploads go (the docs prefix of the index bucket).
     store: Arc<dyn ObjectStore>,
     refresh: Duration,
+    /// The query embedder for semantic and hybrid search; without it every answer is lexical.
+    embed: Option<Arc<dyn Embed>>,
 }
 
 impl AppState {
@@ -33,17 +37,29 @@ impl AppState {
             index: IndexHolder::new(store.clone(), loc, refresh),
             store,
             refresh,
+            embed: None,
         }
     }
 
+    pub fn with_embedder(mut self, embed: Option<Arc<dyn Embed>>) -> Self {
+        self.embed = embed;
+        self
+    }
+
     /// Over S3, revalidating the manifest after `CACHE_SECONDS`: what the Lambda and
-    /// `dataflow serve` run.
-    pub fn over_aws(cfg: &dataflow_search::config::SearchConfig, aws: &dataflow_aws::Aws) -> Self {
+    /// `dataflow serve` run. `embed` is the model `EMBED_MODEL_DIR` names (see
+    /// [`dataflow_search::config::load_model`]).
+    pub fn over_aws(
+        cfg: &dataflow_search::config::SearchConfig,
+        aws: &dataflow_aws::Aws,
+        embed: Option<Arc<dyn Embed>>,
+    ) -> Self {
         Self::new(
             Arc::new(dataflow_aws::S3Store::new(aws.s3())),
             cfg.index.clone(),
             Duration::from_secs(cfg.cache_seconds),
         )
+        .with_embedder(embed)
     }
 
     async fn loaded(&self) -> Result<Arc<LoadedIndex>, ApiError> {
@@ -76,6 +92,7 @@ pub fn routes(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/docs", get(docs))
         .route("/docs/search", get(search))
+        .route("/docs/context", get(context_route))
         .route("/docs/{*path}", put(put_doc).delete(delete_doc))
         .with_state(state)
 }
@@ -95,6 +112,7 @@ fn index_info(l: &LoadedIndex) -> Value {
         "documents": m.documents,
         "passages": m.passages,
         "engine": l.index.header.engine,
+        "vectors": l.index.vector_model(),
     })
 }
 
@@ -120,11 +138,13 @@ async fn docs(
     })))
 }
 
-async fn search(
-    State(st): State<Arc<AppState>>,
-    RawQuery(q): RawQuery,
-) -> Result<Json<Value>, ApiError> {
-    let p = Params::parse(q.as_deref(), &["q", "k"])?;
+/// The query, mode and how deep to rank, from `/docs/search` and `/docs/context`.
+struct Asked {
+    query: String,
+    mode: Option<Mode>,
+}
+
+fn asked(p: &Params) -> Result<Asked, ApiError> {
     let query = p
         .one("q")?
         .ok_or_else(|| {
@@ -134,31 +154,105 @@ async fn search(
             )
         })?
         .to_owned();
-    let k = p.number("k", DEFAULT_K, 1..=MAX_K)?;
+    let mode = match p.one("mode")? {
+        None => None,
+        Some(m) => Some(
+            m.parse::<Mode>()
+                .map_err(|why| ApiError::bad_param("mode", why))?,
+        ),
+    };
     // Bad queries are refused before the index is needed: a client error stays a 400 even
-    // when no index is built yet.
-    dataflow_search::index::SearchIndex::query_terms(&query).map_err(query_error)?;
+    // when no index is built yet. A query of stopwords alone is refused only lexically.
+    match dataflow_search::index::SearchIndex::query_terms(&query) {
+        Err(QueryError::NoTerms) if mode != Some(Mode::Lexical) => {}
+        Err(e) => return Err(query_error(e)),
+        Ok(_) => {}
+    }
+    Ok(Asked { query, mode })
+}
+
+/// Runs a query in the mode asked for, by default hybrid where the index has vectors.
+fn run(st: &AppState, l: &LoadedIndex, a: &Asked, k: usize) -> Result<Ranking, ApiError> {
+    let mode = a.mode.unwrap_or(if l.index.vector_model().is_some() {
+        Mode::Hybrid
+    } else {
+        Mode::Lexical
+    });
+    l.index
+        .search_mode(&a.query, k, mode, st.embed.as_deref())
+        .map_err(|e| match e {
+            SearchError::Query(q) => query_error(q),
+            SearchError::Index(e) => {
+                tracing::error!(error = %e, "search failed");
+                ApiError::new(
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                    "search_failed",
+                    e.to_string(),
+                )
+            }
+        })
+}
+
+async fn search(
+    State(st): State<Arc<AppState>>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let p = Params::parse(q.as_deref(), &["q", "k", "mode"])?;
+    let a = asked(&p)?;
+    let k = p.number("k", DEFAULT_K, 1..=MAX_K)?;
     let l = st.loaded().await?;
     let started = Instant::now();
-    let hits = l.index.search(&query, k).map_err(|e| match e {
-        SearchError::Query(q) => query_error(q),
-        SearchError::Index(e) => {
-            tracing::error!(error = %e, "search failed");
-            ApiError::new(
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                "search_failed",
-                e.to_string(),
-            )
-        }
-    })?;
+    let r = run(&st, &l, &a, k)?;
     let took_us = started.elapsed().as_micros() as u64;
-    tracing::info!(k, hits = hits.len(), took_us, "search");
+    tracing::info!(k, mode = %r.mode, hits = r.hits.len(), took_us, fallback = r.fallback.as_deref(), "search");
     Ok(Json(json!({
-        "query": query,
+        "query": a.query,
         "k": k,
+        "mode": r.mode,
+        "fallback": r.fallback,
         "took_us": took_us,
         "index": {"key": l.manifest.key, "built_at": l.manifest.built_at},
-        "results": hits,
+        "results": r.hits,
+    })))
+}
+
+/// The best passages for a question, whole, packed into `max_tokens`, with citations: what a
+/// caller puts in front of an LLM.
+async fn context_route(
+    State(st): State<Arc<AppState>>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let p = Params::parse(q.as_deref(), &["q", "max_tokens", "mode"])?;
+    let a = asked(&p)?;
+    let max_tokens = p.number(
+        "max_tokens",
+        context::DEFAULT_TOKENS,
+        1..=context::MAX_TOKENS,
+    )?;
+    let l = st.loaded().await?;
+    let started = Instant::now();
+    let r = run(&st, &l, &a, MAX_K)?;
+    let ctx = context::pack(r.hits, max_tokens);
+    let took_us = started.elapsed().as_micros() as u64;
+    tracing::info!(
+        max_tokens,
+        used = ctx.used_tokens,
+        passages = ctx.passages.len(),
+        took_us,
+        "context"
+    );
+    Ok(Json(json!({
+        "query": a.query,
+        "mode": r.mode,
+        "fallback": r.fallback,
+        "took_us": took_us,
+        "index": {"key": l.manifest.key, "built_at": l.manifest.built_at},
+        "token_estimate": "ceil(utf8_bytes / 4) per passage",
+        "max_tokens": ctx.max_tokens,
+        "used_tokens": ctx.used_tokens,
+        "skipped_over_budget": ctx.skipped_over_budget,
+        "skipped_duplicates": ctx.skipped_duplicates,
+        "passages": ctx.passages,
     })))
 }
 

@@ -39,7 +39,7 @@ async fn published() -> Arc<MemoryStore> {
         "docs/contract.md",
         b"# Event contract\n\nEvery line needs event_type, user_id and timestamp.\n".to_vec(),
     );
-    rebuild(&*store, &loc(), ChunkOptions::default(), false)
+    rebuild(&*store, &loc(), ChunkOptions::default(), false, None)
         .await
         .unwrap();
     store
@@ -50,7 +50,8 @@ async fn docs_lists_documents_and_the_index_version() {
     let app = app(published().await, Duration::from_secs(60));
     let (s, v) = call(&app, "GET", "/docs").await;
     assert_eq!(s, StatusCode::OK);
-    assert_eq!(v["index"]["format_version"], 1);
+    assert_eq!(v["index"]["format_version"], 2);
+    assert_eq!(v["index"]["vectors"], serde_json::Value::Null);
     assert_eq!(v["index"]["documents"], 2);
     assert_eq!(v["index"]["passages"], 3);
     assert!(v["index"]["built_at"].as_str().unwrap().ends_with('Z'));
@@ -69,7 +70,7 @@ async fn docs_shows_each_documents_indexing_state() {
     let store = published().await;
     store.insert("dataflow-index", "docs/scan.pdf", b"%PDF-1.4 cut".to_vec());
     store.insert("dataflow-index", "docs/latin1.md", vec![0xe9, 0x74, 0xe9]);
-    let r = rebuild(&*store, &loc(), ChunkOptions::default(), false)
+    let r = rebuild(&*store, &loc(), ChunkOptions::default(), false, None)
         .await
         .unwrap();
     assert!(
@@ -112,7 +113,7 @@ async fn docs_shows_each_documents_indexing_state() {
         .delete("dataflow-index", "docs/latin1.md")
         .await
         .unwrap();
-    let r = rebuild(&*store, &loc(), ChunkOptions::default(), false)
+    let r = rebuild(&*store, &loc(), ChunkOptions::default(), false, None)
         .await
         .unwrap();
     assert!(
@@ -220,7 +221,7 @@ async fn uploaded_documents_become_searchable_and_deletes_remove_them() {
     )
     .await;
     assert_eq!(s, StatusCode::ACCEPTED);
-    rebuild(&*store, &loc(), ChunkOptions::default(), false)
+    rebuild(&*store, &loc(), ChunkOptions::default(), false, None)
         .await
         .unwrap();
     let (_, v) = call(&app, "GET", "/docs/search?q=zeppelin&k=1").await;
@@ -243,7 +244,7 @@ async fn uploaded_documents_become_searchable_and_deletes_remove_them() {
         (s, v["error"].as_str()),
         (StatusCode::NOT_FOUND, Some("not_found"))
     );
-    rebuild(&*store, &loc(), ChunkOptions::default(), false)
+    rebuild(&*store, &loc(), ChunkOptions::default(), false, None)
         .await
         .unwrap();
     let (_, v) = call(&app, "GET", "/docs/search?q=zeppelin&k=1").await;
@@ -362,7 +363,7 @@ async fn missing_index_is_503_naming_the_build_command_and_a_publish_is_picked_u
         "docs/a.md",
         b"# A\n\nkinesis streams\n".to_vec(),
     );
-    rebuild(&*store, &loc(), ChunkOptions::default(), false)
+    rebuild(&*store, &loc(), ChunkOptions::default(), false, None)
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(150)).await;
@@ -416,4 +417,128 @@ async fn the_openapi_document_describes_these_routes() {
         dataflow_http::spec_check::run(&app, |p| p.starts_with("/docs") || p == "/openapi.json")
             .await;
     assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// An index with vectors: hybrid by default, each hit with both rankings' scores; the mode can
+/// be chosen; a function without the model answers lexically and says why.
+#[tokio::test]
+async fn modes_default_to_hybrid_and_fall_back_with_a_reason() {
+    use dataflow_embed::{Embed, HashEmbedder};
+    let store = published().await;
+    let model: Arc<dyn Embed> = Arc::new(HashEmbedder::new("test-model", 32));
+    rebuild(
+        &*store,
+        &loc(),
+        ChunkOptions::default(),
+        true,
+        Some(model.clone()),
+    )
+    .await
+    .unwrap();
+    let with_model = search_api::router(Arc::new(
+        search_api::AppState::new(store.clone(), loc(), Duration::from_secs(60))
+            .with_embedder(Some(model)),
+    ));
+    let (s, v) = call(&with_model, "GET", "/docs").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["index"]["vectors"]["name"], "test-model");
+    let (s, v) = call(&with_model, "GET", "/docs/search?q=reprocess+an+object&k=2").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        (v["mode"].as_str(), &v["fallback"]),
+        (Some("hybrid"), &Value::Null)
+    );
+    let top = &v["results"][0];
+    assert_eq!(top["doc"], "operations.md");
+    assert_eq!(top["scores"]["lexical_rank"], 1);
+    assert_eq!(top["scores"]["semantic_rank"], 1);
+    for mode in ["lexical", "semantic"] {
+        let (s, v) = call(
+            &with_model,
+            "GET",
+            &format!("/docs/search?q=reprocess+an+object&mode={mode}"),
+        )
+        .await;
+        assert_eq!((s, v["mode"].as_str()), (StatusCode::OK, Some(mode)));
+    }
+    let (s, v) = call(&with_model, "GET", "/docs/search?q=reprocess&mode=fuzzy").await;
+    assert_eq!(
+        (s, v["parameter"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("mode"))
+    );
+    // Stopwords only: refused lexically, searched by meaning otherwise.
+    let (s, _) = call(&with_model, "GET", "/docs/search?q=how+do+I&mode=lexical").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, v) = call(&with_model, "GET", "/docs/search?q=how+do+I").await;
+    assert_eq!((s, v["mode"].as_str()), (StatusCode::OK, Some("hybrid")));
+
+    let without = app(store, Duration::from_secs(60));
+    let (s, v) = call(
+        &without,
+        "GET",
+        "/docs/search?q=reprocess+an+object&mode=semantic",
+    )
+    .await;
+    assert_eq!((s, v["mode"].as_str()), (StatusCode::OK, Some("lexical")));
+    assert!(
+        v["fallback"]
+            .as_str()
+            .unwrap()
+            .contains("no embedding model"),
+        "{v}"
+    );
+    assert_eq!(v["results"][0]["doc"], "operations.md");
+}
+
+/// `/docs/context`: whole passages, best first, within the budget, each with its citation.
+#[tokio::test]
+async fn context_packs_cited_passages_into_the_budget() {
+    let app = app(published().await, Duration::from_secs(60));
+    let (s, v) = call(
+        &app,
+        "GET",
+        "/docs/context?q=reprocess+an+object&max_tokens=1000",
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let passages = v["passages"].as_array().unwrap();
+    assert_eq!(passages.len(), 1, "only one passage holds these words: {v}");
+    assert_eq!(passages[0]["n"], 1);
+    assert_eq!(passages[0]["citation"]["doc"], "operations.md");
+    assert_eq!(
+        passages[0]["citation"]["heading"],
+        "Operations guide › Reprocess an object"
+    );
+    assert_eq!(passages[0]["citation"]["anchor"], "reprocess-an-object");
+    assert!(passages[0]["text"]
+        .as_str()
+        .unwrap()
+        .starts_with("Delete its checkpoint"));
+    let used: u64 = passages.iter().map(|p| p["tokens"].as_u64().unwrap()).sum();
+    assert_eq!(v["used_tokens"].as_u64(), Some(used));
+    // A budget exactly its size holds it; one token less holds nothing (never a cut passage).
+    let first = passages[0]["tokens"].as_u64().unwrap();
+    for (budget, n) in [(first, 1), (first - 1, 0)] {
+        let (s, v) = call(
+            &app,
+            "GET",
+            &format!("/docs/context?q=reprocess+an+object&max_tokens={budget}"),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(v["passages"].as_array().unwrap().len(), n, "{v}");
+        assert_eq!(v["skipped_over_budget"].as_u64(), Some(1 - n as u64));
+    }
+    for bad in ["max_tokens=0", "max_tokens=32001", "max_tokens=x"] {
+        let (s, v) = call(&app, "GET", &format!("/docs/context?q=reprocess&{bad}")).await;
+        assert_eq!(
+            (s, v["parameter"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("max_tokens"))
+        );
+    }
+    let (s, v) = call(&app, "GET", "/docs/context?max_tokens=10").await;
+    assert_eq!(
+        (s, v["parameter"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("q"))
+    );
 }

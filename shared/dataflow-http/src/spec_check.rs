@@ -141,7 +141,15 @@ pub async fn run(app: &axum::Router, wanted: impl Fn(&str) -> bool) -> Vec<Strin
                     cases.push(((min - 1).to_string(), false));
                     cases.push(((max + 1).to_string(), false));
                 }
+                if let Some(values) = schema["enum"].as_array() {
+                    // Every listed value is taken; anything else (the empty value) is refused.
+                    for v in values.iter().filter_map(Value::as_str) {
+                        cases.push((v.to_owned(), true));
+                    }
+                    cases.push((String::new(), false));
+                }
                 match schema["minLength"].as_u64() {
+                    _ if schema["enum"].is_array() => {}
                     Some(min) if min > 0 => cases.push((text_of(min as usize - 1), false)),
                     // No lower bound on a string: the empty value is allowed.
                     _ if schema["type"] == "string" && schema["format"].is_null() => {

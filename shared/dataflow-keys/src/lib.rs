@@ -259,6 +259,7 @@ mod tests {
             Some(Scope::Read)
         );
         assert_eq!(required_scope("GET", "/docs/search"), Some(Scope::Read));
+        assert_eq!(required_scope("GET", "/docs/context"), Some(Scope::Read));
         assert_eq!(required_scope("GET", "/"), None);
         assert_eq!(required_scope("GET", "/assets/app.js"), None);
         assert_eq!(required_scope("POST", "/"), Some(Scope::Read));
