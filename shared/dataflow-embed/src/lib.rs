@@ -26,7 +26,7 @@ pub const MODEL_NAME: &str = "all-MiniLM-L6-v2";
 pub const MAX_TOKENS: usize = 256;
 /// Texts per forward pass when embedding many: long enough to keep the matrix kernels busy,
 /// short enough that padding to the batch's longest text wastes little (texts are sorted).
-pub const BATCH: usize = 16;
+pub const BATCH: usize = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmbedError {
@@ -168,25 +168,68 @@ impl Embed for Embedder {
         &self.identity
     }
 
-    /// Texts are tokenised, sorted by length and run [`BATCH`] at a time (the matrix kernels use
-    /// every core); the answer is in the callers' order.
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        self.embed_batched(texts, BATCH)
+    }
+}
+
+impl Embedder {
+    /// Texts are tokenised, sorted by length and run `batch` at a time (the matrix kernels use
+    /// every core); the answer is in the callers' order.
+    pub fn embed_batched(&self, texts: &[&str], batch: usize) -> Result<Vec<Vec<f32>>, EmbedError> {
         let mut ids = Vec::with_capacity(texts.len());
         for t in texts {
             ids.push(self.token_ids(t)?);
         }
         let mut order: Vec<usize> = (0..ids.len()).collect();
         order.sort_by_key(|&i| ids[i].len());
+        let batches: Vec<Vec<usize>> = order.chunks(batch.max(1)).map(<[usize]>::to_vec).collect();
+        // One worker per core, each taking every n-th batch: the matrix products use every core
+        // on their own, but the element-wise steps between them (GELU, softmax, layer norm) run
+        // on one, so two batches in flight keep both cores busy.
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(batches.len())
+            .max(1);
+        let ids = &ids;
+        let run = |w: usize| -> Result<Indexed, EmbedError> {
+            let mut out = Vec::new();
+            for chunk in batches.iter().skip(w).step_by(workers) {
+                let rows: Vec<Vec<u32>> = chunk.iter().map(|&i| ids[i].clone()).collect();
+                for (v, &i) in self.forward(&rows)?.into_iter().zip(chunk) {
+                    out.push((i, v));
+                }
+            }
+            Ok(out)
+        };
+        // A query is one batch: no thread for it.
+        let done: Vec<Result<Indexed, EmbedError>> = if workers == 1 {
+            vec![run(0)]
+        } else {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = (0..workers).map(|w| s.spawn(move || run(w))).collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(EmbedError::Forward("an embedding worker panicked".into()))
+                        })
+                    })
+                    .collect()
+            })
+        };
         let mut out = vec![Vec::new(); texts.len()];
-        for chunk in order.chunks(BATCH) {
-            let batch: Vec<Vec<u32>> = chunk.iter().map(|&i| std::mem::take(&mut ids[i])).collect();
-            for (v, &i) in self.forward(&batch)?.into_iter().zip(chunk) {
+        for part in done {
+            for (i, v) in part? {
                 out[i] = v;
             }
         }
         Ok(out)
     }
 }
+
+/// Vectors with the place of their text in the input.
+type Indexed = Vec<(usize, Vec<f32>)>;
 
 /// Cosine similarity of two vectors (of any length; 0 when either is zero).
 pub fn cosine(a: &[f32], b: &[f32]) -> f32 {

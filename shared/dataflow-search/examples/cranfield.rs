@@ -4,11 +4,18 @@
 //!
 //! cargo run --release -p dataflow-search --example cranfield -- DIR RUN_OUT [title_boost] [body_boost]
 //!
+//! `MODE` = lexical (default), semantic or hybrid: the other two embed every abstract with the
+//! model (`EMBED_MODEL_DIR`, default the installed one); `INDEX_CACHE=FILE` keeps that index
+//! between runs. `RRF_K`, `W_LEX`, `W_SEM`, `CANDIDATES_FUSED` override the fusion.
+//!
 //! Cranfield's `text` already begins with the title, so the default indexes it as the body
 //! alone (title boost 0), like the bm25s reference; `PAIRS` and `SLOP` override the term-pair
 //! weight and distance of the product's defaults.
 
-use dataflow_search::index::{pack_records, Boosts, Record, SearchIndex};
+use dataflow_embed::{default_model_dir, Embedder};
+use dataflow_search::index::{
+    embed_records, pack_records, Boosts, BuildStats, Fusion, Mode, Record, SearchIndex,
+};
 use std::io::{BufRead, Write};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -46,17 +53,55 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let s = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or_default().to_owned();
     let docs = read("docs.jsonl")?;
+    let mode: Mode = std::env::var("MODE")
+        .unwrap_or_else(|_| "lexical".into())
+        .parse()?;
+    let model = match mode {
+        Mode::Lexical => None,
+        _ => Some(Embedder::load(&default_model_dir())?),
+    };
     let started = std::time::Instant::now();
-    let records = docs.iter().map(|d| Record {
-        id: s(d, "id"),
-        doc: s(d, "id"),
-        title: s(d, "title"),
-        heading: String::new(),
-        anchor: String::new(),
-        body: s(d, "text"),
-    });
-    let bytes = pack_records(records, Vec::new(), String::new(), chrono::Utc::now())?;
-    let index = SearchIndex::open(&bytes)?.with_boosts(boosts);
+    let records: Vec<Record> = docs
+        .iter()
+        .map(|d| Record {
+            id: s(d, "id"),
+            doc: s(d, "id"),
+            title: s(d, "title"),
+            heading: String::new(),
+            anchor: String::new(),
+            body: s(d, "text"),
+        })
+        .collect();
+    let cache = std::env::var("INDEX_CACHE").ok();
+    let bytes = match (&model, cache.as_deref().map(std::fs::read)) {
+        (Some(_), Some(Ok(b))) => b,
+        (Some(m), _) => {
+            let v = embed_records(&records, m, None, &mut BuildStats::default())?;
+            let b = pack_records(
+                records,
+                Vec::new(),
+                String::new(),
+                chrono::Utc::now(),
+                Some(&v),
+            )?;
+            if let Some(c) = &cache {
+                std::fs::write(c, &b)?;
+            }
+            b
+        }
+        (None, _) => pack_records(records, Vec::new(), String::new(), chrono::Utc::now(), None)?,
+    };
+    let f = Fusion::default();
+    let fusion = Fusion {
+        rrf_k: env("RRF_K", f.rrf_k),
+        lexical_weight: env("W_LEX", f.lexical_weight),
+        page_weight: env("W_PAGE", f.page_weight),
+        semantic_weight: env("W_SEM", f.semantic_weight),
+        candidates: env("CANDIDATES_FUSED", f.candidates as f32) as usize,
+    };
+    let index = SearchIndex::open(&bytes)?
+        .with_boosts(boosts)
+        .with_fusion(fusion);
     eprintln!(
         "indexed {} docs in {:?} ({} bytes)",
         docs.len(),
@@ -66,8 +111,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut out = std::io::BufWriter::new(std::fs::File::create(&args[2])?);
     for q in read("queries.jsonl")? {
         let qid = s(&q, "id");
-        let hits = match index.rank(&s(&q, "text"), 100) {
-            Ok(h) => h,
+        let hits = match index.rank_mode(&s(&q, "text"), 100, mode, model.as_ref().map(|m| m as _))
+        {
+            Ok(r) => r.hits,
             Err(e) => {
                 eprintln!("query {qid}: {e}");
                 continue;

@@ -105,8 +105,14 @@ impl Pages {
         })
     }
 
-    /// The first passage row of every page.
+    /// The first passage row of every page, in page order (ascending: pages are written in
+    /// passage order). Checked: one segment, rows ascending.
     pub fn starts(&self) -> Result<Vec<u32>, IndexError> {
+        if self.searcher.segment_readers().len() > 1 {
+            return Err(IndexError::BadHeader(
+                "the page index has several segments".into(),
+            ));
+        }
         let mut out = Vec::new();
         for (seg, reader) in self.searcher.segment_readers().iter().enumerate() {
             for doc in 0..reader.max_doc() {
@@ -116,16 +122,19 @@ impl Pages {
                 out.push(first_of(&d, self.f.first)?);
             }
         }
+        if out.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(IndexError::BadHeader("the pages are out of order".into()));
+        }
         Ok(out)
     }
 
     /// The best `n` pages for the query terms (weighted by their count in the query), best
-    /// first, each as (BM25 score, row of the page's first passage).
+    /// first, each as (BM25 score, page number): the page's place in [`Pages::starts`].
     pub fn ranked(
         &self,
         terms: &BTreeMap<String, usize>,
         n: usize,
-    ) -> Result<Vec<(f32, u32)>, IndexError> {
+    ) -> Result<Vec<(f32, usize)>, IndexError> {
         if terms.is_empty() || n == 0 {
             return Ok(Vec::new());
         }
@@ -148,12 +157,12 @@ impl Pages {
             &BooleanQuery::new(clauses),
             &TopDocs::with_limit(n).order_by_score(),
         )?;
-        let mut out = Vec::with_capacity(top.len());
-        for (score, addr) in top {
-            let d: TantivyDocument = self.searcher.doc(addr)?;
-            out.push((score, first_of(&d, self.f.first)?));
-        }
-        Ok(out)
+        // One segment (the builder writes one): a page's document id is its number. No stored
+        // field is read per hit.
+        Ok(top
+            .into_iter()
+            .map(|(score, addr)| (score, addr.doc_id as usize))
+            .collect())
     }
 }
 

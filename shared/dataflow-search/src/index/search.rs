@@ -70,8 +70,7 @@ impl SearchIndex {
             let len: u64 = header.pages.iter().map(|f| f.len).sum();
             let p = Pages::open(&header.pages, &bytes[at..at + len as usize])?;
             at += len as usize;
-            let mut starts = p.starts()?;
-            starts.sort_unstable();
+            let starts = p.starts()?;
             Some((p, starts))
         };
         let index = Index::open(dir)?;
@@ -543,14 +542,15 @@ impl SearchIndex {
         {
             best.entry(page_of(d)).or_insert(*d);
         }
-        Ok(pages
-            .ranked(terms, n)?
-            .into_iter()
-            .map(|(score, first)| {
-                let first = DocAddress::new(0, first);
-                (score, *best.get(&page_of(&first)).unwrap_or(&first))
-            })
-            .collect())
+        let mut out = Vec::new();
+        for (score, page) in pages.ranked(terms, n)? {
+            let first = starts.get(page).ok_or_else(|| {
+                IndexError::BadHeader("a page beyond the page index's rows".into())
+            })?;
+            let first = DocAddress::new(0, *first);
+            out.push((score, *best.get(&page_of(&first)).unwrap_or(&first)));
+        }
+        Ok(out)
     }
 
     /// Adds each pair's (boosted) phrase score to the candidates that contain it. Candidates are
