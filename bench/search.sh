@@ -8,7 +8,10 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 shared="${SHARED:-$root/../shared}"
 profile="${PROFILE:-profiling}"
-cargo build --profile "$profile" -p dataflow-search --example cranfield --example search_bench
+cargo build --profile "$profile" -p dataflow-search --example cranfield --example search_bench --example hybrid_bench
+cargo build --profile "$profile" -p dataflow-embed --example embed_bench
+EMBED_MODEL_DIR="$(bash infra/model/install.sh)"
+export EMBED_MODEL_DIR
 bin="target/$profile/examples"
 run="$(mktemp)"
 trap 'rm -f "$run"' EXIT
@@ -19,3 +22,13 @@ echo "cranfield, no term pairs: $(python3 "$shared/eval/ir_eval.py" "$shared/eva
 for i in 1 2 3; do
   echo "lambda guide run $i: $("$bin/search_bench" "$shared/corpora/aws-lambda-guide" 2>&1 | tr '\n' ' ')"
 done
+# Search by meaning, pinned to one core: model load, index open, query embedding, each mode's
+# latency, a rebuild after one page changed, peak RSS (the embedded index is built on first use).
+mkdir -p bench/out/questions
+for i in 1 2; do
+  echo "hybrid run $i: $(taskset -c 1 "$bin/hybrid_bench" "$shared/corpora/aws-lambda-guide" \
+    bench/questions/lambda-guide.jsonl bench/out/questions/lambda-guide.dfidx 2>/dev/null | tr '\n' ' ')"
+done
+# Embedding throughput on both cores (what an index build gets) and one short query at a time.
+echo "embedding: $("target/$profile/examples/embed_bench" "$shared/corpora/aws-lambda-guide" 200 | tr '\n' ' ')"
+# Quality by mode: bench/questions.sh.
