@@ -61,6 +61,7 @@ invoke analytics-api events/apigw-pipeline-status.json "r['statusCode'] == 200 a
 invoke analytics-api events/apigw-dashboard.json "r['statusCode'] == 200 and r['headers']['content-type'].startswith('text/html') and '<title>DataFlow</title>' in r['body'] and not r.get('isBase64Encoded')"
 invoke search-api events/apigw-docs.json "r['statusCode'] == 200 and $body['index']['documents'] >= 4"
 invoke search-api events/apigw-docs-search.json "r['statusCode'] == 200 and len($body['results']) > 0"
+invoke search-api events/apigw-docs-context.json "r['statusCode'] == 200 and 0 < $body['used_tokens'] <= 600 and $body['passages'][0]['citation']['doc']"
 invoke ingest-api events/apigw-events-post.json "r['statusCode'] == 200 and $body == {'accepted': 2, 'rejected': [{'index': 2, 'reason': 'missing_user_id'}]}"
 invoke authorizer events/apigw-authorizer.json "r == {'isAuthorized': False}"
 invoke index-builder events/s3-docs-put.json "r['outcome'] in ('published', 'up_to_date')"

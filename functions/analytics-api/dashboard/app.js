@@ -367,7 +367,8 @@
     if (!q) return;
     $("search-status").textContent = "searching…";
     try {
-      const r = await call("docs/search?" + new URLSearchParams({ q, k: "5" }).toString());
+      // Hybrid: by meaning and by words. An index without vectors answers lexically and says why.
+      const r = await call("docs/search?" + new URLSearchParams({ q, k: "5", mode: "hybrid" }).toString());
       list.replaceChildren();
       for (const hit of r.results) {
         const li = document.createElement("li");
@@ -377,7 +378,8 @@
         li.append(title, path, snippetNode(hit.snippet));
         list.appendChild(li);
       }
-      $("search-status").textContent = r.results.length ? r.results.length + " passages" : "no passages match";
+      $("search-status").textContent = (r.results.length ? r.results.length + " passages" : "no passages match")
+        + (r.fallback ? " (" + r.mode + ": " + r.fallback + ")" : " (" + r.mode + ")");
     } catch (err) {
       list.replaceChildren();
       $("search-status").textContent = "search failed: " + err.message;

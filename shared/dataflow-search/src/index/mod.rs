@@ -28,6 +28,7 @@ use crate::analysis::ANALYZER;
 
 mod build;
 mod hybrid;
+mod modes;
 mod pack;
 mod pages;
 mod search;
