@@ -136,9 +136,9 @@ try {
   assert.ok(hits >= 1 && marks.length >= 1, `${hits} hits, marks ${marks}`);
   assert.ok(marks.every((m) => /reprocess|object/i.test(m)), marks.join(","));
   assert.ok((await page.textContent("#search-results .title")).trim().length > 0);
-  const status = await page.textContent("#search-status");
-  assert.ok(status.includes("(hybrid)"), status);
-  check(`search shows ${hits} passages with ${marks.length} highlighted terms, ${status}`);
+  const searchStatus = await page.textContent("#search-status");
+  assert.ok(searchStatus.includes("(hybrid)"), searchStatus);
+  check(`search shows ${hits} passages with ${marks.length} highlighted terms, ${searchStatus}`);
 
   await page.screenshot({ path: `${shots}/dashboard-desktop.png`, fullPage: true });
 
