@@ -113,31 +113,17 @@ impl SearchIndex {
             }
         };
         let ranked: Vec<(DocAddress, f32, Scores)> = match mode {
-            Mode::Lexical => self
-                .ranked(&terms, &seq, k)?
-                .into_iter()
-                .enumerate()
-                .map(|(i, (s, d))| {
-                    let scores = Scores {
-                        lexical: Some(s),
-                        lexical_rank: Some(i + 1),
-                        ..Scores::default()
-                    };
-                    (d, s, scores)
+            Mode::Lexical => {
+                let top = self.ranked(&terms, &seq, k)?;
+                one_list(top.into_iter().map(|(s, d)| (d, s)), |sc, s, r| {
+                    sc.lexical = Some(s);
+                    sc.lexical_rank = Some(r);
                 })
-                .collect(),
-            Mode::Semantic => semantic(k)
-                .into_iter()
-                .enumerate()
-                .map(|(i, (d, s))| {
-                    let scores = Scores {
-                        semantic: Some(s),
-                        semantic_rank: Some(i + 1),
-                        ..Scores::default()
-                    };
-                    (d, s, scores)
-                })
-                .collect(),
+            }
+            Mode::Semantic => one_list(semantic(k), |sc, s, r| {
+                sc.semantic = Some(s);
+                sc.semantic_rank = Some(r);
+            }),
             Mode::Hybrid => {
                 let n = self.fusion.candidates.max(k);
                 let lexical = if terms.is_empty() {
@@ -228,4 +214,19 @@ impl SearchIndex {
 /// The first 12 hex digits of a hash, for messages.
 fn short(sha: &str) -> &str {
     sha.get(..12).unwrap_or(sha)
+}
+
+/// A single ranking as hits: its own score, and its score and 1-based rank in `scores`.
+fn one_list(
+    list: impl IntoIterator<Item = (DocAddress, f32)>,
+    mark: impl Fn(&mut Scores, f32, usize),
+) -> Vec<(DocAddress, f32, Scores)> {
+    list.into_iter()
+        .enumerate()
+        .map(|(i, (d, s))| {
+            let mut scores = Scores::default();
+            mark(&mut scores, s, i + 1);
+            (d, s, scores)
+        })
+        .collect()
 }
