@@ -11,13 +11,15 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokenizers::{PaddingParams, Tokenizer, TruncationParams, TruncationStrategy};
 
+mod encoder;
+mod gelu;
 mod hash;
 
+pub use encoder::{Config, Encoder};
 pub use hash::HashEmbedder;
 
 /// The model this product ships and its tokens per text (sentence-transformers' `max_seq_length`
@@ -63,7 +65,7 @@ pub trait Embed: Send + Sync {
 
 /// all-MiniLM-L6-v2 on the CPU.
 pub struct Embedder {
-    model: BertModel,
+    model: Encoder,
     tokenizer: Tokenizer,
     device: Device,
     identity: ModelIdentity,
@@ -97,7 +99,7 @@ impl Embedder {
         let device = Device::Cpu;
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)
             .map_err(|e| EmbedError::Model(e.to_string()))?;
-        let model = BertModel::load(vb, &config).map_err(|e| EmbedError::Model(e.to_string()))?;
+        let model = Encoder::load(vb, &config).map_err(|e| EmbedError::Model(e.to_string()))?;
         let mut tokenizer = Tokenizer::from_file(file("tokenizer.json")?)
             .map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
         // The shipped tokenizer pads every text to 128 tokens and cuts at 128; the reference
@@ -146,9 +148,8 @@ impl Embedder {
             mask.extend(std::iter::repeat_n(0u32, len - row.len()));
         }
         let input = Tensor::from_vec(flat, (n, len), &self.device)?;
-        let types = input.zeros_like()?;
         let mask = Tensor::from_vec(mask, (n, len), &self.device)?;
-        let out = self.model.forward(&input, &types, Some(&mask))?;
+        let out = self.model.forward(&input, &mask)?;
         // Mean over the real tokens, then unit length.
         let m = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
         let sum = out.broadcast_mul(&m)?.sum(1)?;
