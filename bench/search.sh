@@ -9,7 +9,7 @@ cd "$root"
 shared="${SHARED:-$root/../shared}"
 profile="${PROFILE:-profiling}"
 cargo build --profile "$profile" -p dataflow-search --example cranfield --example search_bench --example hybrid_bench
-cargo build --profile "$profile" -p dataflow-embed --example embed_bench
+cargo build --profile "$profile" -p dataflow-embed --example embed_bench --example encoder_bench
 EMBED_MODEL_DIR="$(bash infra/model/install.sh)"
 export EMBED_MODEL_DIR
 bin="target/$profile/examples"
@@ -29,6 +29,8 @@ for i in 1 2; do
   echo "hybrid run $i: $(taskset -c 1 "$bin/hybrid_bench" "$shared/corpora/aws-lambda-guide" \
     bench/questions/lambda-guide.jsonl bench/out/questions/lambda-guide.dfidx 2>/dev/null | tr '\n' ' ')"
 done
+# The encoder against candle-transformers' BERT, query by query on one core.
+echo "encoder: $(taskset -c 1 "target/$profile/examples/encoder_bench" bench/questions/lambda-guide.jsonl | tr '\n' ' ')"
 # Embedding throughput on both cores (what an index build gets) and one short query at a time.
 echo "embedding: $("target/$profile/examples/embed_bench" "$shared/corpora/aws-lambda-guide" 200 | tr '\n' ' ')"
 # Quality by mode: bench/questions.sh.

@@ -217,10 +217,7 @@ impl Vectors {
             .data
             .chunks_exact(dims)
             .enumerate()
-            .map(|(i, row)| {
-                let dot: f32 = row.iter().zip(query).map(|(a, b)| *a as f32 * b).sum();
-                (i, dot * self.scales[i])
-            })
+            .map(|(i, row)| (i, dot(row, query) * self.scales[i]))
             .collect();
         let n = n.min(scored.len());
         if n < scored.len() {
@@ -230,6 +227,28 @@ impl Vectors {
         scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         scored
     }
+}
+
+/// An int8 row against an f32 query. Sixteen partial sums let the compiler use vector registers
+/// (one running sum must add in order, one element at a time): the scan of the guide's 2,637
+/// rows is several times faster.
+fn dot(row: &[i8], query: &[f32]) -> f32 {
+    const LANES: usize = 16;
+    let mut acc = [0f32; LANES];
+    let rows = row.chunks_exact(LANES);
+    let queries = query.chunks_exact(LANES);
+    let tail: f32 = rows
+        .remainder()
+        .iter()
+        .zip(queries.remainder())
+        .map(|(a, b)| f32::from(*a) * b)
+        .sum();
+    for (r, q) in rows.zip(queries) {
+        for j in 0..LANES {
+            acc[j] += f32::from(r[j]) * q[j];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
 }
 
 #[cfg(test)]
@@ -298,6 +317,15 @@ mod tests {
             let v = Vectors::new(model(32), vec![Row::quantise([0; 16], &a)]).unwrap();
             let got = v.nearest(&b, 1)[0].1;
             prop_assert!((got - exact).abs() < 0.02, "{got} vs {exact}");
+        }
+
+        /// The lane-wise dot product is the plain one, whatever the length (tails included).
+        #[test]
+        fn dot_is_the_plain_sum(pairs in prop::collection::vec((any::<i8>(), -1f32..1.0), 0..100)) {
+            let (row, query): (Vec<i8>, Vec<f32>) = pairs.into_iter().unzip();
+            let plain: f32 = row.iter().zip(&query).map(|(a, b)| f32::from(*a) * b).sum();
+            let got = dot(&row, &query);
+            prop_assert!((got - plain).abs() < 1e-3, "{got} vs {plain}");
         }
     }
 }
