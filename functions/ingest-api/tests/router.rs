@@ -108,6 +108,31 @@ async fn an_object_and_an_array() {
 }
 
 #[tokio::test]
+async fn an_event_type_past_256_bytes_is_refused_with_its_reason() {
+    let sink = Arc::new(MemorySink::default());
+    let app = app(sink.clone());
+    let line = |t: &str| OK.replace("\"click\"", &format!("\"{t}\""));
+    let body = format!(
+        "[{}, {}, {}]",
+        line(&"t".repeat(256)),
+        line(&"t".repeat(257)),
+        line(&"t".repeat(100_000))
+    );
+    let (status, v) = post(&app, &[], body.into_bytes()).await;
+    assert_eq!(
+        (status, v),
+        (
+            StatusCode::OK,
+            json!({"accepted": 1, "rejected": [
+                {"index": 1, "reason": "event_type_too_long"},
+                {"index": 2, "reason": "event_type_too_long"}
+            ]})
+        )
+    );
+    assert_eq!(delivered(&sink).len(), 1);
+}
+
+#[tokio::test]
 async fn gzip_bodies() {
     let sink = Arc::new(MemorySink::default());
     let app = app(sink.clone());

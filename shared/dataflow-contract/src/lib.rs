@@ -24,6 +24,8 @@ pub enum Reason {
     NotAnObject,
     MissingEventType,
     InvalidEventType,
+    /// An `event_type` longer than [`MAX_EVENT_TYPE_BYTES`].
+    EventTypeTooLong,
     MissingUserId,
     InvalidUserId,
     MissingTimestamp,
@@ -41,6 +43,7 @@ impl Reason {
             Reason::NotAnObject => "not_an_object",
             Reason::MissingEventType => "missing_event_type",
             Reason::InvalidEventType => "invalid_event_type",
+            Reason::EventTypeTooLong => "event_type_too_long",
             Reason::MissingUserId => "missing_user_id",
             Reason::InvalidUserId => "invalid_user_id",
             Reason::MissingTimestamp => "missing_timestamp",
@@ -72,6 +75,11 @@ pub struct Event<'a> {
     pub properties: Option<&'a str>,
 }
 
+/// Longest accepted `event_type`, in UTF-8 bytes. Types are partition values, dashboard options
+/// and summary keys: a name is a few words, and an unbounded one would make each of those as large
+/// as the longest line.
+pub const MAX_EVENT_TYPE_BYTES: usize = 256;
+
 /// Earliest and latest accepted instants: years 1000..=9999 keep partition names `YYYY-MM-DD`.
 const MIN_US: i64 = -30_610_224_000_000_000; // 1000-01-01T00:00:00Z
 const MAX_US: i64 = 253_402_300_799_999_999; // 9999-12-31T23:59:59.999999Z
@@ -102,6 +110,9 @@ pub fn parse_line_str(line: &str) -> Result<Event<'_>, Reason> {
 fn validate(raw: RawEvent<'_>) -> Result<Event<'_>, Reason> {
     let event_type = match raw.event_type {
         None => return Err(Reason::MissingEventType),
+        Some(Field::Str(s)) if s.len() > MAX_EVENT_TYPE_BYTES => {
+            return Err(Reason::EventTypeTooLong)
+        }
         Some(Field::Str(s)) if !is_blank(&s) => s,
         Some(_) => return Err(Reason::InvalidEventType),
     };

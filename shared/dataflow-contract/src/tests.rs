@@ -85,6 +85,19 @@ fn every_rejection_reason() {
         bad(r#"{"event_type":5,"user_id":"u","timestamp":0}"#),
         Reason::InvalidEventType
     );
+    // The limit counts UTF-8 bytes: 256 are accepted, 257 are not (128 two-byte letters + 1).
+    let typed = |t: &str| format!(r#"{{"event_type":"{t}","user_id":"u","timestamp":0}}"#);
+    assert_eq!(
+        ok(&typed(&"x".repeat(MAX_EVENT_TYPE_BYTES)))
+            .event_type
+            .len(),
+        256
+    );
+    assert_eq!(
+        bad(&typed(&format!("{}x", "é".repeat(128)))),
+        Reason::EventTypeTooLong
+    );
+    assert_eq!(bad(&typed(&"x".repeat(100_000))), Reason::EventTypeTooLong);
     assert_eq!(
         bad(r#"{"event_type":"x","timestamp":0}"#),
         Reason::MissingUserId

@@ -618,6 +618,32 @@ mod tests {
     }
 
     #[test]
+    fn an_event_type_past_256_bytes_is_rejected_and_the_rest_counted() {
+        let line = |t: &str| {
+            format!(r#"{{"user_id":"u","event_type":"{t}","timestamp":"2024-01-01T10:00:00Z"}}"#)
+        };
+        let input = [
+            line(&"a".repeat(256)),
+            line(&"b".repeat(257)),
+            line("click"),
+            line(&"c".repeat(100_000)),
+        ]
+        .join("\n");
+        let opts = ProcessOptions {
+            max_line_bytes: 200_000,
+            ..Default::default()
+        };
+        let (r, _d) = run(input.as_bytes(), &opts);
+        assert_eq!((r.accepted, r.rejected, r.lines), (2, 2, 4));
+        assert_eq!(r.rejected_by_reason[&Reason::EventTypeTooLong], 2);
+        let d = parse_date("2024-01-01").unwrap();
+        let s = r.aggregates.sorted();
+        assert_eq!(s[&d].len(), 2);
+        assert_eq!(s[&d]["click"].event_count, 1);
+        assert_eq!(s[&d]["a".repeat(256).as_str()].event_count, 1);
+    }
+
+    #[test]
     fn empty_and_blank_inputs() {
         let (r, _d) = run(b"", &ProcessOptions::default());
         assert_eq!((r.accepted, r.rejected, r.lines), (0, 0, 0));
