@@ -122,11 +122,18 @@ async fn docs(
 ) -> Result<Json<Value>, ApiError> {
     Params::parse(q.as_deref(), &[])?;
     let l = st.loaded().await?;
-    // Every document under the docs prefix with its indexing state: indexed, or failed and why.
+    // Every document under the docs prefix with its indexing state: indexed (with its passages),
+    // empty (nothing to search: a heading alone, whitespace), or failed and why.
     let mut documents: Vec<Value> = Vec::new();
     for d in &l.index.header.documents {
         let mut v = json!(d);
-        v["state"] = json!("indexed");
+        if d.passages > 0 {
+            v["state"] = json!("indexed");
+        } else {
+            v["state"] = json!("empty");
+            v["reason"] =
+                json!("no text to search: the document holds only headings or whitespace");
+        }
         documents.push(v);
     }
     for s in &l.manifest.skipped {

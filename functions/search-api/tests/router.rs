@@ -70,6 +70,12 @@ async fn docs_shows_each_documents_indexing_state() {
     let store = published().await;
     store.insert("dataflow-index", "docs/scan.pdf", b"%PDF-1.4 cut".to_vec());
     store.insert("dataflow-index", "docs/latin1.md", vec![0xe9, 0x74, 0xe9]);
+    // Accepted by an upload (it is valid Markdown), but there is nothing in it to search.
+    store.insert(
+        "dataflow-index",
+        "docs/heading.md",
+        b"# Only a heading\n".to_vec(),
+    );
     let r = rebuild(&*store, &loc(), ChunkOptions::default(), false, None)
         .await
         .unwrap();
@@ -92,17 +98,23 @@ async fn docs_shows_each_documents_indexing_state() {
             )
         })
         .collect();
-    assert_eq!(states.len(), 4, "{states:?}");
+    assert_eq!(states.len(), 5, "{states:?}");
     assert_eq!(
-        &states[..2],
+        &states[..3],
         &[
             ("contract.md", "indexed", ""),
+            (
+                "heading.md",
+                "empty",
+                "no text to search: the document holds only headings or whitespace"
+            ),
             ("operations.md", "indexed", "")
         ]
     );
-    assert_eq!(states[2], ("latin1.md", "failed", "not UTF-8 text"));
-    assert_eq!(states[3].0, "scan.pdf");
-    assert!(states[3].2.starts_with("not a readable PDF"), "{states:?}");
+    assert_eq!(v["documents"][1]["passages"], 0);
+    assert_eq!(states[3], ("latin1.md", "failed", "not UTF-8 text"));
+    assert_eq!(states[4].0, "scan.pdf");
+    assert!(states[4].2.starts_with("not a readable PDF"), "{states:?}");
     // Fixed: gone from the list after the next build.
     use dataflow_store::ObjectStore;
     store
@@ -111,6 +123,10 @@ async fn docs_shows_each_documents_indexing_state() {
         .unwrap();
     store
         .delete("dataflow-index", "docs/latin1.md")
+        .await
+        .unwrap();
+    store
+        .delete("dataflow-index", "docs/heading.md")
         .await
         .unwrap();
     let r = rebuild(&*store, &loc(), ChunkOptions::default(), false, None)
@@ -540,5 +556,41 @@ async fn context_packs_cited_passages_into_the_budget() {
     assert_eq!(
         (s, v["parameter"].as_str()),
         (StatusCode::BAD_REQUEST, Some("q"))
+    );
+}
+
+/// `doc`, `title` and `heading` are plain text, as the document states them (a client escapes
+/// them); `snippet` is HTML whose only markup is `<mark>`. An HTML page whose title and body
+/// carry markup-looking text holds both halves of that contract.
+#[tokio::test]
+async fn titles_are_plain_text_and_snippets_hold_only_mark() {
+    let store = Arc::new(MemoryStore::default());
+    store.insert(
+        "dataflow-index",
+        "docs/x<y>.html",
+        br#"<!doctype html><html><head><title>Rollback &lt;b&gt;now&lt;/b&gt; & "safe"</title></head>
+<body><h1>Steps &lt;script&gt;</h1><p>To roll back, run <code>&lt;img src=x onerror=alert(1)&gt;</code> then the rollback &amp; wait.</p></body></html>"#
+            .to_vec(),
+    );
+    rebuild(&*store, &loc(), ChunkOptions::default(), false, None)
+        .await
+        .unwrap();
+    let app = app(store, Duration::from_secs(60));
+    let (s, v) = call(&app, "GET", "/docs/search?q=rollback").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let hit = &v["results"][0];
+    assert_eq!(hit["doc"], "x<y>.html");
+    assert_eq!(hit["title"], r#"Rollback <b>now</b> & "safe""#);
+    assert_eq!(hit["heading"], "Steps <script>");
+    let snippet = hit["snippet"].as_str().unwrap();
+    assert!(
+        snippet.contains("&lt;img src=x onerror=alert(1)&gt;"),
+        "{snippet}"
+    );
+    assert!(snippet.contains("<mark>rollback</mark>"), "{snippet}");
+    let without_marks = snippet.replace("<mark>", "").replace("</mark>", "");
+    assert!(
+        !without_marks.contains('<') && !without_marks.contains('>'),
+        "markup besides <mark>: {snippet}"
     );
 }

@@ -117,10 +117,9 @@ fn sections_of(text: &str) -> (Option<String>, Vec<Section>) {
             Event::Start(Tag::MetadataBlock(_)) => meta = Some(String::new()),
             Event::End(TagEnd::MetadataBlock(_)) => {
                 if let Some(m) = meta.take() {
-                    front_title = m.lines().find_map(|l| {
-                        let v = l.strip_prefix("title:")?.trim();
-                        Some(v.trim_matches('"').trim_matches('\'').to_owned())
-                    });
+                    front_title = m
+                        .lines()
+                        .find_map(|l| Some(unquote(l.strip_prefix("title:")?.trim())));
                 }
             }
             Event::Start(Tag::Heading { level, id, .. }) => {
@@ -304,9 +303,33 @@ fn tail_chars(s: &str, n: usize) -> String {
     }
 }
 
+/// A front-matter value as YAML reads a one-line scalar: `"..."` with JSON-style escapes, `'...'`
+/// with `''` for a quote, or the text itself. Only a matching pair of outer quotes is removed, so
+/// a title that ends in a quote keeps it.
+fn unquote(v: &str) -> String {
+    if v.len() >= 2 && v.starts_with('"') && v.ends_with('"') {
+        if let Ok(s) = serde_json::from_str::<String>(v) {
+            return s;
+        }
+    }
+    if v.len() >= 2 && v.starts_with('\'') && v.ends_with('\'') {
+        return v[1..v.len() - 1].replace("''", "'");
+    }
+    v.to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn front_matter_titles_unquote_as_yaml_does() {
+        assert_eq!(unquote(r#""Rollback <b>now</b> & \"safe\"""#), r#"Rollback <b>now</b> & "safe""#);
+        assert_eq!(unquote("'It''s here'"), "It's here");
+        assert_eq!(unquote(r#"Say "hi""#), r#"Say "hi""#);
+        assert_eq!(unquote(r#"""#), r#"""#);
+        assert_eq!(unquote("plain"), "plain");
+    }
 
     #[test]
     fn splits_on_headings_with_paths_and_anchors() {

@@ -24,7 +24,8 @@ pub enum UploadError {
 }
 
 /// A relative path under the docs prefix: no `..` or `.` segments, no absolute or empty
-/// segments, no backslashes or control characters, a supported extension.
+/// segments, no backslashes, control characters or bidirectional formatting characters, a
+/// supported extension.
 pub fn check_path(path: &str) -> Result<Format, UploadError> {
     let bad = |why: &str| Err(UploadError::BadPath(why.to_owned()));
     if path.is_empty() {
@@ -42,6 +43,9 @@ pub fn check_path(path: &str) -> Result<Format, UploadError> {
     if path.chars().any(char::is_control) {
         return bad("control characters are not allowed");
     }
+    if path.chars().any(is_bidi_control) {
+        return bad("bidirectional formatting characters (U+202A-U+202E, U+2066-U+2069, marks) are not allowed");
+    }
     if path
         .split('/')
         .any(|s| s.is_empty() || s == "." || s == "..")
@@ -51,6 +55,13 @@ pub fn check_path(path: &str) -> Result<Format, UploadError> {
     format_of(path).ok_or_else(|| {
         UploadError::UnsupportedFormat(format!("supported formats: {}", crate::formats::SUPPORTED))
     })
+}
+
+/// Unicode's Bidi_Control characters: they make a listed name read differently from the stored
+/// one (`report\u{202e}fdp.md` shows as `reportdm.pdf`), so they are refused like control
+/// characters.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// Checks the bytes against the format the path names, by content, then that the index
@@ -104,6 +115,8 @@ mod tests {
     fn safe_paths_only() {
         assert_eq!(check_path("ops/runbook.md"), Ok(Format::Markdown));
         assert_eq!(check_path("a b/c.PDF"), Ok(Format::Pdf));
+        // Right-to-left text itself is fine; only the invisible direction controls are not.
+        assert_eq!(check_path("עברית/שלום.md"), Ok(Format::Markdown));
         for p in [
             "",
             "/etc/passwd.md",
@@ -114,6 +127,9 @@ mod tests {
             "a\\x.md",
             "a\u{1}.md",
             "x.md\n",
+            "report\u{202e}dm.fdp.md",
+            "a\u{2066}b.md",
+            "\u{200f}x.md",
         ] {
             assert!(
                 matches!(check_path(p), Err(UploadError::BadPath(_))),

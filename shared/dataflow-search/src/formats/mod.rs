@@ -60,7 +60,10 @@ pub fn to_markdown(path: &str, bytes: Vec<u8>) -> Result<String, String> {
 
 fn with_title(title: &str, body: &str) -> String {
     let title = title.replace(['\n', '\r'], " ");
-    format!("---\ntitle: {}\n---\n\n{body}\n", title.trim())
+    // Quoted as a JSON string (a YAML double-quoted scalar), so quotes, `#` and `: ` in a title
+    // come back exactly.
+    let quoted = serde_json::to_string(title.trim()).unwrap_or_else(|_| "\"\"".into());
+    format!("---\ntitle: {quoted}\n---\n\n{body}\n")
 }
 
 /// Backslash-escapes every ASCII punctuation character (CommonMark allows it for all of them),

@@ -57,9 +57,9 @@ pub fn build_with(
         documents[*i].passages += 1;
         documents[*i].title.clone_from(&p.title);
     }
-    // A corpus may become empty (every file deleted): that is an empty index, not an error, so
-    // answers stop citing deleted documents.
-    documents.retain(|d| d.passages > 0);
+    // Documents that make no passage (a heading alone, whitespace) stay listed with 0 passages,
+    // so `GET /docs` can say they are empty rather than leave them out. A corpus may become
+    // empty (every file deleted): that is an empty index, not an error.
     let records: Vec<Record> = passages
         .into_iter()
         .map(|(_, p)| Record {

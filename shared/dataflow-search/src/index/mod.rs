@@ -45,8 +45,9 @@ pub use vectors::{VectorInfo, Vectors};
 pub const MAGIC: &[u8; 8] = b"DFSEARCH";
 /// 2: an optional vector section after the engine's files.
 pub const FORMAT_VERSION: u32 = 2;
-/// Version of the text passages are made of (2: CommonMark-parsed clean text).
-const PASSAGES_VERSION: &[u8] = b"passages 2\0";
+/// Version of the text passages are made of (2: CommonMark-parsed clean text; 3: documents that
+/// make no passage are listed too, so every stored document has a state).
+const PASSAGES_VERSION: &[u8] = b"passages 3\0";
 /// Queries longer than this (characters) are refused: nobody types them, and they cost.
 pub const MAX_QUERY_CHARS: usize = 512;
 pub const MAX_K: usize = 50;
