@@ -356,9 +356,13 @@ async fn summary(
         None => {
             let f = filter(&p, &snap)?;
             let s = snap.summary(&f).await.map_err(lake_error)?;
+            let types_total = s.events_by_type.len();
+            let (listed, other) = top_types(&s.events_by_type, MAX_SUMMARY_TYPES);
             let v = json!({
                 "total_events": s.total_events,
-                "events_by_type": s.events_by_type,
+                "events_by_type": listed,
+                "types_total": types_total,
+                "other_types_events": other,
                 "date_range": {"start": s.start, "end": s.end},
                 "unique_users_daily_sum": s.unique_users_daily_sum,
                 "unique_users": s.unique_users,
@@ -370,6 +374,27 @@ async fn summary(
     v["files_processed"] = json!(pipeline.files_processed);
     v["last_processed_at"] = json!(pipeline.last_processed_ms.map(rfc3339_ms));
     Ok(Json(v))
+}
+
+/// Most types a summary names in `events_by_type` (those with most events; ties by name): an
+/// answer stays a few kilobytes, and a dashboard's type list usable, whatever the producers send.
+/// The rest add up in `other_types_events`; `types_total` counts them all.
+pub const MAX_SUMMARY_TYPES: usize = 500;
+
+/// The `n` types with most events, and the events of the others.
+fn top_types(
+    by_type: &std::collections::BTreeMap<String, u64>,
+    n: usize,
+) -> (serde_json::Map<String, Value>, u64) {
+    let mut by_count: Vec<(&String, &u64)> = by_type.iter().collect();
+    by_count.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    let other = by_count.iter().skip(n).map(|(_, c)| **c).sum();
+    let listed = by_count
+        .into_iter()
+        .take(n)
+        .map(|(t, c)| (t.clone(), json!(c)))
+        .collect();
+    (listed, other)
 }
 
 /// Most types a daily series splits events over; the rest add up as `other_count`.

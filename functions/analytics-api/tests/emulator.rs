@@ -121,6 +121,10 @@ async fn etl_then_api_then_compaction_then_new_data() {
         .unwrap()
         .into_iter()
         .filter(|m| !m.key.starts_with(&cfg.etl.lake.layout.rollup_prefix()))
+        .filter(|m| {
+            !m.key
+                .starts_with(&dataflow_core::changes::prefix(&cfg.etl.lake.layout))
+        })
         .collect();
     let compacted: Vec<_> = aggs
         .iter()

@@ -200,6 +200,34 @@ async fn unknown_event_type_answers_briefly_however_many_types_exist() {
     assert!(msg.ends_with("and 195 more"), "{msg}");
 }
 
+/// 600 types: the summary names the 500 with most events (ties by name) and adds up the rest,
+/// so its size does not grow with the number of types.
+#[tokio::test]
+async fn a_summary_names_at_most_500_types_and_counts_the_rest() {
+    let f = fixture(Duration::ZERO);
+    // Type t000 has 1 event, t001 2, ... t599 600: the 100 smallest are left out.
+    let names: Vec<String> = (0..600).map(|i| format!("t{i:03}")).collect();
+    let mut lines: Vec<(&str, &str, &str)> = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        for _ in 0..=i {
+            lines.push(("u", n.as_str(), DAY1));
+        }
+    }
+    ingest(&f, "types.jsonl", &lines).await;
+    let (s, v) = call(&f.app, "GET", "/analytics/summary").await;
+    assert_eq!(s, StatusCode::OK);
+    let listed = v["events_by_type"].as_object().unwrap();
+    assert_eq!(listed.len(), 500);
+    assert_eq!(v["types_total"], 600);
+    assert!(listed.contains_key("t100") && !listed.contains_key("t099"));
+    assert_eq!(listed["t599"], 600);
+    // 1 + 2 + ... + 100 events in the 100 types left out.
+    assert_eq!(v["other_types_events"], 5_050);
+    let sum: u64 = listed.values().map(|c| c.as_u64().unwrap()).sum();
+    assert_eq!(sum + 5_050, v["total_events"].as_u64().unwrap());
+    assert_eq!(v["total_events"], 600 * 601 / 2);
+}
+
 #[tokio::test]
 async fn health_openapi_and_unknown_routes() {
     let f = loaded().await;
@@ -480,12 +508,13 @@ async fn the_dashboard_and_its_assets_are_served() {
 }
 
 /// Extremes through the new reads: two days 20 years apart (the oldest day the default window
-/// accepts, and a leap day), a 30-digit user id, a 1,000-character type and an object key of
+/// accepts, and a leap day), a 30-digit user id, a 256-byte type (the longest the contract
+/// accepts) and an object key of
 /// 1,000 characters. The daily series holds the two days only; the status names the key whole.
 #[tokio::test]
 async fn daily_series_and_status_with_extreme_values() {
     let f = fixture(Duration::ZERO);
-    let long_type = "t".repeat(1000);
+    let long_type = "t".repeat(dataflow_core::event::MAX_EVENT_TYPE_BYTES);
     let long_key = format!("{}.jsonl", "k".repeat(994));
     let id30 = "123456789012345678901234567890";
     ingest(

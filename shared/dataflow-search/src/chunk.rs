@@ -324,7 +324,10 @@ mod tests {
 
     #[test]
     fn front_matter_titles_unquote_as_yaml_does() {
-        assert_eq!(unquote(r#""Rollback <b>now</b> & \"safe\"""#), r#"Rollback <b>now</b> & "safe""#);
+        assert_eq!(
+            unquote(r#""Rollback <b>now</b> & \"safe\"""#),
+            r#"Rollback <b>now</b> & "safe""#
+        );
         assert_eq!(unquote("'It''s here'"), "It's here");
         assert_eq!(unquote(r#"Say "hi""#), r#"Say "hi""#);
         assert_eq!(unquote(r#"""#), r#"""#);
