@@ -119,6 +119,46 @@ pub async fn checkpoints() -> Result<()> {
     Ok(())
 }
 
+/// Lists a raw key's versions, or restores one (see `dataflow restore --help`).
+pub async fn restore(key: &str, version_id: Option<String>, list: bool) -> Result<()> {
+    let (cfg, etl) = aws_etl().await?;
+    let bucket = &cfg.etl.lake.raw_bucket;
+    let versions = etl.store.versions(bucket, key).await?;
+    let shown: Vec<_> = versions
+        .iter()
+        .map(|v| {
+            json!({"version_id": v.version_id, "latest": v.is_latest, "deleted": v.deleted,
+                "etag": v.etag, "bytes": v.size, "last_modified_ms": v.last_modified_ms})
+        })
+        .collect();
+    if list {
+        out!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"key": key, "versions": shown}))?
+        );
+        return Ok(());
+    }
+    let chosen = match &version_id {
+        Some(id) => versions
+            .iter()
+            .find(|v| &v.version_id == id && !v.deleted)
+            .with_context(|| format!("s3://{bucket}/{key} has no version {id} with data (`--list` shows them)"))?,
+        None => dataflow_aws::versions::previous(&versions).with_context(|| {
+            format!("s3://{bucket}/{key} has no earlier version to restore (is the bucket versioned? `--list` shows what there is)")
+        })?,
+    };
+    let new_version = etl
+        .store
+        .restore_version(bucket, key, &chosen.version_id)
+        .await?;
+    out!(
+        "{}",
+        json!({"key": key, "restored": chosen.version_id, "new_version": new_version,
+            "next": "the raw bucket's notification hands the new version to the ETL, which counts it in place of the current one; `dataflow checkpoints` shows it"})
+    );
+    Ok(())
+}
+
 pub async fn compact() -> Result<()> {
     let (_, etl) = aws_etl().await?;
     let report = etl.handle(Work::Compact).await;

@@ -65,6 +65,21 @@ enum Command {
         #[arg(long)]
         no_run: bool,
     },
+    /// Undo an overwrite or delete in the raw bucket (it is versioned): copy an earlier version
+    /// of a key over it. The bucket's notification hands the restored version to the ETL, which
+    /// counts it in place of the mistaken one.
+    Restore {
+        /// The raw object's key.
+        #[arg(long)]
+        key: String,
+        /// The version to restore (default: the one before the current, or the newest before a
+        /// delete). `--list` shows them.
+        #[arg(long)]
+        version_id: Option<String>,
+        /// Only list the key's versions.
+        #[arg(long)]
+        list: bool,
+    },
     /// Show checkpoints and pipeline totals.
     Checkpoints,
     /// Take over attempts whose lease expired and finish removing replaced versions' outputs
@@ -86,6 +101,9 @@ enum Command {
         /// Seconds between sweeps (the template's schedule runs every 2 minutes).
         #[arg(long, default_value_t = 10)]
         sweep_seconds: u64,
+        /// Seconds between compaction + rollup runs (the template's schedule runs hourly).
+        #[arg(long, default_value_t = 60)]
+        compact_seconds: u64,
     },
     /// Check every part of the local stack and print the fix for each failure.
     Doctor {
@@ -103,12 +121,12 @@ enum Command {
         #[command(subcommand)]
         command: index_cmd::IndexCommand,
     },
-    /// Serve the HTTP APIs locally, under the same paths as API Gateway.
     /// API keys: create (printed once), list, revoke.
     Keys {
         #[command(subcommand)]
         command: keys_cmd::KeysCommand,
     },
+    /// Serve the HTTP APIs locally, under the same paths as API Gateway.
     Serve {
         #[arg(long, default_value = "127.0.0.1:3000")]
         addr: String,
@@ -127,6 +145,11 @@ async fn main() -> Result<()> {
         } => etl_cmd::local_etl(input, output, aggregates_only, workers).await,
         Command::Backfill { prefix } => etl_cmd::backfill(&prefix).await,
         Command::Reprocess { key, all, no_run } => etl_cmd::reprocess(key, all, no_run).await,
+        Command::Restore {
+            key,
+            version_id,
+            list,
+        } => etl_cmd::restore(&key, version_id, list).await,
         Command::Checkpoints => etl_cmd::checkpoints().await,
         Command::Sweep => etl_cmd::sweep().await,
         Command::Compact => etl_cmd::compact().await,
@@ -136,8 +159,15 @@ async fn main() -> Result<()> {
         Command::Index { command } => index_cmd::index(command).await,
         Command::Keys { command } => keys_cmd::keys(command).await,
         Command::Setup { notifications } => stack::setup(notifications).await,
-        Command::Dispatch { sweep_seconds } => {
-            stack::dispatch(Duration::from_secs(sweep_seconds.max(1))).await
+        Command::Dispatch {
+            sweep_seconds,
+            compact_seconds,
+        } => {
+            stack::dispatch(
+                Duration::from_secs(sweep_seconds.max(1)),
+                Duration::from_secs(compact_seconds.max(1)),
+            )
+            .await
         }
         Command::Doctor { api } => doctor::doctor(&api).await,
     }

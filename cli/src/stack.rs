@@ -27,6 +27,7 @@ pub async fn setup(notifications: bool) -> Result<()> {
     ] {
         dataflow_dev::resources::ensure_bucket(&clients.s3, b).await?;
     }
+    dataflow_dev::resources::ensure_versioning(&clients.s3, &cfg.etl.lake.raw_bucket).await?;
     dataflow_dev::resources::ensure_table(&clients.dynamodb, &cfg.etl.lake.checkpoint_table)
         .await?;
     dataflow_dev::resources::ensure_keys_table(&clients.dynamodb, &cfg.keys_table).await?;
@@ -143,9 +144,10 @@ pub async fn queue(clients: &Clients, name: &str) -> Result<(String, String)> {
 }
 
 /// Polls the ETL queue and the docs queue, handing batches to the ETL and index builder
-/// handlers, as Lambda's event source mappings would, and runs the sweep every `sweep_every`,
-/// as the template's schedule does.
-pub async fn dispatch(sweep_every: Duration) -> Result<()> {
+/// handlers, as Lambda's event source mappings would, and runs what the template schedules:
+/// the sweep every `sweep_every`, and compaction with the rollups (the hourly run, which also
+/// sweeps and prunes the change log) every `compact_every`.
+pub async fn dispatch(sweep_every: Duration, compact_every: Duration) -> Result<()> {
     let (cfg, etl) = aws_etl().await?;
     let clients = Clients::new(&cfg).await;
     let region = cfg.aws.region.clone().unwrap_or_else(|| "us-east-1".into());
@@ -161,10 +163,11 @@ pub async fn dispatch(sweep_every: Duration) -> Result<()> {
     let etl_d = dispatcher(queue(&clients, &cfg.etl_queue).await?);
     let docs_d = dispatcher(queue(&clients, &cfg.docs_queue).await?);
     eprintln!(
-        "dispatching {} -> ETL handler, {} -> index builder, sweep every {} s (Ctrl-C to stop)",
+        "dispatching {} -> ETL handler, {} -> index builder, sweep every {} s, compaction and rollups every {} s (Ctrl-C to stop)",
         cfg.etl_queue,
         cfg.docs_queue,
-        sweep_every.as_secs()
+        sweep_every.as_secs(),
+        compact_every.as_secs()
     );
     let requeue = dataflow_aws::requeue::SqsRequeue::new(clients.sqs.clone());
     let etl_handler = |event: serde_json::Value| {
@@ -193,7 +196,20 @@ pub async fn dispatch(sweep_every: Duration) -> Result<()> {
         }
     };
     let mut last_sweep = Instant::now();
+    let mut last_compaction = Instant::now();
     loop {
+        if last_compaction.elapsed() >= compact_every {
+            last_compaction = Instant::now();
+            last_sweep = Instant::now();
+            let report = etl.handle(dataflow_core::work::Work::Compact).await;
+            tracing::info!(
+                compacted_dates = report.compacted,
+                swept = report.swept,
+                rollup = ?report.rollup,
+                errors = ?report.errors,
+                "compaction and rollups"
+            );
+        }
         if last_sweep.elapsed() >= sweep_every {
             last_sweep = Instant::now();
             let report = etl.sweep().await;

@@ -20,6 +20,7 @@ mod keys;
 pub mod requeue;
 mod s3;
 pub mod telemetry;
+pub mod versions;
 
 pub use clients::Aws;
 use dataflow_config::{AwsSettings, ConfigError, Env, FromEnv};

@@ -9,7 +9,7 @@ use crate::{describe, status_of};
 /// [`ObjectStore`] over S3 (or any S3-compatible endpoint).
 #[derive(Clone, Debug)]
 pub struct S3Store {
-    client: aws_sdk_s3::Client,
+    pub(crate) client: aws_sdk_s3::Client,
 }
 
 impl S3Store {
@@ -42,7 +42,7 @@ impl S3Store {
     }
 }
 
-fn other<E: std::error::Error + Send + Sync + 'static>(
+pub(crate) fn other<E: std::error::Error + Send + Sync + 'static>(
     context: &str,
     bucket: &str,
     key: &str,
@@ -173,6 +173,27 @@ impl ObjectStore for S3Store {
     }
 
     async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+        self.list_from(bucket, prefix, None).await
+    }
+
+    async fn list_after(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        start_after: &str,
+    ) -> Result<Vec<ObjectMeta>, StoreError> {
+        self.list_from(bucket, prefix, Some(start_after)).await
+    }
+}
+
+impl S3Store {
+    /// ListObjectsV2 over every page, from after `start_after` when given.
+    async fn list_from(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        start_after: Option<&str>,
+    ) -> Result<Vec<ObjectMeta>, StoreError> {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
@@ -181,6 +202,7 @@ impl ObjectStore for S3Store {
                 .list_objects_v2()
                 .bucket(bucket)
                 .prefix(prefix)
+                .set_start_after(start_after.map(str::to_owned))
                 .set_continuation_token(token.take())
                 .send()
                 .await

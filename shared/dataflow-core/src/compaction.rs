@@ -20,6 +20,7 @@ use crate::checkpoint::{CheckpointError, CheckpointStore};
 use crate::layout::Layout;
 use crate::parquet::{encode_aggregate_file, AggregateRow, ParquetError};
 use crate::sketch::SketchMerger;
+use crate::time::now_ms;
 use dataflow_store::{Body, ObjectStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +105,37 @@ where
     result.map(Some)
 }
 
+/// Compaction by pressure: each of `dates` whose partition holds `at_files` or more aggregate
+/// files is compacted now (one LIST per date to count). Dates another compaction holds are left
+/// to it. Returns what was done per date.
+pub async fn compact_crowded(
+    store: &dyn ObjectStore,
+    checkpoints: &dyn CheckpointStore,
+    bucket: &str,
+    layout: &Layout,
+    dates: &[String],
+    at_files: usize,
+) -> Result<Vec<(String, CompactionOutcome)>, CompactionError> {
+    let mut out = Vec::new();
+    if at_files == 0 {
+        return Ok(out);
+    }
+    for date in dates {
+        let prefix = format!("{}{date}/", layout.partitions_prefix());
+        let files = store
+            .list(bucket, &prefix)
+            .await?
+            .iter()
+            .filter(|m| m.key.ends_with(".parquet"))
+            .count();
+        if files >= at_files.max(2) {
+            let r = compact_date(store, checkpoints, bucket, layout, date).await?;
+            out.push((date.clone(), r));
+        }
+    }
+    Ok(out)
+}
+
 pub async fn compact_date(
     store: &dyn ObjectStore,
     checkpoints: &dyn CheckpointStore,
@@ -151,7 +183,10 @@ async fn compact_locked(
     if effective.len() <= 1 {
         // Leftovers of a compaction that stopped before its clean-up: finish it.
         if let Some(best) = effective.first() {
-            tidy(store, bucket, layout, date, &files, best).await?;
+            if files.len() > 1 {
+                tidy(store, bucket, layout, date, &files, best).await?;
+                crate::changes::record(store, bucket, layout, [date], now_ms()).await?;
+            }
         }
         return Ok(CompactionOutcome::NothingToDo);
     }
@@ -165,6 +200,7 @@ async fn compact_locked(
     let written =
         write_compacted(store, bucket, layout, date, &effective, covers, generation).await?;
     tidy(store, bucket, layout, date, &files, &written).await?;
+    crate::changes::record(store, bucket, layout, [date], now_ms()).await?;
     let replaced = written.covers.len();
     tracing::info!(date, key = %written.key, replaced, generation, "compacted");
     Ok(CompactionOutcome::Compacted {
@@ -271,6 +307,7 @@ pub async fn remove_outputs(
         if with_date_lock(checkpoints, date, work).await?.is_none() {
             return Err(CompactionError::Busy(date.to_owned()));
         }
+        crate::changes::record(store, bucket, layout, [date], now_ms()).await?;
     }
     Ok(())
 }
@@ -365,6 +402,69 @@ mod tests {
         (cfg, store, ckpt, etl)
     }
 
+    /// At `ETL_COMPACT_AT_FILES` files a date is compacted by the object that reached it, and
+    /// the answers are those of a lake that was never compacted.
+    #[tokio::test]
+    async fn pressure_compacts_a_date_at_the_threshold_and_changes_no_answer() {
+        let at = 3;
+        let env = Env::from_pairs(&[("ETL_COMPACT_AT_FILES", "3")]);
+        let cfg = EtlConfig::from_env_vars(&env).unwrap();
+        let (plain_cfg, plain_store, _, plain) = fixture();
+        let store = Arc::new(MemoryStore::default());
+        let ckpt = Arc::new(MemoryCheckpoints::default());
+        let etl = Etl::new(store.clone(), ckpt.clone(), &cfg);
+        let files_of = |s: &MemoryStore, date: &str| -> Vec<String> {
+            s.keys("dataflow-lake")
+                .into_iter()
+                .filter(|k| k.starts_with(&format!("aggregates/daily/event_date={date}/")))
+                .collect()
+        };
+        for i in 0..at + 1 {
+            // Every object writes 2024-01-01; only the first two also write 2024-01-02.
+            let days = if i < 2 { 2 } else { 1 };
+            let lines: String = (0..10)
+                .map(|j| format!("{{\"user_id\":\"u{}\",\"event_type\":\"t{}\",\"timestamp\":\"2024-01-0{}T00:00:00Z\"}}\n", i * 5 + j, j % 3, 1 + j % days))
+                .collect();
+            for (s, e) in [(&store, &etl), (&plain_store, &plain)] {
+                s.insert(
+                    "dataflow-raw",
+                    &format!("f{i}.jsonl"),
+                    lines.clone().into_bytes(),
+                );
+                e.process_object(ObjectRef::new("dataflow-raw", format!("f{i}.jsonl")))
+                    .await
+                    .unwrap();
+            }
+            let day1 = files_of(&store, "2024-01-01");
+            match i + 1 {
+                n if n < at => assert_eq!(day1.len(), n, "{day1:?}"),
+                // The third file triggers it; the fourth makes two again (below the threshold).
+                n if n == at => {
+                    assert_eq!(day1.len(), 1, "{day1:?}");
+                    assert!(day1[0].contains("/compacted-"), "{day1:?}");
+                }
+                _ => assert_eq!(day1.len(), 2, "{day1:?}"),
+            }
+        }
+        assert_eq!(
+            files_of(&store, "2024-01-02").len(),
+            2,
+            "below the threshold"
+        );
+        let reader = |s: Arc<MemoryStore>, c: &EtlConfig| {
+            LakeReader::new(
+                s,
+                "dataflow-lake".into(),
+                c.lake.layout.clone(),
+                std::time::Duration::ZERO,
+            )
+        };
+        let compacted = summary_of(&reader(store.clone(), &cfg)).await;
+        let plain = summary_of(&reader(plain_store.clone(), &plain_cfg)).await;
+        assert_eq!(compacted.total_events, 40);
+        assert_eq!(compacted, plain);
+    }
+
     #[tokio::test]
     async fn compaction_keeps_answers_identical() {
         let (cfg, store, ckpt, etl) = fixture();
@@ -404,7 +504,7 @@ mod tests {
         let aggs: Vec<String> = store
             .keys("dataflow-lake")
             .into_iter()
-            .filter(|k| k.starts_with("aggregates/"))
+            .filter(|k| k.starts_with("aggregates/") && !k.contains("/_changes/"))
             .collect();
         let compacted = aggs.iter().filter(|k| k.contains("/compacted-")).count();
         let archived = aggs.iter().filter(|k| k.contains("/_sources/")).count();

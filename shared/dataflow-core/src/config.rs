@@ -76,6 +76,9 @@ pub struct EtlConfig {
     /// CloudWatch namespace of the ETL function's per-object metrics (`METRICS_NAMESPACE`,
     /// default `DataFlow`; the template sets `DataFlow/<stage>`).
     pub metrics_namespace: String,
+    /// A date is compacted as soon as an object leaves this many aggregate files in its
+    /// partition (`ETL_COMPACT_AT_FILES`, default 8; 0 leaves it to the hourly run).
+    pub compact_at_files: usize,
 }
 
 impl FromEnv for EtlConfig {
@@ -94,6 +97,7 @@ impl FromEnv for EtlConfig {
             max_future_seconds: window.max_future_seconds,
             firehose_prefix: env.prefix("FIREHOSE_PREFIX", "firehose/")?,
             metrics_namespace: namespace(env)?,
+            compact_at_files: env.number("ETL_COMPACT_AT_FILES", 8, 0..=10_000)?,
         };
         cfg.check_no_retrigger()?;
         Ok(cfg)
@@ -205,6 +209,7 @@ mod tests {
         assert_eq!(c.lake.checkpoint_table, "dataflow-checkpoints");
         assert_eq!(c.lake.layout, Layout::default());
         assert_eq!(c.lease_seconds, 60);
+        assert_eq!(c.compact_at_files, 8);
         assert_eq!(c.metrics_namespace, "DataFlow");
         assert!(c.write_events);
         let a = AnalyticsConfig::from_env_vars(&Env::from_pairs(&[])).unwrap();

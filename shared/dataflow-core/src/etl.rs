@@ -69,6 +69,8 @@ pub struct Etl<S, C> {
     pub window: WindowRule,
     /// Claim lease; the heartbeat renews it every third of it while an object is processed.
     pub lease_ms: i64,
+    /// Compact a date when an object leaves this many files in it (0: only the hourly run).
+    pub compact_at_files: usize,
     pub work_root: PathBuf,
 }
 
@@ -130,6 +132,7 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
             options: cfg.process_options(),
             window: cfg.window_rule(),
             lease_ms: cfg.lease_seconds as i64 * 1000,
+            compact_at_files: cfg.compact_at_files,
             work_root: std::env::temp_dir(),
         }
     }
@@ -155,6 +158,18 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
                 match self.refresh_rollups().await {
                     Ok(r) => report.rollup = Some(r),
                     Err(e) => report.errors.push(e.into()),
+                }
+                match crate::changes::prune(
+                    self.store.as_ref(),
+                    &self.lake_bucket,
+                    &self.layout,
+                    now_ms(),
+                )
+                .await
+                {
+                    Ok(n) if n > 0 => tracing::info!(markers = n, "change log pruned"),
+                    Ok(_) => {}
+                    Err(e) => report.errors.push(EtlError::from(e).into()),
                 }
             }
             Work::Objects(objects) => {
@@ -371,6 +386,7 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
                             tracing::warn!(checkpoint = %old.id, error = %e, "replaced version's outputs left to the sweep");
                         }
                     }
+                    self.compact_under_pressure(&completion.output_keys).await;
                     return Ok(ObjectOutcome::Processed(completion));
                 }
             }
@@ -409,6 +425,37 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
         tokio::select! {
             r = work => r,
             never = heartbeat => never,
+        }
+    }
+
+    /// Compacts the dates this object wrote whose partitions reached `compact_at_files`, so
+    /// reads do not wait for the hourly run. The object already counted: a failure here is
+    /// logged and left to that run.
+    async fn compact_under_pressure(&self, outputs: &[String]) {
+        let mut dates: Vec<String> = outputs
+            .iter()
+            .filter(|k| k.starts_with(&self.layout.partitions_prefix()))
+            .filter_map(|k| self.layout.date_of_aggregate_key(k).map(str::to_owned))
+            .collect();
+        dates.sort();
+        dates.dedup();
+        match crate::compaction::compact_crowded(
+            self.store.as_ref(),
+            self.checkpoints.as_ref(),
+            &self.lake_bucket,
+            &self.layout,
+            &dates,
+            self.compact_at_files,
+        )
+        .await
+        {
+            Ok(done) if !done.is_empty() => {
+                tracing::info!(dates = done.len(), "compacted under pressure")
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "compaction under pressure left to the hourly run")
+            }
         }
     }
 
@@ -518,6 +565,7 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
         let encoded = tokio::task::spawn_blocking(move || encode_aggregate_dates(&dates))
             .await
             .map_err(|e| EtlError::Internal(format!("encoding task: {e}")))??;
+        let changed_dates: Vec<String> = encoded.iter().map(|(d, _)| format_date(*d)).collect();
         for (date, bytes) in encoded {
             uploads.push((
                 self.layout.aggregate_key(&format_date(date), &sid),
@@ -541,6 +589,16 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
         }
         let output_keys: Vec<String> = uploads.iter().map(|(k, _, _)| k.clone()).collect();
         self.upload_all(uploads).await?;
+        // After the data, before the checkpoint completes: a crash in between re-runs the object
+        // and records the change again (readers learn what changed from this log, crate::changes).
+        crate::changes::record(
+            self.store.as_ref(),
+            &self.lake_bucket,
+            &self.layout,
+            changed_dates.iter().map(String::as_str),
+            now_ms(),
+        )
+        .await?;
         drop(work);
         Ok(Completion {
             bucket: obj.bucket.clone(),
@@ -658,6 +716,13 @@ fn clean_stale_work_dirs(root: &std::path::Path) -> usize {
 
 #[cfg(test)]
 mod tests {
+    /// The lake's data keys: everything but the change log.
+    fn lake_data(store: &dataflow_store::MemoryStore) -> Vec<String> {
+        let mut keys = store.keys("dataflow-lake");
+        keys.retain(|k| !k.contains("/_changes/"));
+        keys
+    }
+
     use super::*;
     use crate::checkpoint::{MemoryCheckpoints, State};
     use crate::config::EtlConfig;
@@ -899,7 +964,7 @@ mod tests {
                 .store
                 .keys("dataflow-lake")
                 .into_iter()
-                .filter(|k| !k.contains("/compacted-"))
+                .filter(|k| !k.contains("/compacted-") && !k.contains("/_changes/"))
                 .map(|k| k.replace("/_sources/", "/"))
                 .collect();
             keys.sort();
@@ -1014,7 +1079,7 @@ mod tests {
         );
         let out = e.count_once(&obj, &claim, completion).await.unwrap();
         assert!(matches!(out, ObjectOutcome::Gone(_)), "{out:?}");
-        assert!(e.store.keys("dataflow-lake").is_empty());
+        assert!(lake_data(&e.store).is_empty());
         assert_eq!(e.checkpoints.pipeline().await.unwrap().files_processed, 0);
         let rec = e.checkpoints.get(&claim.id).await.unwrap().unwrap();
         assert_eq!((rec.state, rec.cleanup.len()), (State::Superseded, 0));

@@ -5,6 +5,7 @@
 
 pub mod aggregate;
 pub mod analytics;
+pub mod changes;
 pub mod checkpoint;
 pub mod compaction;
 pub mod config;

@@ -63,6 +63,23 @@ pub async fn ensure_bucket(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<(), 
     }
 }
 
+/// Turns versioning on (the raw bucket's, as the template does): an overwrite or delete keeps
+/// the earlier version, which `dataflow restore` brings back.
+pub async fn ensure_versioning(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<(), ResourceError> {
+    use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+    s3.put_bucket_versioning()
+        .bucket(bucket)
+        .versioning_configuration(
+            VersioningConfiguration::builder()
+                .status(BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| ResourceError::call(format!("PutBucketVersioning {bucket}"), e))
+}
+
 pub async fn bucket_exists(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<bool, ResourceError> {
     match s3.head_bucket().bucket(bucket).send().await {
         Ok(_) => Ok(true),

@@ -94,6 +94,19 @@ pub trait ObjectStore: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
     async fn delete(&self, bucket: &str, key: &str) -> Result<(), StoreError>;
     async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError>;
+    /// The keys under `prefix` that sort after `start_after`, in key order: S3 skips the rest on
+    /// its side (`StartAfter`), so a reader of a time-ordered log pays for what is new only.
+    async fn list_after(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        start_after: &str,
+    ) -> Result<Vec<ObjectMeta>, StoreError> {
+        let mut all = self.list(bucket, prefix).await?;
+        all.retain(|m| m.key.as_str() > start_after);
+        all.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(all)
+    }
     /// A cheap reachability check of a bucket (health endpoints).
     async fn ping(&self, bucket: &str) -> Result<(), StoreError> {
         self.list(bucket, "\u{10FFFF}").await.map(|_| ())

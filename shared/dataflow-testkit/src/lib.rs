@@ -131,6 +131,11 @@ pub async fn provision(cfg: &Config) -> dataflow_dev::Clients {
         }
     }
     if let Err(e) =
+        dataflow_dev::resources::ensure_versioning(&clients.s3, &cfg.etl.lake.raw_bucket).await
+    {
+        panic!("versioning the raw bucket: {e}");
+    }
+    if let Err(e) =
         dataflow_dev::resources::ensure_table(&clients.dynamodb, &cfg.etl.lake.checkpoint_table)
             .await
     {

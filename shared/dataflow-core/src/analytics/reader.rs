@@ -1,5 +1,11 @@
 //! Loading the view: the daily files' listing and the rollup catalog, each month from its rollup,
 //! a patched rollup or its daily files, again after the refresh delay.
+//!
+//! A refresh does not list the lake: it reads the change log ([`crate::changes`]) from where it
+//! stopped and lists again only the months the log names, so its requests do not grow with the
+//! lake's age: a HEAD of the rollup catalog, one LIST of the log, one LIST per changed month.
+//! The whole lake is listed at the first load and every [`FULL_LISTING_EVERY`] after it, so a
+//! change the log missed (a writer outside the product) shows up within that period.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -14,8 +20,34 @@ use crate::layout::Layout;
 use crate::rollup::{month_label, Catalog, FileCache, Patch};
 use dataflow_store::{ObjectMeta, ObjectStore};
 
+/// How often a reader lists the whole lake whatever the change log says.
+pub const FULL_LISTING_EVERY: Duration = Duration::from_secs(600);
+
+/// The daily files by month, as last listed.
+type Listing = BTreeMap<i32, Vec<ObjectMeta>>;
+
+/// Where a reader is in the change log.
+#[derive(Clone, Default)]
+struct LogCursor {
+    /// The newest marker's time (or the time of the last full listing).
+    high_ms: i64,
+    /// Markers already acted on within the overlap window.
+    seen: BTreeSet<String>,
+}
+
+/// What one refresh asked the store, for logs and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RefreshRequests {
+    pub full_listing: bool,
+    pub log_lists: usize,
+    pub month_lists: usize,
+}
+
 struct Loaded {
     view: Arc<View>,
+    listing: Listing,
+    cursor: LogCursor,
+    listed_at: Instant,
     /// Decoded daily files of the months built from them.
     files: FileCache,
     catalog: Option<(Option<String>, Arc<Catalog>)>,
@@ -29,7 +61,9 @@ struct Loaded {
 pub struct LakeReader {
     loader: Arc<Loader>,
     refresh: Duration,
+    full_every: Duration,
     state: Mutex<Option<Loaded>>,
+    last_requests: std::sync::Mutex<RefreshRequests>,
 }
 
 impl LakeReader {
@@ -57,8 +91,21 @@ impl LakeReader {
                 cache: DetailCache::new(budget),
             }),
             refresh,
+            full_every: FULL_LISTING_EVERY,
             state: Mutex::new(None),
+            last_requests: std::sync::Mutex::new(RefreshRequests::default()),
         }
+    }
+
+    /// Lists the whole lake this often instead of [`FULL_LISTING_EVERY`] (zero: every refresh).
+    pub fn with_full_listing_every(mut self, every: Duration) -> Self {
+        self.full_every = every;
+        self
+    }
+
+    /// What the last refresh asked the store.
+    pub fn last_requests(&self) -> RefreshRequests {
+        self.last_requests.lock().map(|r| *r).unwrap_or_default()
     }
 
     /// The current view and its generation (changes whenever the data does).
@@ -73,12 +120,14 @@ impl LakeReader {
         let ld = &self.loader;
         let (store, bucket, layout) = (&ld.store, ld.bucket.as_str(), &ld.layout);
         let catalog_key = crate::rollup::catalog_key(layout);
-        let partitions = layout.partitions_prefix();
         let (listed, catalog_meta) = tokio::join!(
-            store.list(bucket, &partitions),
+            self.listing(state.as_ref()),
             store.head(bucket, &catalog_key)
         );
-        let (listed, catalog_meta) = (listed?, catalog_meta?);
+        let ((listing, cursor, listed_at, requests), catalog_meta) = (listed?, catalog_meta?);
+        if let Ok(mut r) = self.last_requests.lock() {
+            *r = requests;
+        }
         let old = state.take();
         let catalog: Option<(Option<String>, Arc<Catalog>)> = match catalog_meta {
             None => None,
@@ -94,11 +143,11 @@ impl LakeReader {
         let mut files = FileCache::new();
         let mut months = BTreeMap::new();
         let mut changed = old.is_none();
-        for (month, metas) in crate::rollup::by_month(layout, listed) {
+        for (&month, metas) in &listing {
             let previous = old.as_ref().and_then(|o| o.view.months.get(&month));
             let rollup = catalog.as_ref().and_then(|(_, c)| {
                 let cm = c.months.get(&month_label(month))?;
-                Some((cm, cm.changed_dates(&metas, layout)?))
+                Some((cm, cm.changed_dates(metas, layout)?))
             });
             let from_rollup = match rollup {
                 Some((cm, dates)) => {
@@ -120,7 +169,7 @@ impl LakeReader {
                     match previous.filter(|p| p.signature == signature) {
                         Some(p) => Some(p.clone()),
                         None => {
-                            self.rollup_entry(cm, &metas, (dates, changed_metas), signature)
+                            self.rollup_entry(cm, metas, (dates, changed_metas), signature)
                                 .await?
                         }
                     }
@@ -130,15 +179,15 @@ impl LakeReader {
             let entry = match from_rollup {
                 Some(e) => e,
                 None => {
-                    let signature = files_signature(&metas);
+                    let signature = files_signature(metas);
                     match previous.filter(|p| p.signature == signature) {
                         Some(p) => {
-                            keep_files(&metas, old_files, &mut files);
+                            keep_files(metas, old_files, &mut files);
                             p.clone()
                         }
                         None => {
                             let (b, used) = crate::rollup::build_month(
-                                store, bucket, layout, month, &metas, old_files,
+                                store, bucket, layout, month, metas, old_files,
                             )
                             .await?;
                             for (m, f) in used {
@@ -177,12 +226,93 @@ impl LakeReader {
         };
         *state = Some(Loaded {
             view: view.clone(),
+            listing,
+            cursor,
+            listed_at,
             files,
             catalog,
             checked: Instant::now(),
             generation,
         });
         Ok((view, generation))
+    }
+}
+
+impl LakeReader {
+    /// The daily files by month: from the last listing and the change log since, or listed
+    /// whole at the first load and every `full_every`.
+    async fn listing(
+        &self,
+        old: Option<&Loaded>,
+    ) -> Result<(Listing, LogCursor, Instant, RefreshRequests), LakeError> {
+        let ld = &self.loader;
+        let (store, bucket, layout) = (&ld.store, ld.bucket.as_str(), &ld.layout);
+        let mut requests = RefreshRequests::default();
+        let Some(old) = old.filter(|o| o.listed_at.elapsed() < self.full_every) else {
+            return self.full_listing(requests).await;
+        };
+        let after = crate::changes::start_after(layout, old.cursor.high_ms);
+        let markers = store
+            .list_after(bucket, &crate::changes::prefix(layout), &after)
+            .await?;
+        requests.log_lists = 1;
+        let mut cursor = old.cursor.clone();
+        let mut months: BTreeSet<String> = BTreeSet::new();
+        for m in markers {
+            let Some(marker) = crate::changes::parse(layout, &m.key) else {
+                continue;
+            };
+            if !cursor.seen.insert(marker.key) {
+                continue;
+            }
+            cursor.high_ms = cursor.high_ms.max(marker.at_ms);
+            match marker.changed {
+                crate::changes::Changed::All => return self.full_listing(requests).await,
+                crate::changes::Changed::Months(ms) => months.extend(ms),
+            }
+        }
+        let keep_from = cursor.high_ms - crate::changes::OVERLAP_MS;
+        cursor
+            .seen
+            .retain(|k| crate::changes::parse(layout, k).is_some_and(|m| m.at_ms >= keep_from));
+        let mut listing = old.listing.clone();
+        for label in &months {
+            let Some(month) = parse_date(&format!("{label}-01")).map(crate::rollup::month_of)
+            else {
+                continue;
+            };
+            let prefix = format!("{}{label}-", layout.partitions_prefix());
+            let listed = store.list(bucket, &prefix).await?;
+            requests.month_lists += 1;
+            match crate::rollup::by_month(layout, listed).remove(&month) {
+                Some(metas) => listing.insert(month, metas),
+                None => listing.remove(&month),
+            };
+        }
+        Ok((listing, cursor, old.listed_at, requests))
+    }
+
+    async fn full_listing(
+        &self,
+        mut requests: RefreshRequests,
+    ) -> Result<(Listing, LogCursor, Instant, RefreshRequests), LakeError> {
+        let ld = &self.loader;
+        // The log from just before this listing on is what the next refresh reads.
+        let cursor = LogCursor {
+            high_ms: crate::time::now_ms(),
+            seen: BTreeSet::new(),
+        };
+        let listed = ld
+            .store
+            .list(&ld.bucket, &ld.layout.partitions_prefix())
+            .await?;
+        requests.full_listing = true;
+        Ok((
+            crate::rollup::by_month(&ld.layout, listed),
+            cursor,
+            Instant::now(),
+            requests,
+        ))
     }
 }
 

@@ -664,6 +664,8 @@ async fn month_details_stay_within_the_cache_budget() {
 struct Counting {
     inner: dataflow_store::MemoryStore,
     gets: std::sync::Mutex<Vec<String>>,
+    /// Prefixes listed; `log:` before a listing of the change log from a position.
+    lists: std::sync::Mutex<Vec<String>>,
     die_at_catalog: std::sync::atomic::AtomicBool,
 }
 
@@ -717,11 +719,24 @@ impl ObjectStore for Counting {
         self.inner.delete(b, k).await
     }
     async fn list(&self, b: &str, p: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+        self.lists.lock().unwrap().push(p.to_owned());
         self.inner.list(b, p).await
+    }
+    async fn list_after(
+        &self,
+        b: &str,
+        p: &str,
+        after: &str,
+    ) -> Result<Vec<ObjectMeta>, StoreError> {
+        self.lists.lock().unwrap().push(format!("log:{p}"));
+        self.inner.list_after(b, p, after).await
     }
 }
 
 impl Counting {
+    fn take_lists(&self) -> Vec<String> {
+        std::mem::take(&mut *self.lists.lock().unwrap())
+    }
     fn take(&self) -> Vec<String> {
         std::mem::take(&mut *self.gets.lock().unwrap())
     }
@@ -1042,4 +1057,115 @@ async fn cached_unions_answer_like_the_daily_files_on_dense_sketches() {
             assert_eq!(&v.summary(f).await.unwrap(), want, "gone {gone} {f:?}");
         }
     }
+}
+
+/// A refresh learns what changed from the change log: one LIST of the log and one of each month
+/// it names, whatever the lake's age (1 and 5 years of daily files, 2 types a day); new data is
+/// in the next answer, and a refresh with nothing new lists the log only.
+#[tokio::test]
+async fn a_refresh_lists_the_change_log_and_the_changed_month_only() {
+    let layout = Layout::default();
+    let mut requests = Vec::new();
+    for years in [1, 5] {
+        let store = Arc::new(Counting::default());
+        let dyn_store: Arc<dyn ObjectStore> = store.clone();
+        let first = parse_date("2020-01-01").unwrap();
+        let days = 365 * years;
+        for d in 0..days {
+            let f = file(
+                "part-a",
+                &format_date(first + d),
+                &[("click", 2, 0..3), ("view", 1, 0..1)],
+                &[],
+            );
+            let bytes = crate::parquet::encode_aggregate_file(&f.rows, &f.covers, 0).unwrap();
+            store.inner.insert("lake", &f.key, bytes);
+        }
+        let r = LakeReader::new(
+            dyn_store.clone(),
+            "lake".into(),
+            layout.clone(),
+            Duration::ZERO,
+        );
+        let (v, _) = r.snapshot().await.unwrap();
+        let total = v.summary(&Filter::default()).await.unwrap().total_events;
+        assert_eq!(total, 3 * days as u64);
+        assert!(r.last_requests().full_listing);
+        assert_eq!(store.take_lists(), vec!["aggregates/daily/event_date="]);
+
+        // Nothing new: the log only.
+        r.snapshot().await.unwrap();
+        assert_eq!(store.take_lists(), vec!["log:aggregates/daily/_changes/"]);
+
+        // A new partial in the last month, recorded as the ETL records it.
+        let date = format_date(first + days - 1);
+        let late = file("part-b", &date, &[("click", 5, 10..15)], &[]);
+        let bytes = crate::parquet::encode_aggregate_file(&late.rows, &late.covers, 0).unwrap();
+        store.inner.insert("lake", &late.key, bytes);
+        crate::changes::record(
+            &*dyn_store,
+            "lake",
+            &layout,
+            [date.as_str()],
+            crate::time::now_ms(),
+        )
+        .await
+        .unwrap();
+        store.take_lists();
+        let (v, _) = r.snapshot().await.unwrap();
+        assert_eq!(
+            v.summary(&Filter::default()).await.unwrap().total_events,
+            3 * days as u64 + 5
+        );
+        assert_eq!(
+            store.take_lists(),
+            vec![
+                "log:aggregates/daily/_changes/".to_owned(),
+                format!("aggregates/daily/event_date={}-", &date[..7])
+            ]
+        );
+        requests.push(r.last_requests());
+        // Seen once, acted on once.
+        r.snapshot().await.unwrap();
+        assert_eq!(store.take_lists(), vec!["log:aggregates/daily/_changes/"]);
+    }
+    assert_eq!(
+        requests[0], requests[1],
+        "the same requests at 1 and 5 years"
+    );
+}
+
+/// A change the log never names (a writer outside the product) shows up at the next full
+/// listing: the lake wins.
+#[tokio::test]
+async fn a_change_outside_the_log_shows_at_the_next_full_listing() {
+    let store = Arc::new(Counting::default());
+    let dyn_store: Arc<dyn ObjectStore> = store.clone();
+    let put = |name: &str, n: u64| {
+        let f = file(name, "2024-01-05", &[("click", n, 0..1)], &[]);
+        let bytes = crate::parquet::encode_aggregate_file(&f.rows, &f.covers, 0).unwrap();
+        store.inner.insert("lake", &f.key, bytes);
+    };
+    put("part-a", 1);
+    let r = LakeReader::new(
+        dyn_store.clone(),
+        "lake".into(),
+        Layout::default(),
+        Duration::ZERO,
+    )
+    .with_full_listing_every(Duration::from_secs(3600));
+    async fn total(r: &LakeReader) -> u64 {
+        let (v, _) = r.snapshot().await.unwrap();
+        v.summary(&Filter::default()).await.unwrap().total_events
+    }
+    assert_eq!(total(&r).await, 1);
+    put("part-b", 2);
+    assert_eq!(
+        total(&r).await,
+        1,
+        "not in the log: not seen before a full listing"
+    );
+    let r = r.with_full_listing_every(Duration::ZERO);
+    assert_eq!(total(&r).await, 3);
+    assert!(r.last_requests().full_listing);
 }
