@@ -1,17 +1,48 @@
 //! `dataflow doctor`: checks every part of the local stack and prints the fix for each failure.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use dataflow_aws::S3Store;
 use dataflow_config::Service;
 use dataflow_dev::Clients;
 use dataflow_dev::StackConfig as Config;
 
+/// Runs every check and prints one line each; a failure's line says its cause and the fix.
+/// Failures end the process with status 1 after a summary line (never a backtrace).
 pub async fn doctor(api: &str) -> Result<()> {
+    let failures = checks(api).await;
+    if failures > 0 {
+        out!("{failures} check(s) failed");
+        std::process::exit(1);
+    }
+    out!("all checks passed");
+    Ok(())
+}
+
+/// A failure's line: the cause on one line, then the fix.
+fn failed(cause: impl std::fmt::Display, fix: &str) -> String {
+    let cause = cause
+        .to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    format!("{cause}; fix: {fix}")
+}
+
+const FIX_REACH: &str = "check AWS_ENDPOINT_URL and the credentials, then `infra/stack up`";
+const FIX_API: &str =
+    "look at .local/api.log; restart the API with `infra/stack up` (or `dataflow serve`)";
+
+async fn checks(api: &str) -> usize {
     let mut failures = 0;
     let mut report = |name: &str, r: std::result::Result<String, String>| match r {
         Ok(detail) => out!("ok    {name}: {detail}"),
         Err(fix) => {
             failures += 1;
+            let fix = if fix.contains("fix: ") || fix.contains('`') {
+                fix.split_whitespace().collect::<Vec<_>>().join(" ")
+            } else {
+                failed(fix, "see the README's Troubleshooting")
+            };
             out!("FAIL  {name}: {fix}");
         }
     };
@@ -23,9 +54,12 @@ pub async fn doctor(api: &str) -> Result<()> {
         Err(e) => {
             report(
                 "configuration",
-                Err(format!("{e} (see README, Configuration)")),
+                Err(failed(
+                    e,
+                    "set the variable as the README's Configuration says",
+                )),
             );
-            bail!("1 check failed");
+            return 1;
         }
     };
     let at = |s: Service| cfg.aws.endpoint(s).unwrap_or("AWS").to_owned();
@@ -54,7 +88,8 @@ pub async fn doctor(api: &str) -> Result<()> {
             }),
     );
     if !up {
-        bail!("the emulator is down; nothing else can be checked");
+        out!("the emulator is down; nothing else can be checked");
+        return 1;
     }
     for b in [
         &cfg.etl.lake.raw_bucket,
@@ -69,7 +104,7 @@ pub async fn doctor(api: &str) -> Result<()> {
                 Ok(false) => Err(
                     "missing: run `dataflow setup --notifications` (or `infra/stack up`)".into(),
                 ),
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(failed(e, FIX_REACH)),
             },
         );
     }
@@ -83,20 +118,24 @@ pub async fn doctor(api: &str) -> Result<()> {
         {
             Ok(true) => Ok("exists".into()),
             Ok(false) => Err("missing: run `dataflow setup --notifications`".into()),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(failed(e, FIX_REACH)),
         },
     );
     let queue = dataflow_dev::resources::queue_url(&clients.sqs, &cfg.etl_queue).await;
     match queue {
         Ok(Some(url)) => {
             report(&format!("queue {}", cfg.etl_queue), Ok("exists".into()));
-            let arn = dataflow_dev::resources::queue_arn(&clients.sqs, &url).await?;
-            let wired = dataflow_dev::resources::notifications_wired(
-                &clients.s3,
-                &cfg.etl.lake.raw_bucket,
-                &arn,
-            )
-            .await;
+            let wired = match dataflow_dev::resources::queue_arn(&clients.sqs, &url).await {
+                Ok(arn) => {
+                    dataflow_dev::resources::notifications_wired(
+                        &clients.s3,
+                        &cfg.etl.lake.raw_bucket,
+                        &arn,
+                    )
+                    .await
+                }
+                Err(e) => Err(e),
+            };
             report(
                 "notifications",
                 match wired {
@@ -105,7 +144,7 @@ pub async fn doctor(api: &str) -> Result<()> {
                         cfg.etl.lake.raw_bucket, cfg.etl_queue
                     )),
                     Ok(false) => Err("not wired: run `dataflow setup --notifications`".into()),
-                    Err(e) => Err(e.to_string()),
+                    Err(e) => Err(failed(e, FIX_REACH)),
                 },
             );
             let depth = dataflow_dev::resources::queue_depth(&clients.sqs, &url)
@@ -125,7 +164,10 @@ pub async fn doctor(api: &str) -> Result<()> {
             &format!("queue {}", cfg.etl_queue),
             Err("missing: run `dataflow setup --notifications`".into()),
         ),
-        Err(e) => report(&format!("queue {}", cfg.etl_queue), Err(e.to_string())),
+        Err(e) => report(
+            &format!("queue {}", cfg.etl_queue),
+            Err(failed(e, FIX_REACH)),
+        ),
     }
     let etl = dataflow_aws::etl(&cfg.etl, &clients.aws);
     for (name, r) in etl_checks(&etl).await {
@@ -133,6 +175,7 @@ pub async fn doctor(api: &str) -> Result<()> {
     }
     let s3 = S3Store::new(clients.s3.clone());
     report("rollups", rollups(&s3, &cfg).await);
+    report("change log", change_log(&s3, &cfg).await);
     let loc = cfg.search.index.clone();
     report(
         "search index",
@@ -151,22 +194,26 @@ pub async fn doctor(api: &str) -> Result<()> {
     );
     match dataflow_dev::resources::queue_url(&clients.sqs, &cfg.docs_queue).await {
         Ok(Some(url)) => {
-            let arn = dataflow_dev::resources::queue_arn(&clients.sqs, &url).await?;
+            let wired = match dataflow_dev::resources::queue_arn(&clients.sqs, &url).await {
+                Ok(arn) => {
+                    dataflow_dev::resources::notifications_wired(
+                        &clients.s3,
+                        &cfg.search.index.bucket,
+                        &arn,
+                    )
+                    .await
+                }
+                Err(e) => Err(e),
+            };
             report(
                 "docs notifications",
-                match dataflow_dev::resources::notifications_wired(
-                    &clients.s3,
-                    &cfg.search.index.bucket,
-                    &arn,
-                )
-                .await
-                {
+                match wired {
                     Ok(true) => Ok(format!(
                         "s3://{}/{} -> {} (index rebuilds on change)",
                         cfg.search.index.bucket, cfg.search.index.docs_prefix, cfg.docs_queue
                     )),
                     Ok(false) => Err("not wired: run `dataflow setup --notifications`".into()),
-                    Err(e) => Err(e.to_string()),
+                    Err(e) => Err(failed(e, FIX_REACH)),
                 },
             );
         }
@@ -174,14 +221,17 @@ pub async fn doctor(api: &str) -> Result<()> {
             &format!("queue {}", cfg.docs_queue),
             Err("missing: run `dataflow setup --notifications`".into()),
         ),
-        Err(e) => report(&format!("queue {}", cfg.docs_queue), Err(e.to_string())),
+        Err(e) => report(
+            &format!("queue {}", cfg.docs_queue),
+            Err(failed(e, FIX_REACH)),
+        ),
     }
     let health = http_get(api, "/health").await;
     report(
         &format!("API http://{api}"),
         match health {
             Ok((200, _)) => Ok("/health answers 200".into()),
-            Ok((code, body)) => Err(format!("/health answered {code}: {body}")),
+            Ok((code, body)) => Err(failed(format!("/health answered {code}: {body}"), FIX_API)),
             Err(e) => Err(format!(
                 "{e}: start it with `infra/stack up` (or `dataflow serve`)"
             )),
@@ -196,8 +246,12 @@ pub async fn doctor(api: &str) -> Result<()> {
                 "analytics not ready: drop a file in the raw bucket or run `dataflow backfill`"
                     .into(),
             ),
-            Ok((code, body)) => Err(format!("{code}: {body}")),
-            Err(e) => Err(e),
+            Ok((code, body)) => Err(failed(format!("{code}: {body}"), FIX_API)),
+            Err(e) if e.starts_with("no answer") => Err(failed(
+                e,
+                "reads slow down while many small files wait: `dataflow compact` merges them (the stack also does every COMPACT_SECONDS); else look at .local/api.log",
+            )),
+            Err(e) => Err(failed(e, FIX_API)),
         },
     );
     report(
@@ -207,8 +261,8 @@ pub async fn doctor(api: &str) -> Result<()> {
             Ok((503, body)) => Err(format!(
                 "index not loaded ({body}): run `dataflow index build --docs docs/ --upload`"
             )),
-            Ok((code, body)) => Err(format!("{code}: {body}")),
-            Err(e) => Err(e),
+            Ok((code, body)) => Err(failed(format!("{code}: {body}"), FIX_API)),
+            Err(e) => Err(failed(e, FIX_API)),
         },
     );
     report(
@@ -220,19 +274,19 @@ pub async fn doctor(api: &str) -> Result<()> {
             (Ok((200, page)), Ok((200, _))) if page.contains("<title>DataFlow</title>") => {
                 Ok(format!("http://{api}/ and /pipeline/status answer"))
             }
-            (Ok((code, _)), _) if code != 200 => Err(format!("/ answered {code}")),
-            (_, Ok((code, body))) if code != 200 => {
-                Err(format!("/pipeline/status answered {code}: {body}"))
-            }
-            (Err(e), _) | (_, Err(e)) => Err(e),
-            _ => Err("/ is not the dashboard page".into()),
+            (Ok((code, _)), _) if code != 200 => Err(failed(format!("/ answered {code}"), FIX_API)),
+            (_, Ok((code, body))) if code != 200 => Err(failed(
+                format!("/pipeline/status answered {code}: {body}"),
+                FIX_API,
+            )),
+            (Err(e), _) | (_, Err(e)) => Err(failed(e, FIX_API)),
+            _ => Err(failed(
+                "/ is not the dashboard page",
+                "another server holds the port: `infra/stack down`, then `infra/stack up`",
+            )),
         },
     );
-    if failures > 0 {
-        bail!("{failures} check(s) failed");
-    }
-    out!("all checks passed");
-    Ok(())
+    failures
 }
 
 type Check = std::result::Result<String, String>;
@@ -288,6 +342,63 @@ async fn rollups(s3: &S3Store, cfg: &Config) -> Check {
     Ok(detail)
 }
 
+/// The lake's change log against the lake: aggregate files written within the log's retention
+/// that no marker names (a writer outside DataFlow). Readers still see them at their next full
+/// listing: the lake wins; this says so.
+async fn change_log(s3: &S3Store, cfg: &Config) -> Check {
+    use dataflow_core::changes::{self, Changed};
+    use dataflow_store::ObjectStore;
+    let (layout, bucket) = (&cfg.etl.lake.layout, &cfg.etl.lake.lake_bucket);
+    let markers: Vec<changes::Marker> = s3
+        .list(bucket, &changes::prefix(layout))
+        .await
+        .map_err(|e| failed(e, FIX_REACH))?
+        .iter()
+        .filter_map(|m| changes::parse(layout, &m.key))
+        .collect();
+    let files = s3
+        .list(bucket, &layout.partitions_prefix())
+        .await
+        .map_err(|e| failed(e, FIX_REACH))?;
+    // Older files' markers may already be pruned; an hour's margin keeps those out.
+    let since = dataflow_core::time::now_ms() - changes::RETENTION_MS + 3_600_000;
+    let mut unnamed = std::collections::BTreeSet::new();
+    for f in &files {
+        let (Some(at), Some(date)) = (f.last_modified_ms, layout.date_of_aggregate_key(&f.key))
+        else {
+            continue;
+        };
+        let Some(month) = date.get(..7) else { continue };
+        if at < since {
+            continue;
+        }
+        let named = markers.iter().any(|m| {
+            m.at_ms >= at - changes::OVERLAP_MS
+                && match &m.changed {
+                    Changed::All => true,
+                    Changed::Months(ms) => ms.contains(month),
+                }
+        });
+        if !named {
+            unnamed.insert(month.to_owned());
+        }
+    }
+    if unnamed.is_empty() {
+        return Ok(format!(
+            "{} marker(s); every recent change in the lake is named",
+            markers.len()
+        ));
+    }
+    Err(failed(
+        format!(
+            "the lake changed in {} month(s) ({}) that the change log does not name (a writer outside DataFlow?)",
+            unnamed.len(),
+            unnamed.into_iter().collect::<Vec<_>>().join(", ")
+        ),
+        "nothing is lost: readers list the whole lake every 10 minutes and the lake wins; to see the files at once, restart the API (`infra/stack up`)",
+    ))
+}
+
 /// The dead-letter queue's depth and the object keys its messages name.
 async fn dead_letters(clients: &Clients, cfg: &Config) -> Check {
     let name = format!("{}-dlq", cfg.etl_queue);
@@ -298,11 +409,11 @@ async fn dead_letters(clients: &Clients, cfg: &Config) -> Check {
                 "{name} missing: run `dataflow setup --notifications`"
             ))
         }
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(failed(e, FIX_REACH)),
     };
     let depth = dataflow_dev::resources::queue_depth(&clients.sqs, &url)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| failed(e, FIX_REACH))?;
     if depth == 0 {
         return Ok(format!("{name} is empty"));
     }
@@ -338,7 +449,7 @@ async fn etl_checks(
     use dataflow_store::ObjectStore;
     let list = match etl.checkpoints.list().await {
         Ok(l) => l,
-        Err(e) => return vec![("ETL", Err(e.to_string()))],
+        Err(e) => return vec![("ETL", Err(failed(e, FIX_REACH)))],
     };
     let now = dataflow_core::time::now_ms();
     let key_of = |c: &dataflow_core::checkpoint::ObjectCheckpoint| {

@@ -149,9 +149,21 @@ async fn doctor_reports_dead_letters_stuck_attempts_and_real_failures_with_fixes
         .await
         .unwrap();
 
-    let (ok, out, _) = run(&cfg, &queue, &["doctor", "--api", "127.0.0.1:9"]);
+    let (ok, out, err) = run(&cfg, &queue, &["doctor", "--api", "127.0.0.1:9"]);
     eprintln!("{out}");
     assert!(!ok);
+    // Every failure is one line with its cause and a fix; no error trace follows.
+    for l in out.lines().filter(|l| l.starts_with("FAIL")) {
+        assert!(
+            l.contains("; fix: ") || l.contains('`'),
+            "a failure without a fix: {l}"
+        );
+    }
+    assert!(out.trim_end().ends_with("check(s) failed"), "{out}");
+    assert!(
+        !err.contains("backtrace") && !err.contains("Error:"),
+        "{err}"
+    );
     let line = |name: &str| {
         out.lines()
             .find(|l| l.contains(&format!(" {name}: ")))
@@ -208,6 +220,41 @@ async fn doctor_reports_dead_letters_stuck_attempts_and_real_failures_with_fixes
     }
     let p = etl.checkpoints.pipeline().await.unwrap();
     assert_eq!((p.files_processed, p.events_accepted), (2, 4));
+
+    // The change log names every change the ETL made; a file written around it is reported.
+    let change_log = |out: &str| {
+        out.lines()
+            .find(|l| l.contains(" change log: "))
+            .unwrap_or_else(|| panic!("no change log line in:\n{out}"))
+            .to_owned()
+    };
+    let l = change_log(&out);
+    assert!(
+        l.starts_with("ok") && l.contains("every recent change"),
+        "{l}"
+    );
+    etl.store
+        .put(
+            &cfg.etl.lake.lake_bucket,
+            &cfg.etl.lake.layout.aggregate_key("2023-07-04", "outside"),
+            dataflow_store::Body::Bytes(b"PAR1".to_vec()),
+            "application/octet-stream",
+        )
+        .await
+        .unwrap();
+    let (_, out, _) = run(&cfg, &queue, &["doctor", "--api", "127.0.0.1:9"]);
+    let l = change_log(&out);
+    assert!(
+        l.starts_with("FAIL") && l.contains("(2023-07)") && l.contains("the lake wins"),
+        "{l}"
+    );
+    etl.store
+        .delete(
+            &cfg.etl.lake.lake_bucket,
+            &cfg.etl.lake.layout.aggregate_key("2023-07-04", "outside"),
+        )
+        .await
+        .unwrap();
 
     // Rollups: none yet; after `dataflow rollup`, the catalog's months, and a ranged read of
     // the catalog from the store answering with the asked bytes.

@@ -25,6 +25,8 @@ pub fn env(cfg: &Config, queue: &str) -> Vec<(&'static str, String)> {
             cfg.aws.endpoint_url.clone().unwrap_or_default(),
         ),
         ("AWS_REGION", "us-east-1".into()),
+        // Set as a developer may have it: no command's expected failure may print a trace.
+        ("RUST_BACKTRACE", "1".into()),
         ("AWS_ACCESS_KEY_ID", "test".into()),
         ("AWS_SECRET_ACCESS_KEY", "test".into()),
         ("RAW_BUCKET", cfg.etl.lake.raw_bucket.clone()),
