@@ -63,8 +63,13 @@ pub struct LakeReader {
     refresh: Duration,
     full_every: Duration,
     state: Mutex<Option<Loaded>>,
+    /// The view readers are answered from, and when it was checked: read without waiting for a
+    /// refresh in progress.
+    current: std::sync::RwLock<Option<Current>>,
     last_requests: std::sync::Mutex<RefreshRequests>,
 }
+
+type Current = (Arc<View>, u64, Instant);
 
 impl LakeReader {
     pub fn new(
@@ -93,6 +98,7 @@ impl LakeReader {
             refresh,
             full_every: FULL_LISTING_EVERY,
             state: Mutex::new(None),
+            current: std::sync::RwLock::new(None),
             last_requests: std::sync::Mutex::new(RefreshRequests::default()),
         }
     }
@@ -108,10 +114,34 @@ impl LakeReader {
         self.last_requests.lock().map(|r| *r).unwrap_or_default()
     }
 
+    /// Whether a refresh holds the state (tests).
+    #[cfg(test)]
+    pub(crate) fn refreshing(&self) -> bool {
+        self.state.try_lock().is_err()
+    }
+
+    fn current(&self) -> Option<Current> {
+        self.current.read().ok().and_then(|c| c.clone())
+    }
+
     /// The current view and its generation (changes whenever the data does).
+    ///
+    /// Readers of a fresh view pass straight through. When it is stale, one request refreshes
+    /// it while the others are answered from the view they have (a refresh during a burst of new
+    /// data may take a while; nobody else waits for it). Only the first load is waited for.
     pub async fn snapshot(&self) -> Result<(Arc<View>, u64), LakeError> {
-        // One refresher at a time; readers of a fresh view pass straight through.
-        let mut state = self.state.lock().await;
+        let held = self.current();
+        if let Some((v, g, checked)) = &held {
+            if checked.elapsed() < self.refresh {
+                return Ok((v.clone(), *g));
+            }
+        }
+        let mut state = match (self.state.try_lock(), held) {
+            (Ok(s), _) => s,
+            (Err(_), Some((v, g, _))) => return Ok((v, g)),
+            (Err(_), None) => self.state.lock().await,
+        };
+        // Another request may have refreshed it while this one waited for the lock.
         if let Some(l) = state.as_ref() {
             if l.checked.elapsed() < self.refresh {
                 return Ok((l.view.clone(), l.generation));
@@ -224,6 +254,7 @@ impl LakeReader {
                 Arc::new(View::new(months, years, Some(self.loader.clone())))
             }
         };
+        let checked = Instant::now();
         *state = Some(Loaded {
             view: view.clone(),
             listing,
@@ -231,9 +262,12 @@ impl LakeReader {
             listed_at,
             files,
             catalog,
-            checked: Instant::now(),
+            checked,
             generation,
         });
+        if let Ok(mut c) = self.current.write() {
+            *c = Some((view.clone(), generation, checked));
+        }
         Ok((view, generation))
     }
 }

@@ -1169,3 +1169,111 @@ async fn a_change_outside_the_log_shows_at_the_next_full_listing() {
     assert_eq!(total(&r).await, 3);
     assert!(r.last_requests().full_listing);
 }
+
+/// A store whose change-log listing waits at a gate: a refresh in progress, held open.
+struct Gated {
+    inner: dataflow_store::MemoryStore,
+    gate: tokio::sync::Semaphore,
+    closed: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for Gated {
+    async fn head(&self, b: &str, k: &str) -> Result<Option<ObjectMeta>, StoreError> {
+        self.inner.head(b, k).await
+    }
+    async fn open(
+        &self,
+        b: &str,
+        k: &str,
+        e: Option<&str>,
+    ) -> Result<dataflow_store::ObjectReader, StoreError> {
+        self.inner.open(b, k, e).await
+    }
+    async fn get(&self, b: &str, k: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(b, k).await
+    }
+    async fn put(
+        &self,
+        b: &str,
+        k: &str,
+        body: dataflow_store::Body,
+        ct: &str,
+    ) -> Result<(), StoreError> {
+        self.inner.put(b, k, body, ct).await
+    }
+    async fn delete(&self, b: &str, k: &str) -> Result<(), StoreError> {
+        self.inner.delete(b, k).await
+    }
+    async fn list(&self, b: &str, p: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+        self.inner.list(b, p).await
+    }
+    async fn list_after(
+        &self,
+        b: &str,
+        p: &str,
+        after: &str,
+    ) -> Result<Vec<ObjectMeta>, StoreError> {
+        if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            let _pass = self.gate.acquire().await;
+        }
+        self.inner.list_after(b, p, after).await
+    }
+}
+
+/// While one request refreshes a stale view (held open here), the others are answered at once
+/// from the view there is; the refresher's answer then has the new data.
+#[tokio::test]
+async fn readers_do_not_wait_for_a_refresh_in_progress() {
+    let store = Arc::new(Gated {
+        inner: dataflow_store::MemoryStore::default(),
+        gate: tokio::sync::Semaphore::new(0),
+        closed: std::sync::atomic::AtomicBool::new(false),
+    });
+    let put = |name: &str, n: u64| {
+        let f = file(name, "2024-01-05", &[("click", n, 0..1)], &[]);
+        let bytes = crate::parquet::encode_aggregate_file(&f.rows, &f.covers, 0).unwrap();
+        store.inner.insert("lake", &f.key, bytes);
+    };
+    put("part-a", 1);
+    let dyn_store: Arc<dyn ObjectStore> = store.clone();
+    let r = Arc::new(LakeReader::new(
+        dyn_store.clone(),
+        "lake".into(),
+        Layout::default(),
+        Duration::ZERO,
+    ));
+    let (v, g1) = r.snapshot().await.unwrap();
+    assert_eq!(v.summary(&Filter::default()).await.unwrap().total_events, 1);
+    put("part-b", 2);
+    crate::changes::record(
+        &*dyn_store,
+        "lake",
+        &Layout::default(),
+        ["2024-01-05"],
+        crate::time::now_ms(),
+    )
+    .await
+    .unwrap();
+    store
+        .closed
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let refresher = tokio::spawn({
+        let r = r.clone();
+        async move { r.snapshot().await.unwrap() }
+    });
+    // The refresher holds the lock, waiting at the gate.
+    while !r.refreshing() {
+        tokio::task::yield_now().await;
+    }
+    let (v, g) = tokio::time::timeout(Duration::from_secs(5), r.snapshot())
+        .await
+        .expect("a reader waited for the refresh in progress")
+        .unwrap();
+    assert_eq!(g, g1, "the view there was");
+    assert_eq!(v.summary(&Filter::default()).await.unwrap().total_events, 1);
+    store.gate.add_permits(1);
+    let (v, g2) = refresher.await.unwrap();
+    assert_eq!(g2, g1 + 1);
+    assert_eq!(v.summary(&Filter::default()).await.unwrap().total_events, 3);
+}
