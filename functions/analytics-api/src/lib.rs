@@ -135,14 +135,22 @@ pub fn router(state: Arc<AppState>) -> Router {
     dataflow_http::finish(routes(state))
 }
 
+/// What `/health` says of a backend that failed; the error itself is logged.
+const UNREACHABLE: &str = "the backend failed to answer; the function's log has the error";
+
 async fn health(State(st): State<Arc<AppState>>) -> Response {
     let t = st.health_timeout;
     let lake = tokio::time::timeout(t, st.store.ping(&st.lake_bucket)).await;
     let pipe = tokio::time::timeout(t, st.checkpoints.pipeline()).await;
     let check = |ok: bool, err: Option<String>| json!({"reachable": ok, "error": err});
+    // /health is public: a backend's own error text (bucket names, endpoints, SDK detail) goes
+    // to the log, the answer says only what failed.
     let lake_v = match lake {
         Ok(Ok(())) => check(true, None),
-        Ok(Err(e)) => check(false, Some(e.to_string())),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "health: the lake bucket did not answer");
+            check(false, Some(UNREACHABLE.into()))
+        }
         Err(_) => check(
             false,
             Some(format!("no answer within {} ms", t.as_millis())),
@@ -158,7 +166,10 @@ async fn health(State(st): State<Arc<AppState>>) -> Response {
                 "files_processed": p.files_processed,
             }),
         ),
-        Ok(Err(e)) => (check(false, Some(e.to_string())), Value::Null),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "health: the checkpoint table did not answer");
+            (check(false, Some(UNREACHABLE.into())), Value::Null)
+        }
         Err(_) => (
             check(
                 false,

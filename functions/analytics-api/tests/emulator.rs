@@ -175,3 +175,38 @@ async fn etl_then_api_then_compaction_then_new_data() {
         json!([{"event_date": "2024-05-03", "event_type": "buy", "event_count": 10, "unique_users": 10}])
     );
 }
+
+/// `/health` is public: when the lake bucket and the checkpoint table are missing it answers
+/// 503 "degraded" saying which backend failed, without their names or the SDK's error text.
+#[tokio::test]
+async fn health_names_what_failed_but_not_how() {
+    let cfg = dataflow_testkit::config();
+    let clients = dataflow_testkit::provision(&cfg).await;
+    let mut lake = cfg.etl.lake.clone();
+    lake.lake_bucket = "no-such-bucket-for-health".into();
+    let ckpt = Arc::new(DynamoCheckpoints::new(
+        clients.dynamodb.clone(),
+        "no-such-table-for-health",
+    ));
+    let app = analytics_api::router(Arc::new(analytics_api::AppState::new(
+        Arc::new(S3Store::new(clients.s3.clone())),
+        ckpt,
+        &lake,
+        Duration::from_secs(60),
+    )));
+    let (s, v) = get(&app, "/health").await;
+    assert_eq!(
+        (s, v["status"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("degraded")),
+        "{v}"
+    );
+    for backend in ["lake", "checkpoint_table"] {
+        assert_eq!(v["checks"][backend]["reachable"], false, "{v}");
+        assert_eq!(
+            v["checks"][backend]["error"],
+            "the backend failed to answer; the function's log has the error"
+        );
+    }
+    let text = v.to_string();
+    assert!(!text.contains("no-such-"), "backend names leaked: {text}");
+}

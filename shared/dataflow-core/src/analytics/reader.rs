@@ -59,10 +59,18 @@ struct Loaded {
 /// `refresh` it lists the daily files and checks the rollup catalog again, and reloads only the
 /// months that changed, so new data shows up within `refresh`.
 pub struct LakeReader {
+    inner: Arc<Reader>,
+}
+
+/// How long the request that starts a refresh waits for it before it too is answered from the
+/// view there is (the refresh goes on in the background).
+const REFRESH_WAIT: Duration = Duration::from_secs(1);
+
+struct Reader {
     loader: Arc<Loader>,
     refresh: Duration,
     full_every: Duration,
-    state: Mutex<Option<Loaded>>,
+    state: Arc<Mutex<Option<Loaded>>>,
     /// The view readers are answered from, and when it was checked: read without waiting for a
     /// refresh in progress.
     current: std::sync::RwLock<Option<Current>>,
@@ -89,64 +97,100 @@ impl LakeReader {
         budget: usize,
     ) -> Self {
         Self {
-            loader: Arc::new(Loader {
-                store,
-                bucket,
-                layout,
-                cache: DetailCache::new(budget),
+            inner: Arc::new(Reader {
+                loader: Arc::new(Loader {
+                    store,
+                    bucket,
+                    layout,
+                    cache: DetailCache::new(budget),
+                }),
+                refresh,
+                full_every: FULL_LISTING_EVERY,
+                state: Arc::new(Mutex::new(None)),
+                current: std::sync::RwLock::new(None),
+                last_requests: std::sync::Mutex::new(RefreshRequests::default()),
             }),
-            refresh,
-            full_every: FULL_LISTING_EVERY,
-            state: Mutex::new(None),
-            current: std::sync::RwLock::new(None),
-            last_requests: std::sync::Mutex::new(RefreshRequests::default()),
         }
     }
 
     /// Lists the whole lake this often instead of [`FULL_LISTING_EVERY`] (zero: every refresh).
+    /// A setting made at construction, before the reader is shared.
     pub fn with_full_listing_every(mut self, every: Duration) -> Self {
-        self.full_every = every;
+        match Arc::get_mut(&mut self.inner) {
+            Some(r) => r.full_every = every,
+            None => tracing::warn!("with_full_listing_every on a shared reader: ignored"),
+        }
         self
     }
 
     /// What the last refresh asked the store.
     pub fn last_requests(&self) -> RefreshRequests {
-        self.last_requests.lock().map(|r| *r).unwrap_or_default()
+        self.inner
+            .last_requests
+            .lock()
+            .map(|r| *r)
+            .unwrap_or_default()
     }
 
     /// Whether a refresh holds the state (tests).
     #[cfg(test)]
     pub(crate) fn refreshing(&self) -> bool {
-        self.state.try_lock().is_err()
-    }
-
-    fn current(&self) -> Option<Current> {
-        self.current.read().ok().and_then(|c| c.clone())
+        self.inner.state.try_lock().is_err()
     }
 
     /// The current view and its generation (changes whenever the data does).
     ///
-    /// Readers of a fresh view pass straight through. When it is stale, one request refreshes
-    /// it while the others are answered from the view they have (a refresh during a burst of new
-    /// data may take a while; nobody else waits for it). Only the first load is waited for.
+    /// Readers of a fresh view pass straight through. When it is stale, one request starts a
+    /// refresh and waits for it up to [`REFRESH_WAIT`]; the refresh then goes on in the
+    /// background, and every other request meanwhile is answered from the view there is (a
+    /// refresh during a burst of new data may take seconds; nobody waits that long). Only the
+    /// first load is waited for whole.
     pub async fn snapshot(&self) -> Result<(Arc<View>, u64), LakeError> {
-        let held = self.current();
-        if let Some((v, g, checked)) = &held {
-            if checked.elapsed() < self.refresh {
-                return Ok((v.clone(), *g));
+        let r = &self.inner;
+        let held = r.current();
+        let Some((view, generation, checked)) = held else {
+            let mut state = r.state.lock().await;
+            if let Some((v, g, _)) = r.current() {
+                return Ok((v, g));
             }
-        }
-        let mut state = match (self.state.try_lock(), held) {
-            (Ok(s), _) => s,
-            (Err(_), Some((v, g, _))) => return Ok((v, g)),
-            (Err(_), None) => self.state.lock().await,
+            return r.refresh_now(&mut state).await;
         };
-        // Another request may have refreshed it while this one waited for the lock.
-        if let Some(l) = state.as_ref() {
-            if l.checked.elapsed() < self.refresh {
-                return Ok((l.view.clone(), l.generation));
+        if checked.elapsed() < r.refresh {
+            return Ok((view, generation));
+        }
+        let Ok(mut state) = r.state.clone().try_lock_owned() else {
+            return Ok((view, generation));
+        };
+        let reader = r.clone();
+        let mut task = tokio::spawn(async move {
+            let fresh = state
+                .as_ref()
+                .is_some_and(|l| l.checked.elapsed() < reader.refresh);
+            match fresh {
+                true => Ok(reader.current().map(|(v, g, _)| (v, g))),
+                false => reader.refresh_now(&mut state).await.map(Some),
+            }
+        });
+        match tokio::time::timeout(REFRESH_WAIT, &mut task).await {
+            Ok(Ok(Ok(Some(done)))) => Ok(done),
+            Ok(Ok(Ok(None))) => Ok((view, generation)),
+            Ok(Ok(Err(e))) => Err(e),
+            Ok(Err(join)) => Err(LakeError::Internal(format!("refresh task: {join}"))),
+            Err(_) => {
+                tracing::info!("refresh still running; answered from the current view");
+                Ok((view, generation))
             }
         }
+    }
+}
+
+impl Reader {
+    fn current(&self) -> Option<Current> {
+        self.current.read().ok().and_then(|c| c.clone())
+    }
+
+    /// Lists what changed, rebuilds the months that did and publishes the new view.
+    async fn refresh_now(&self, state: &mut Option<Loaded>) -> Result<(Arc<View>, u64), LakeError> {
         let ld = &self.loader;
         let (store, bucket, layout) = (&ld.store, ld.bucket.as_str(), &ld.layout);
         let catalog_key = crate::rollup::catalog_key(layout);
@@ -272,7 +316,7 @@ impl LakeReader {
     }
 }
 
-impl LakeReader {
+impl Reader {
     /// The daily files by month: from the last listing and the change log since, or listed
     /// whole at the first load and every `full_every`.
     async fn listing(
@@ -359,7 +403,7 @@ fn keep_files(metas: &[ObjectMeta], old: &FileCache, into: &mut FileCache) {
     }
 }
 
-impl LakeReader {
+impl Reader {
     /// A month served from its rollup, with the dates whose files changed since built fresh;
     /// `None` when the rollup cannot be read (the caller builds the month from its files).
     /// The changed dates' decoded files are not kept: fetching a few files again on the next
