@@ -10,7 +10,8 @@
 //!
 //! Shape: `BENCH_OBJECTS` (1000), `BENCH_TYPES` (50), `BENCH_CLIENTS` (16), `CACHE_SECONDS` (2, as
 //! the local stack), `COMPACT_SECONDS` (60, as the local stack), `ETL_COMPACT_AT_FILES` (8).
-//! In-process over the in-memory store: the figures are the product's own work, not a network's.
+//! In-process, over the in-memory store, or the folder store with `BENCH_DIR=/some/empty/dir`
+//! (the raw and lake buckets as folders in it): the figures are the product's own work.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -28,7 +29,7 @@ use dataflow_core::parquet::{encode_aggregate_rows, AggregateRow};
 use dataflow_core::sketch::UserSketch;
 use dataflow_core::source::ObjectRef;
 use dataflow_core::work::Work;
-use dataflow_store::{Body as Upload, MemoryStore, ObjectStore};
+use dataflow_store::{Body as Upload, FsStore, MemoryStore, ObjectStore};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
@@ -101,14 +102,15 @@ async fn total_events(app: &axum::Router) -> (u16, u64) {
 }
 
 /// Dates with more than one aggregate file in their partition.
-fn crowded_dates(store: &MemoryStore, cfg: &EtlConfig) -> usize {
-    let prefix = cfg.lake.layout.partitions_prefix();
+async fn crowded_dates(store: &dyn ObjectStore, cfg: &EtlConfig) -> usize {
+    let listed = store
+        .list(&cfg.lake.lake_bucket, &cfg.lake.layout.partitions_prefix())
+        .await
+        .expect("list");
     let mut per: BTreeMap<String, usize> = BTreeMap::new();
-    for k in store.keys(&cfg.lake.lake_bucket) {
-        if k.starts_with(&prefix) {
-            if let Some(d) = cfg.lake.layout.date_of_aggregate_key(&k) {
-                *per.entry(d.to_owned()).or_default() += 1;
-            }
+    for m in listed {
+        if let Some(d) = cfg.lake.layout.date_of_aggregate_key(&m.key) {
+            *per.entry(d.to_owned()).or_default() += 1;
         }
     }
     per.values().filter(|n| **n > 1).count()
@@ -132,6 +134,23 @@ fn stats(mut v: Vec<f64>) -> String {
 
 #[tokio::main]
 async fn main() {
+    match std::env::var_os("BENCH_DIR") {
+        Some(dir) => {
+            let dir = std::path::PathBuf::from(dir);
+            let store = FsStore::default()
+                .with_bucket("dataflow-raw", dir.join("raw"))
+                .with_bucket("dataflow-lake", dir.join("lake"));
+            println!("store: folders under {}", dir.display());
+            run(Arc::new(store)).await
+        }
+        None => {
+            println!("store: in memory");
+            run(Arc::new(MemoryStore::default())).await
+        }
+    }
+}
+
+async fn run<S: ObjectStore>(store: Arc<S>) {
     let objects = setting("BENCH_OBJECTS", 1000) as usize;
     let types = setting("BENCH_TYPES", 50) as usize;
     let clients = setting("BENCH_CLIENTS", 16) as usize;
@@ -140,7 +159,6 @@ async fn main() {
     let at_files = setting("ETL_COMPACT_AT_FILES", 8).to_string();
     let cfg = EtlConfig::from_env_vars(&Env::from_pairs(&[("ETL_COMPACT_AT_FILES", &at_files)]))
         .expect("config");
-    let store = Arc::new(MemoryStore::default());
     let ckpt = Arc::new(MemoryCheckpoints::default());
     let dyn_store: Arc<dyn ObjectStore> = store.clone();
 
@@ -246,7 +264,15 @@ async fn main() {
     let t = Instant::now();
     for i in 0..objects {
         let key = format!("burst/{i:05}.jsonl");
-        store.insert(&cfg.lake.raw_bucket, &key, burst_object(i, types));
+        store
+            .put(
+                &cfg.lake.raw_bucket,
+                &key,
+                Upload::Bytes(burst_object(i, types)),
+                "application/x-ndjson",
+            )
+            .await
+            .expect("put");
         etl.process_object(ObjectRef::new(&cfg.lake.raw_bucket, key))
             .await
             .expect("process");
@@ -257,7 +283,7 @@ async fn main() {
     let expected = history + (objects * SPAN as usize * EVENTS_PER_DATE) as u64;
     println!(
         "burst: {objects} objects x {SPAN} dates processed in {burst_s:.1} s; crowded dates at its end: {}",
-        crowded_dates(&store, &cfg)
+        crowded_dates(store.as_ref(), &cfg).await
     );
     let visible = loop {
         if total_events(&app).await == (200, expected) {
@@ -268,7 +294,7 @@ async fn main() {
     };
     println!("every burst event visible {visible:.1} s after the last object was processed");
     let compacted = loop {
-        if crowded_dates(&store, &cfg) == 0 {
+        if crowded_dates(store.as_ref(), &cfg).await == 0 {
             break last.elapsed().as_secs_f64();
         }
         assert!(last.elapsed() < Duration::from_secs(600), "never compacted");
