@@ -3,7 +3,7 @@
 //! - one compaction per date at a time (a lease lock in the checkpoint store);
 //! - the compacted file lists every file it replaces in its Parquet metadata, with a generation
 //!   one above the compaction it replaces; readers take the newest and skip what it covers
-//!   ([`crate::analytics::effective_files`]), so between the write and the clean-up readers count
+//!   ([`crate::lake::effective_files`]), so between the write and the clean-up readers count
 //!   each partial once; partials written meanwhile are not covered and still count;
 //! - covered partials then move to the date's archive (`_sources/`, which Hive-style readers and
 //!   the read model never list): they stay the source of truth, so when a key's newer version
@@ -15,8 +15,8 @@ use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 
-use crate::analytics::{effective_files, name_of, AggregateFile, LakeError};
 use crate::checkpoint::{CheckpointError, CheckpointStore};
+use crate::lake::{effective_files, name_of, AggregateFile, LakeError};
 use crate::layout::Layout;
 use crate::parquet::{encode_aggregate_file, AggregateRow, ParquetError};
 use crate::sketch::SketchMerger;

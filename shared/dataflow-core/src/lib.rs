@@ -12,6 +12,7 @@ pub mod config;
 pub mod etl;
 /// The event contract, shared with `POST /events` (`dataflow-contract`).
 pub use dataflow_contract as event;
+pub mod lake;
 pub mod layout;
 pub mod metrics;
 pub mod parquet;

@@ -5,7 +5,12 @@ use std::time::{Duration, Instant};
 
 use super::*;
 use crate::event::format_date;
+use crate::event::parse_date;
+use crate::lake::round;
+use crate::layout::Layout;
+use crate::parquet::AggregateRow;
 use crate::sketch::{SketchMerger, UserSketch};
+use dataflow_store::StoreError;
 use dataflow_store::{ObjectMeta, ObjectStore};
 
 fn file(

@@ -4,8 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use super::{round, AggregateFile, Daily, DayPoint, Filter, LakeError, MetricRow, Summary};
+use super::{AggregateFile, Daily, DayPoint, Filter, LakeError, MetricRow, Summary};
 use crate::event::format_date;
+use crate::lake::round;
 use crate::layout::Layout;
 use crate::rollup::{
     month_label, month_of, CatalogYear, EdgePart, MonthBuild, MonthDays, MonthHead, Patch,

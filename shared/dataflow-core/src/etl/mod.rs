@@ -89,7 +89,7 @@ pub enum WorkError {
     #[error("compaction: {0}")]
     Compaction(#[from] crate::compaction::CompactionError),
     #[error("rollups: {0}")]
-    Rollups(#[from] crate::analytics::LakeError),
+    Rollups(#[from] crate::lake::LakeError),
     #[error("message {message_id} cannot be read: {reason}")]
     UnreadableMessage { message_id: String, reason: String },
     #[error("{id}: {reason}")]
@@ -227,7 +227,7 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
     /// Rebuilds the monthly rollups of months whose daily files changed.
     pub async fn refresh_rollups(
         &self,
-    ) -> Result<crate::rollup::RollupReport, crate::analytics::LakeError> {
+    ) -> Result<crate::rollup::RollupReport, crate::lake::LakeError> {
         let store: Arc<dyn ObjectStore> = self.store.clone();
         crate::rollup::refresh(
             &store,

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use super::*;
-use crate::analytics::{name_of, AggregateFile, LakeError};
+use crate::lake::{name_of, AggregateFile, LakeError};
 use crate::layout::Layout;
 use dataflow_store::{ObjectMeta, ObjectStore};
 

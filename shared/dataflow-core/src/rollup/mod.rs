@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::analytics::{effective_files, round, AggregateFile};
+use crate::lake::{effective_files, round, AggregateFile};
 use crate::sketch::{SketchMerger, UserSketch};
 
 mod files;

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::*;
-use crate::analytics::LakeError;
+use crate::lake::LakeError;
 use crate::sketch::{SketchMerger, UserSketch};
 
 #[derive(Debug)]

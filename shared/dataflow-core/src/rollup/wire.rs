@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::*;
-use crate::analytics::{name_of, LakeError};
+use crate::lake::{name_of, LakeError};
 use crate::layout::Layout;
 use crate::sketch::UserSketch;
 use dataflow_store::{ObjectMeta, ObjectStore};

@@ -7,8 +7,8 @@ use serde::Serialize;
 
 use super::wire::{encode, file_id, DaysWire, HeadWire, TypeWire, YearMonth, YearWire};
 use super::*;
-use crate::analytics::{effective_files, AggregateFile, LakeError};
 use crate::event::format_date;
+use crate::lake::{effective_files, AggregateFile, LakeError};
 use crate::layout::Layout;
 use dataflow_store::{Body, ObjectStore};
 
