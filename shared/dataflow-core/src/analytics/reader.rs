@@ -166,10 +166,15 @@ impl LakeReader {
             let fresh = state
                 .as_ref()
                 .is_some_and(|l| l.checked.elapsed() < reader.refresh);
-            match fresh {
-                true => Ok(reader.current().map(|(v, g, _)| (v, g))),
-                false => reader.refresh_now(&mut state).await.map(Some),
+            if fresh {
+                return Ok(reader.current().map(|(v, g, _)| (v, g)));
             }
+            let done = reader.refresh_now(&mut state).await;
+            if let Err(e) = &done {
+                // Nobody may be waiting any more: the next stale request tries again.
+                tracing::warn!(error = %e, "refreshing the read model failed");
+            }
+            done.map(Some)
         });
         match tokio::time::timeout(REFRESH_WAIT, &mut task).await {
             Ok(Ok(Ok(Some(done)))) => Ok(done),
@@ -241,10 +246,24 @@ impl Reader {
                         format!("{}+{}", cm.prefix, files_signature(&changed_metas))
                     };
                     match previous.filter(|p| p.signature == signature) {
-                        Some(p) => Some(p.clone()),
+                        Some(p) => {
+                            keep_files(&changed_metas, old_files, &mut files);
+                            Some(p.clone())
+                        }
                         None => {
-                            self.rollup_entry(cm, metas, (dates, changed_metas), signature)
-                                .await?
+                            let (entry, used) = self
+                                .rollup_entry(
+                                    cm,
+                                    metas,
+                                    (dates, changed_metas),
+                                    signature,
+                                    old_files,
+                                )
+                                .await?;
+                            for (m, f) in used {
+                                files.insert(m.key, (m.etag, f));
+                            }
+                            entry
                         }
                     }
                 }
@@ -406,20 +425,28 @@ fn keep_files(metas: &[ObjectMeta], old: &FileCache, into: &mut FileCache) {
 impl Reader {
     /// A month served from its rollup, with the dates whose files changed since built fresh;
     /// `None` when the rollup cannot be read (the caller builds the month from its files).
-    /// The changed dates' decoded files are not kept: fetching a few files again on the next
-    /// change costs less than holding every row's sketch decoded.
+    /// The changed dates' decoded files are returned to be kept until the next refresh: while
+    /// data keeps arriving a month is patched at every refresh, and decoding the same partials
+    /// again each time cost more than the newest file. The rollup that follows drops them.
     async fn rollup_entry(
         &self,
         cm: &crate::rollup::CatalogMonth,
         metas: &[ObjectMeta],
         (dates, changed_metas): (BTreeSet<i32>, Vec<ObjectMeta>),
         signature: String,
-    ) -> Result<Option<MonthEntry>, LakeError> {
+        known: &FileCache,
+    ) -> Result<
+        (
+            Option<MonthEntry>,
+            Vec<(ObjectMeta, Arc<crate::lake::AggregateFile>)>,
+        ),
+        LakeError,
+    > {
         let head = match cm.head() {
             Ok(h) => h,
             Err(e) => {
                 tracing::warn!(error = %e, prefix = cm.prefix, "rollup head unreadable; reading the month's daily files");
-                return Ok(None);
+                return Ok((None, Vec::new()));
             }
         };
         let source = |patch| Source::Rollup {
@@ -429,36 +456,38 @@ impl Reader {
             edges: cm.edges,
         };
         if dates.is_empty() {
-            return Ok(Some(MonthEntry {
+            let entry = MonthEntry {
                 head: Arc::new(head),
                 source: source(None),
                 signature,
-            }));
+            };
+            return Ok((Some(entry), Vec::new()));
         }
         let ld = &self.loader;
         let key = crate::rollup::days_key(&cm.prefix);
         let rollup_days = match ld.store.get(&ld.bucket, &key).await? {
             Some(bytes) => match crate::rollup::decode_days(&bytes) {
                 Ok(d) if d.day_users.len() == head.dates.len() => d,
-                _ => return Ok(None),
+                _ => return Ok((None, Vec::new())),
             },
-            None => return Ok(None),
+            None => return Ok((None, Vec::new())),
         };
-        let (fresh, _) = crate::rollup::build_month(
+        let (fresh, used) = crate::rollup::build_month(
             &ld.store,
             &ld.bucket,
             &ld.layout,
             head.month,
             &changed_metas,
-            &FileCache::new(),
+            known,
         )
         .await?;
         let (head, patch) = Patch::new(&head, &rollup_days, fresh, dates);
-        Ok(Some(MonthEntry {
+        let entry = MonthEntry {
             head: Arc::new(head),
             source: source(Some(Arc::new(patch))),
             signature,
-        }))
+        };
+        Ok((Some(entry), used))
     }
 }
 
