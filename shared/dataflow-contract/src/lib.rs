@@ -87,6 +87,16 @@ const US_PER_DAY: i64 = 86_400_000_000;
 
 /// Parses one line (without its line terminator; a trailing `\r` is tolerated by the caller).
 /// JSON text is UTF-8, so a line that is not is `invalid_json` wherever the bad byte sits.
+///
+/// ```
+/// use dataflow_contract::{parse_line, Reason};
+///
+/// let line = br#"{"user_id": 42, "event_type": "click", "timestamp": "2024-01-15T10:30:00Z"}"#;
+/// let event = parse_line(line).unwrap();
+/// assert_eq!((event.user_id.as_ref(), event.event_type.as_ref()), ("42", "click"));
+/// assert_eq!(event.event_date, 19_737); // days since 1970-01-01: 2024-01-15
+/// assert_eq!(parse_line(br#"{"user_id": "u"}"#), Err(Reason::MissingEventType));
+/// ```
 pub fn parse_line(line: &[u8]) -> Result<Event<'_>, Reason> {
     let line = std::str::from_utf8(line).map_err(|_| Reason::InvalidJson)?;
     parse_line_str(line)

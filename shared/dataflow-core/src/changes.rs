@@ -56,6 +56,17 @@ pub fn start_after(layout: &Layout, ms: i64) -> String {
 }
 
 /// The marker key for a change to `dates` (`YYYY-MM-DD`) at `now_ms`; `None` when there are none.
+///
+/// ```
+/// use dataflow_core::changes::{marker_key, parse, Changed};
+/// use dataflow_core::layout::Layout;
+///
+/// let layout = Layout::default();
+/// let key = marker_key(&layout, ["2024-02-03", "2024-01-31"], 1_733_456_789_012).unwrap();
+/// assert!(key.starts_with("aggregates/daily/_changes/1733456789012-"));
+/// let marker = parse(&layout, &key).unwrap();
+/// assert_eq!(marker.changed, Changed::Months(["2024-01".into(), "2024-02".into()].into()));
+/// ```
 pub fn marker_key<'a>(
     layout: &Layout,
     dates: impl IntoIterator<Item = &'a str>,
