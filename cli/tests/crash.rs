@@ -2,6 +2,8 @@
 //! processes an object) heals with no operator step: a second dispatcher's sweep takes the
 //! object over once the dead attempt's lease lapses, and the totals come out exact.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failure is the point
+
 mod common;
 
 use std::time::{Duration, Instant};

@@ -2,6 +2,8 @@
 //! `doctor` tells the truth (the dead-letter queue with its keys, stuck attempts, failures of
 //! current versions only), each with a fix command that works.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failure is the point
+
 mod common;
 
 use common::run;

@@ -16,6 +16,8 @@
 //! last month for the measurement (read from its daily files, as between two scheduled runs; the
 //! accuracy figures then include its extra users).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: a failure ends the run
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -13,6 +13,8 @@
 //! In-process, over the in-memory store, or the folder store with `BENCH_DIR=/some/empty/dir`
 //! (the raw and lake buckets as folders in it): the figures are the product's own work.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: a failure ends the run
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

@@ -2,6 +2,8 @@
 //! exactly; after compaction the answers are identical; a new file shows up after the
 //! revalidation delay.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failure is the point
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -1,5 +1,7 @@
 //! Every endpoint and error path through the router, in-process, over in-memory stores.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failure is the point
+
 use std::sync::Arc;
 use std::time::Duration;
 

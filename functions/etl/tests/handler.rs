@@ -1,6 +1,8 @@
 //! The handler with the sample events in `events/`, against the emulator: keeps the samples
 //! accurate for `cargo lambda invoke --data-file` and `sam local invoke -e`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failure is the point
+
 use dataflow_core::checkpoint::CheckpointStore;
 use dataflow_store::{Body, ObjectStore};
 use serde_json::Value;

@@ -2,6 +2,8 @@
 //! docs prefix reaches the index builder through real S3 -> SQS notifications, the rebuilt index
 //! is published to S3, and a search API over S3 serves it.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failure is the point
+
 use std::time::Duration;
 
 use dataflow_aws::S3Store;

@@ -8,6 +8,8 @@
 //! sends them to the delivery stream `EVENTS_STREAM` at `AWS_ENDPOINT_URL` (e.g. moto's server,
 //! `infra/stack up`), as the local stack does. Prints one Markdown table row.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: a failure ends the run
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -1,6 +1,8 @@
 //! POST /events through the router in-process, with an in-memory delivery stream: every answer a
 //! producer can get, with exact counts, and exactly what reaches the stream.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failure is the point
+
 use std::io::Write;
 use std::sync::Arc;
 

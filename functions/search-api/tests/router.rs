@@ -1,5 +1,7 @@
 //! Every endpoint and error path of the search API, in-process, over an in-memory store.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failure is the point
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -2,6 +2,8 @@
 //! wins over `AWS_ENDPOINT_URL` for its service. Checked against the emulator with the other
 //! endpoint pointing nowhere.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failure is the point
+
 use dataflow_dev::StackConfig as Config;
 
 fn config(pairs: &[(&str, String)]) -> Config {

@@ -1,5 +1,7 @@
 //! The ETL against the emulator (moto's server): S3 in, Parquet + DynamoDB checkpoints out.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failure is the point
+
 use std::collections::BTreeMap;
 use std::io::Write;
 

@@ -1,6 +1,8 @@
 //! The API key store over DynamoDB, against the emulator: only hashes are written, and every
 //! case of the check behaves as with the in-memory store.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failure is the point
+
 use dataflow_aws::DynamoKeys;
 use dataflow_keys::{authorize, generate, AuthError, KeyStore, Scope};
 

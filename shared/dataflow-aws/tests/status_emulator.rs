@@ -1,6 +1,8 @@
 //! What `GET /pipeline/status` reads, against the emulator: the checkpoint table's `recent`
 //! index (also on a table made before the index existed) and the dead-letter queue's depth.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failure is the point
+
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
 };

@@ -6,6 +6,8 @@
 //!
 //! `cargo run --release -p dataflow-core --example sketch_accuracy` (about a minute).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: a failure ends the run
+
 use std::collections::HashSet;
 
 use datasketches::hash::value::raw_bytes;

@@ -1,6 +1,8 @@
 //! The local dispatcher against the emulator's real S3 -> SQS notifications: batches, partial
 //! batch failures, retry after the visibility timeout, and the dead-letter queue.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failure is the point
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use dataflow_dev::dispatcher::Dispatcher;

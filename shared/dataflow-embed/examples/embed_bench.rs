@@ -6,6 +6,8 @@
 //!
 //! Pin to one core with `taskset -c 1` for the per-query figure; `BATCH` overrides the batch.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: a failure ends the run
+
 use std::time::Instant;
 
 use dataflow_embed::{default_model_dir, Embed, Embedder};

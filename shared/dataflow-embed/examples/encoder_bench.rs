@@ -7,6 +7,8 @@
 //!
 //! Pin to one core with `taskset -c 1`, as the search function has one.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: a failure ends the run
+
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};

@@ -2,6 +2,8 @@
 //! agree for a lone query (the transposed product) and for a padded batch past the thin-input
 //! limit (the generic product), padding positions excepted.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failure is the point
+
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config as BertConfig};

@@ -2,6 +2,8 @@
 //! same model (`scripts/embedding-reference.py` wrote `reference.json`). Needs the model folder
 //! (`infra/model/install.sh`, run by `scripts/test`); without it the test fails and says so.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failure is the point
+
 use dataflow_embed::{cosine, default_model_dir, Embed, Embedder, MAX_TOKENS};
 use serde::Deserialize;
 

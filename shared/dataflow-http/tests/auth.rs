@@ -1,6 +1,8 @@
 //! API keys on the local server: every case answers with its status and the JSON error shape,
 //! and a refused request never reaches the handler.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failure is the point
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 

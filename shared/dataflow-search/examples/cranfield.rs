@@ -12,6 +12,8 @@
 //! alone (title boost 0), like the bm25s reference; `PAIRS` and `SLOP` override the term-pair
 //! weight and distance of the product's defaults.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: a failure ends the run
+
 use dataflow_embed::{default_model_dir, Embedder};
 use dataflow_search::index::{
     embed_records, pack_records, Boosts, BuildStats, Fusion, Mode, Record, SearchIndex,

@@ -10,6 +10,8 @@
 //! INDEX_FILE is built (with the model) when missing. Run it pinned to one core
 //! (`taskset -c 1`) for the per-query figures; bench/search.sh does.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: a failure ends the run
+
 use std::path::Path;
 use std::time::Instant;
 

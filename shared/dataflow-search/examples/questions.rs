@@ -12,6 +12,8 @@
 //! `FLOAT=1` scores with f32 vectors instead of the stored int8 ones (to measure quantisation).
 //! `PAGES=1` indexes each document whole, as one passage (BM25 over pages, for comparison).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: a failure ends the run
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;

@@ -4,6 +4,8 @@
 //!
 //! cargo run --profile profiling -p dataflow-search --example search_bench -- DOCS_DIR [OUT_FILE]
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: a failure ends the run
+
 use std::time::Instant;
 
 use dataflow_search::chunk::ChunkOptions;

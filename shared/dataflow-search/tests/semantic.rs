@@ -2,6 +2,8 @@
 //! `scripts/test` runs): questions in a user's own words that share no useful word with the
 //! page answering them. Lexical search misses that page; semantic and hybrid find it.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failure is the point
+
 use dataflow_embed::{default_model_dir, Embedder};
 use dataflow_search::chunk::ChunkOptions;
 use dataflow_search::index::{build_with, Mode, SearchIndex, SourceDoc};

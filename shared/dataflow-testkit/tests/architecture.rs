@@ -3,6 +3,8 @@
 //! `UPDATE_ARCHITECTURE=1 cargo test -p dataflow-testkit --test architecture`), and no crate has
 //! an import circle between its top-level modules.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failure is the point
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
