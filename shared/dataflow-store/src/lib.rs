@@ -358,7 +358,14 @@ impl ObjectStore for FsStore {
     async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
         let root = self.path(bucket, "")?;
         let mut out = Vec::new();
-        let mut stack = vec![root.clone()];
+        // Walk only the folders the prefix can reach: from the deepest one it names whole, and
+        // into a subfolder only if its path and the prefix agree (a listing of one date does not
+        // stat the whole lake).
+        let start = match prefix.rsplit_once('/') {
+            Some((dirs, _)) if !dirs.is_empty() => root.join(dirs),
+            _ => root.clone(),
+        };
+        let mut stack = vec![start];
         while let Some(dir) = stack.pop() {
             let entries = match std::fs::read_dir(&dir) {
                 Ok(e) => e,
@@ -367,17 +374,20 @@ impl ObjectStore for FsStore {
             };
             for entry in entries.flatten() {
                 let p = entry.path();
-                let Ok(meta) = entry.metadata() else { continue };
-                if meta.is_dir() {
-                    stack.push(p);
-                    continue;
-                }
                 let Ok(rel) = p.strip_prefix(&root) else {
                     continue;
                 };
                 let key = rel
                     .to_string_lossy()
                     .replace(std::path::MAIN_SEPARATOR, "/");
+                let Ok(meta) = entry.metadata() else { continue };
+                if meta.is_dir() {
+                    let folder = format!("{key}/");
+                    if folder.starts_with(prefix) || prefix.starts_with(&folder) {
+                        stack.push(p);
+                    }
+                    continue;
+                }
                 if key.starts_with(prefix) && !key.ends_with(".partial") {
                     out.push(ObjectMeta {
                         key,
@@ -409,6 +419,66 @@ mod tests {
         assert_eq!(r(10, 5).await.unwrap().unwrap(), b"");
         assert_eq!(r(u64::MAX, u64::MAX).await.unwrap().unwrap(), b"");
         assert!(store.get_range("b", "gone", 0, 1).await.unwrap().is_none());
+    }
+
+    /// Listings by prefix and from a position, the same from memory and from folders: a prefix
+    /// that ends a folder, cuts a folder's name, cuts a file's name, names nothing, or is empty.
+    #[tokio::test]
+    async fn listings_agree_across_stores() {
+        let dir = std::env::temp_dir().join(format!("store-list-{}", std::process::id()));
+        let fs = FsStore::default().with_bucket("b", &dir);
+        let mem = MemoryStore::default();
+        let keys = [
+            "a/daily/event_date=2024-01-05/part-1.parquet",
+            "a/daily/event_date=2024-01-31/part-2.parquet",
+            "a/daily/event_date=2024-02-01/part-3.parquet",
+            "a/daily/_changes/0000000000005-x-2024-01",
+            "a/other.txt",
+            "top.txt",
+        ];
+        for store in [&fs as &dyn ObjectStore, &mem] {
+            for k in keys {
+                store
+                    .put("b", k, Body::Bytes(k.as_bytes().to_vec()), "x")
+                    .await
+                    .unwrap();
+            }
+        }
+        for prefix in [
+            "",
+            "a/",
+            "a/daily/",
+            "a/daily/event_date=2024-01-",
+            "a/daily/event_date=2024-01-05/part-",
+            "a/daily/_changes/",
+            "a/oth",
+            "zzz/",
+        ] {
+            let names = |v: Vec<ObjectMeta>| v.into_iter().map(|m| m.key).collect::<Vec<_>>();
+            let want: Vec<String> = keys
+                .iter()
+                .filter(|k| k.starts_with(prefix))
+                .map(|k| k.to_string())
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            assert_eq!(
+                names(fs.list("b", prefix).await.unwrap()),
+                want,
+                "{prefix:?}"
+            );
+            assert_eq!(
+                names(mem.list("b", prefix).await.unwrap()),
+                want,
+                "{prefix:?}"
+            );
+        }
+        for store in [&fs as &dyn ObjectStore, &mem] {
+            let from = "a/daily/event_date=2024-01-05/part-1.parquet";
+            let after = store.list_after("b", "a/daily/", from).await.unwrap();
+            assert_eq!(after.len(), 2);
+        }
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[tokio::test]
