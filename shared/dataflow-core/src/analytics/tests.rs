@@ -663,15 +663,30 @@ async fn month_details_stay_within_the_cache_budget() {
     assert!(held > budget / 2 && held <= budget, "held {held}");
 }
 
-/// A store that records the keys read, and can refuse catalog writes (a writer that dies after
-/// its month objects, before its catalog).
-#[derive(Default)]
+/// A store that records the keys read and the prefixes listed, can refuse catalog writes (a
+/// writer that dies after its month objects, before its catalog), and can hold its change-log
+/// listings at a gate (a refresh in progress, held open).
 struct Counting {
     inner: dataflow_store::MemoryStore,
     gets: std::sync::Mutex<Vec<String>>,
     /// Prefixes listed; `log:` before a listing of the change log from a position.
     lists: std::sync::Mutex<Vec<String>>,
     die_at_catalog: std::sync::atomic::AtomicBool,
+    gate_closed: std::sync::atomic::AtomicBool,
+    gate: tokio::sync::Semaphore,
+}
+
+impl Default for Counting {
+    fn default() -> Self {
+        Self {
+            inner: Default::default(),
+            gets: Default::default(),
+            lists: Default::default(),
+            die_at_catalog: Default::default(),
+            gate_closed: Default::default(),
+            gate: tokio::sync::Semaphore::new(0),
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -734,6 +749,9 @@ impl ObjectStore for Counting {
         after: &str,
     ) -> Result<Vec<ObjectMeta>, StoreError> {
         self.lists.lock().unwrap().push(format!("log:{p}"));
+        if self.gate_closed.load(std::sync::atomic::Ordering::SeqCst) {
+            let _pass = self.gate.acquire().await;
+        }
         self.inner.list_after(b, p, after).await
     }
 }
@@ -1175,67 +1193,12 @@ async fn a_change_outside_the_log_shows_at_the_next_full_listing() {
     assert!(r.last_requests().full_listing);
 }
 
-/// A store whose change-log listing waits at a gate: a refresh in progress, held open.
-struct Gated {
-    inner: dataflow_store::MemoryStore,
-    gate: tokio::sync::Semaphore,
-    closed: std::sync::atomic::AtomicBool,
-}
-
-#[async_trait::async_trait]
-impl ObjectStore for Gated {
-    async fn head(&self, b: &str, k: &str) -> Result<Option<ObjectMeta>, StoreError> {
-        self.inner.head(b, k).await
-    }
-    async fn open(
-        &self,
-        b: &str,
-        k: &str,
-        e: Option<&str>,
-    ) -> Result<dataflow_store::ObjectReader, StoreError> {
-        self.inner.open(b, k, e).await
-    }
-    async fn get(&self, b: &str, k: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.get(b, k).await
-    }
-    async fn put(
-        &self,
-        b: &str,
-        k: &str,
-        body: dataflow_store::Body,
-        ct: &str,
-    ) -> Result<(), StoreError> {
-        self.inner.put(b, k, body, ct).await
-    }
-    async fn delete(&self, b: &str, k: &str) -> Result<(), StoreError> {
-        self.inner.delete(b, k).await
-    }
-    async fn list(&self, b: &str, p: &str) -> Result<Vec<ObjectMeta>, StoreError> {
-        self.inner.list(b, p).await
-    }
-    async fn list_after(
-        &self,
-        b: &str,
-        p: &str,
-        after: &str,
-    ) -> Result<Vec<ObjectMeta>, StoreError> {
-        if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
-            let _pass = self.gate.acquire().await;
-        }
-        self.inner.list_after(b, p, after).await
-    }
-}
-
 /// While one request refreshes a stale view (held open here), the others are answered at once
 /// from the view there is, and the refresher itself after a second; the new data shows once the
 /// refresh, gone on in the background, lands.
 #[tokio::test]
 async fn readers_do_not_wait_for_a_refresh_in_progress() {
-    let store = Arc::new(Gated {
-        inner: dataflow_store::MemoryStore::default(),
-        gate: tokio::sync::Semaphore::new(0),
-        closed: std::sync::atomic::AtomicBool::new(false),
-    });
+    let store = Arc::new(Counting::default());
     let put = |name: &str, n: u64| {
         let f = file(name, "2024-01-05", &[("click", n, 0..1)], &[]);
         let bytes = crate::parquet::encode_aggregate_file(&f.rows, &f.covers, 0).unwrap();
@@ -1262,7 +1225,7 @@ async fn readers_do_not_wait_for_a_refresh_in_progress() {
     .await
     .unwrap();
     store
-        .closed
+        .gate_closed
         .store(true, std::sync::atomic::Ordering::SeqCst);
     let refresher = tokio::spawn({
         let r = r.clone();
