@@ -774,18 +774,14 @@ async fn a_rollup_writer_dying_before_its_catalog_loses_nothing() {
     let dyn_store: Arc<dyn ObjectStore> = store.clone();
     let mut files = lake_files();
     for f in &files {
-        let bytes =
-            crate::parquet::encode_aggregate_file(&f.rows, &f.covers, f.generation).unwrap();
-        store.inner.insert("lake", &f.key, bytes);
+        put_file(&store.inner, &f);
     }
     let layout = Layout::default();
     crate::rollup::refresh(&dyn_store, "lake", &layout, 1_000, 0)
         .await
         .unwrap();
     let late = file("part-late", "2024-03-02", &[("click", 9, 7000..7090)], &[]);
-    let bytes =
-        crate::parquet::encode_aggregate_file(&late.rows, &late.covers, late.generation).unwrap();
-    store.inner.insert("lake", &late.key, bytes);
+    put_file(&store.inner, &late);
     files.push(late);
     let expected = answers(&snapshot(&files)).await;
 
@@ -841,9 +837,7 @@ async fn a_cold_start_reads_the_catalog_only() {
     let store = Arc::new(Counting::default());
     let dyn_store: Arc<dyn ObjectStore> = store.clone();
     for f in &lake_files() {
-        let bytes =
-            crate::parquet::encode_aggregate_file(&f.rows, &f.covers, f.generation).unwrap();
-        store.inner.insert("lake", &f.key, bytes);
+        put_file(&store.inner, &f);
     }
     crate::rollup::refresh(&dyn_store, "lake", &Layout::default(), 1_000, 0)
         .await
@@ -976,9 +970,7 @@ async fn cached_unions_answer_like_the_daily_files_on_dense_sketches() {
         .collect();
     let store = Arc::new(Counting::default());
     for f in &files {
-        let bytes =
-            crate::parquet::encode_aggregate_file(&f.rows, &f.covers, f.generation).unwrap();
-        store.inner.insert("lake", &f.key, bytes);
+        put_file(&store.inner, &f);
     }
     let dyn_store: Arc<dyn ObjectStore> = store.clone();
     let r = crate::rollup::refresh(&dyn_store, "lake", &Layout::default(), 1_000, 0)
@@ -1101,8 +1093,7 @@ async fn a_refresh_lists_the_change_log_and_the_changed_month_only() {
                 &[("click", 2, 0..3), ("view", 1, 0..1)],
                 &[],
             );
-            let bytes = crate::parquet::encode_aggregate_file(&f.rows, &f.covers, 0).unwrap();
-            store.inner.insert("lake", &f.key, bytes);
+            put_file(&store.inner, &f);
         }
         let r = LakeReader::new(
             dyn_store.clone(),
@@ -1123,8 +1114,7 @@ async fn a_refresh_lists_the_change_log_and_the_changed_month_only() {
         // A new partial in the last month, recorded as the ETL records it.
         let date = format_date(first + days - 1);
         let late = file("part-b", &date, &[("click", 5, 10..15)], &[]);
-        let bytes = crate::parquet::encode_aggregate_file(&late.rows, &late.covers, 0).unwrap();
-        store.inner.insert("lake", &late.key, bytes);
+        put_file(&store.inner, &late);
         crate::changes::record(
             &*dyn_store,
             "lake",
@@ -1166,8 +1156,7 @@ async fn a_change_outside_the_log_shows_at_the_next_full_listing() {
     let dyn_store: Arc<dyn ObjectStore> = store.clone();
     let put = |name: &str, n: u64| {
         let f = file(name, "2024-01-05", &[("click", n, 0..1)], &[]);
-        let bytes = crate::parquet::encode_aggregate_file(&f.rows, &f.covers, 0).unwrap();
-        store.inner.insert("lake", &f.key, bytes);
+        put_file(&store.inner, &f);
     };
     put("part-a", 1);
     let r = LakeReader::new(
@@ -1201,8 +1190,7 @@ async fn readers_do_not_wait_for_a_refresh_in_progress() {
     let store = Arc::new(Counting::default());
     let put = |name: &str, n: u64| {
         let f = file(name, "2024-01-05", &[("click", n, 0..1)], &[]);
-        let bytes = crate::parquet::encode_aggregate_file(&f.rows, &f.covers, 0).unwrap();
-        store.inner.insert("lake", &f.key, bytes);
+        put_file(&store.inner, &f);
     };
     put("part-a", 1);
     let dyn_store: Arc<dyn ObjectStore> = store.clone();
