@@ -774,7 +774,7 @@ async fn a_rollup_writer_dying_before_its_catalog_loses_nothing() {
     let dyn_store: Arc<dyn ObjectStore> = store.clone();
     let mut files = lake_files();
     for f in &files {
-        put_file(&store.inner, &f);
+        put_file(&store.inner, f);
     }
     let layout = Layout::default();
     crate::rollup::refresh(&dyn_store, "lake", &layout, 1_000, 0)
@@ -837,7 +837,7 @@ async fn a_cold_start_reads_the_catalog_only() {
     let store = Arc::new(Counting::default());
     let dyn_store: Arc<dyn ObjectStore> = store.clone();
     for f in &lake_files() {
-        put_file(&store.inner, &f);
+        put_file(&store.inner, f);
     }
     crate::rollup::refresh(&dyn_store, "lake", &Layout::default(), 1_000, 0)
         .await
@@ -970,7 +970,7 @@ async fn cached_unions_answer_like_the_daily_files_on_dense_sketches() {
         .collect();
     let store = Arc::new(Counting::default());
     for f in &files {
-        put_file(&store.inner, &f);
+        put_file(&store.inner, f);
     }
     let dyn_store: Arc<dyn ObjectStore> = store.clone();
     let r = crate::rollup::refresh(&dyn_store, "lake", &Layout::default(), 1_000, 0)
