@@ -1,6 +1,7 @@
 //! Emulator harness for integration tests. Uses `DATAFLOW_TEST_ENDPOINT` when set; otherwise
-//! starts one moto server per test binary on a free loopback port (from the project's `.venv`,
-//! created by `infra/local/venv.sh`, or `moto_server` on PATH). The server dies with the test process.
+//! starts one moto server per test binary on a free loopback port (moto from the project's
+//! `.venv`, created by `infra/local/venv.sh`, run by `infra/local/moto-server.py`; or
+//! `moto_server` on PATH). The server dies with the test process.
 //! Tests isolate themselves with unique resource names instead of resetting shared state.
 
 use std::net::TcpListener;
@@ -26,28 +27,40 @@ fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn moto_binary() -> Option<PathBuf> {
+/// The command that starts the emulator: `MOTO_SERVER`, else the project's wrapper of moto's
+/// server (`infra/local/moto-server.py`, DynamoDB requests applied one at a time as DynamoDB
+/// applies them) with the `.venv` Python, else `moto_server` on PATH.
+fn moto_command() -> Option<Command> {
     if let Some(p) = std::env::var_os("MOTO_SERVER") {
-        return Some(PathBuf::from(p));
+        return Some(Command::new(p));
     }
-    let venv = workspace_root().join(".venv/bin/moto_server");
-    if venv.exists() {
-        return Some(venv);
+    let python = workspace_root().join(".venv/bin/python");
+    let wrapper = workspace_root().join("infra/local/moto-server.py");
+    if python.exists()
+        && wrapper.exists()
+        && workspace_root().join(".venv/bin/moto_server").exists()
+    {
+        let mut cmd = Command::new(python);
+        cmd.arg(wrapper);
+        return Some(cmd);
     }
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("moto_server"))
-            .find(|p| p.exists())
-    })
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join("moto_server"))
+                .find(|p| p.exists())
+        })
+        .map(Command::new)
 }
 
 fn start() -> Result<String, String> {
     if let Ok(e) = std::env::var("DATAFLOW_TEST_ENDPOINT") {
         return Ok(e);
     }
-    let bin = moto_binary().ok_or(
+    let mut cmd = moto_command().ok_or(
         "no emulator: run infra/local/venv.sh (installs moto[server] into .venv) or set DATAFLOW_TEST_ENDPOINT",
     )?;
+    let shown = format!("{cmd:?}");
     let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map_err(|e| format!("no free port: {e}"))?
@@ -55,9 +68,7 @@ fn start() -> Result<String, String> {
     // Spawned from a thread that lives as long as the process, so PDEATHSIG fires only when the
     // test binary exits (it tracks the spawning thread, not the process).
     let (tx, rx) = std::sync::mpsc::channel();
-    let bin2 = bin.clone();
     std::thread::spawn(move || {
-        let mut cmd = Command::new(&bin2);
         cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -80,7 +91,7 @@ fn start() -> Result<String, String> {
     });
     rx.recv()
         .map_err(|e| e.to_string())?
-        .map_err(|e| format!("starting {}: {e}", bin.display()))?;
+        .map_err(|e| format!("starting {shown}: {e}"))?;
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
