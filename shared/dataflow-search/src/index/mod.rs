@@ -27,6 +27,7 @@ use tantivy::schema::{
 use crate::analysis::ANALYZER;
 
 mod build;
+mod files;
 mod hybrid;
 mod modes;
 mod pack;

@@ -64,7 +64,8 @@ pub fn pack_records(
     writer.commit()?;
     writer.wait_merging_threads()?;
     drop(index);
-    let (files, blobs): (Vec<FileEntry>, Vec<Vec<u8>>) = dir_files(dir.path())?.into_iter().unzip();
+    let (files, blobs): (Vec<FileEntry>, Vec<Vec<u8>>) =
+        super::files::dir_files(dir.path())?.into_iter().unzip();
     let header = Header {
         format_version: FORMAT_VERSION,
         built_at: built_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
@@ -98,44 +99,6 @@ pub fn pack_records(
     let sum = Sha256::digest(&out);
     out.extend_from_slice(&sum);
     Ok(out)
-}
-
-/// The files of an index written in a scratch folder, sorted by name, lock files left out.
-pub(super) fn dir_files(dir: &std::path::Path) -> Result<Vec<(FileEntry, Vec<u8>)>, IndexError> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| !n.ends_with(".lock"))
-        .collect();
-    names.sort();
-    let mut out = Vec::with_capacity(names.len());
-    for n in names {
-        let bytes = std::fs::read(dir.join(&n))?;
-        let len = bytes.len() as u64;
-        out.push((FileEntry { name: n, len }, bytes));
-    }
-    Ok(out)
-}
-
-/// An in-memory directory holding `files`, whose bytes follow one another in `bytes`.
-pub(super) fn ram_dir(
-    files: &[FileEntry],
-    bytes: &[u8],
-) -> Result<tantivy::directory::RamDirectory, IndexError> {
-    use tantivy::directory::Directory;
-    let dir = tantivy::directory::RamDirectory::create();
-    let mut at = 0usize;
-    for f in files {
-        if f.name.contains('/') || f.name.starts_with("..") {
-            return Err(IndexError::BadHeader(format!("bad file name {:?}", f.name)));
-        }
-        let end = at + f.len as usize;
-        dir.atomic_write(std::path::Path::new(&f.name), &bytes[at..end])
-            .map_err(|e| IndexError::Io(std::io::Error::other(e.to_string())))?;
-        at = end;
-    }
-    Ok(dir)
 }
 
 /// Reads and checks the header of a packed index (magic, version, checksum) without opening the

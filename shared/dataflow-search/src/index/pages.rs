@@ -70,7 +70,7 @@ pub(super) fn pack_pages(records: &[Record]) -> Result<Vec<(FileEntry, Vec<u8>)>
     writer.commit()?;
     writer.wait_merging_threads()?;
     drop(index);
-    super::pack::dir_files(dir.path())
+    super::files::dir_files(dir.path())
 }
 
 /// The page index of an opened object.
@@ -82,7 +82,7 @@ pub struct Pages {
 impl Pages {
     /// Opens the page index from its files (names checked like the passages').
     pub(super) fn open(files: &[FileEntry], bytes: &[u8]) -> Result<Self, IndexError> {
-        let dir = super::pack::ram_dir(files, bytes)?;
+        let dir = super::files::ram_dir(files, bytes)?;
         let index = Index::open(dir)?;
         index.tokenizers().register(ANALYZER, analysis::analyzer());
         let schema = index.schema();

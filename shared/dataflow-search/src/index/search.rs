@@ -62,7 +62,7 @@ impl SearchIndex {
     pub fn open(bytes: &[u8]) -> Result<Self, IndexError> {
         let (header, mut at) = read_header(bytes)?;
         let files: u64 = header.files.iter().map(|f| f.len).sum();
-        let dir = super::pack::ram_dir(&header.files, &bytes[at..at + files as usize])?;
+        let dir = super::files::ram_dir(&header.files, &bytes[at..at + files as usize])?;
         at += files as usize;
         let pages = if header.pages.is_empty() {
             None
