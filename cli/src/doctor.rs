@@ -346,7 +346,7 @@ async fn rollups(s3: &S3Store, cfg: &Config) -> Check {
 /// that no marker names (a writer outside DataFlow). Readers still see them at their next full
 /// listing: the lake wins; this says so.
 async fn change_log(s3: &S3Store, cfg: &Config) -> Check {
-    use dataflow_core::changes::{self, Changed};
+    use dataflow_core::lake::changes::{self, Changed};
     use dataflow_store::ObjectStore;
     let (layout, bucket) = (&cfg.etl.lake.layout, &cfg.etl.lake.lake_bucket);
     let markers: Vec<changes::Marker> = s3

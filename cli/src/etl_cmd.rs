@@ -8,9 +8,9 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use dataflow_aws::{DynamoCheckpoints, S3Store};
 use dataflow_core::checkpoint::{CheckpointStore, MemoryCheckpoints, State};
+use dataflow_core::etl::work::Work;
 use dataflow_core::etl::{Etl, ObjectOutcome, WorkReport};
-use dataflow_core::source::ObjectRef;
-use dataflow_core::work::Work;
+use dataflow_core::lake::source::ObjectRef;
 use dataflow_dev::Clients;
 use dataflow_dev::StackConfig as Config;
 use dataflow_store::FsStore;
@@ -232,8 +232,8 @@ pub async fn local_etl(
     let started = Instant::now();
     let report = match only {
         Some(name) => {
-            etl.handle(dataflow_core::work::Work::Objects(vec![
-                dataflow_core::source::ObjectRef::new("input", name),
+            etl.handle(dataflow_core::etl::work::Work::Objects(vec![
+                dataflow_core::lake::source::ObjectRef::new("input", name),
             ]))
             .await
         }

@@ -201,7 +201,7 @@ pub async fn dispatch(sweep_every: Duration, compact_every: Duration) -> Result<
         if last_compaction.elapsed() >= compact_every {
             last_compaction = Instant::now();
             last_sweep = Instant::now();
-            let report = etl.handle(dataflow_core::work::Work::Compact).await;
+            let report = etl.handle(dataflow_core::etl::work::Work::Compact).await;
             tracing::info!(
                 compacted_dates = report.compacted,
                 swept = report.swept,

@@ -9,7 +9,7 @@ mod common;
 use common::run;
 use dataflow_core::checkpoint::{CheckpointStore, ClaimOutcome, State};
 use dataflow_core::etl::ObjectOutcome;
-use dataflow_core::source::ObjectRef;
+use dataflow_core::lake::source::ObjectRef;
 use dataflow_store::{Body, ObjectStore};
 
 const GOOD: &[u8] =

@@ -10,9 +10,9 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use dataflow_aws::{DynamoCheckpoints, S3Store};
+use dataflow_core::etl::work::Work;
 use dataflow_core::etl::Etl;
-use dataflow_core::source::ObjectRef;
-use dataflow_core::work::Work;
+use dataflow_core::lake::source::ObjectRef;
 use dataflow_store::{Body as Upload, ObjectStore};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
@@ -125,7 +125,7 @@ async fn etl_then_api_then_compaction_then_new_data() {
         .filter(|m| !m.key.starts_with(&cfg.etl.lake.layout.rollup_prefix()))
         .filter(|m| {
             !m.key
-                .starts_with(&dataflow_core::changes::prefix(&cfg.etl.lake.layout))
+                .starts_with(&dataflow_core::lake::changes::prefix(&cfg.etl.lake.layout))
         })
         .collect();
     let compacted: Vec<_> = aggs

@@ -10,7 +10,7 @@ use dataflow_config::{Env, FromEnv};
 use dataflow_core::checkpoint::MemoryCheckpoints;
 use dataflow_core::config::EtlConfig;
 use dataflow_core::etl::Etl;
-use dataflow_core::source::ObjectRef;
+use dataflow_core::lake::source::ObjectRef;
 use dataflow_store::MemoryStore;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};

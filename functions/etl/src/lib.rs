@@ -5,9 +5,9 @@
 use dataflow_aws::events::{batch_response, ChangeKind, Invocation, ObjectChange};
 use dataflow_aws::requeue::Requeue;
 use dataflow_core::checkpoint::{CheckpointStore, Completion};
+use dataflow_core::etl::work::{QueuedMessage, Work};
 use dataflow_core::etl::{Etl, ObjectOutcome};
-use dataflow_core::source::ObjectRef;
-use dataflow_core::work::{QueuedMessage, Work};
+use dataflow_core::lake::source::ObjectRef;
 use dataflow_store::ObjectStore;
 use serde_json::Value;
 
@@ -71,7 +71,7 @@ pub async fn handle<S: ObjectStore, C: CheckpointStore>(
 }
 
 /// [`handle`], calling `processed` once for every object this invocation counted (the Lambda
-/// prints its metrics document, see [`dataflow_core::metrics`]).
+/// prints its metrics document, see [`dataflow_core::etl::metrics`]).
 pub async fn handle_with_metrics<S: ObjectStore, C: CheckpointStore>(
     etl: &Etl<S, C>,
     requeue: &dyn Requeue,

@@ -18,7 +18,7 @@ async fn main() -> Result<(), Error> {
         let now = dataflow_core::time::now_ms();
         println!(
             "{}",
-            dataflow_core::metrics::object_processed(&namespace, c, now)
+            dataflow_core::etl::metrics::object_processed(&namespace, c, now)
         );
     };
     let (etl, requeue, emit) = (&etl, &requeue, &emit);

@@ -41,7 +41,7 @@ async fn sample_events_are_processed_once() {
     let emit = |c: &dataflow_core::checkpoint::Completion| {
         docs.lock()
             .unwrap()
-            .push(dataflow_core::metrics::object_processed(
+            .push(dataflow_core::etl::metrics::object_processed(
                 "DataFlow/test",
                 c,
                 0,
@@ -108,7 +108,7 @@ async fn sample_events_are_processed_once() {
 #[tokio::test]
 async fn a_delivery_that_meets_a_live_lease_waits_without_burning_receives() {
     use dataflow_core::checkpoint::ClaimOutcome;
-    use dataflow_core::source::ObjectRef;
+    use dataflow_core::lake::source::ObjectRef;
     use dataflow_dev::dispatcher::Dispatcher;
     use dataflow_dev::resources;
 

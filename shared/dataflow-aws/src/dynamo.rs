@@ -9,7 +9,7 @@ use dataflow_core::checkpoint::{
     CheckpointError, CheckpointStore, Claim, ClaimOutcome, CompleteOutcome, Completion,
     ObjectCheckpoint, PipelineState, State, TotalsDelta,
 };
-use dataflow_core::source::ObjectRef;
+use dataflow_core::lake::source::ObjectRef;
 
 use crate::describe;
 

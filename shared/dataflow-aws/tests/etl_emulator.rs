@@ -9,8 +9,8 @@ use dataflow_aws::events::Invocation;
 use dataflow_aws::{DynamoCheckpoints, S3Store};
 use dataflow_core::checkpoint::{CheckpointStore, ClaimOutcome, CompleteOutcome};
 use dataflow_core::etl::{Etl, EtlError, ObjectOutcome};
-use dataflow_core::parquet::{decode_aggregate_rows, read_parquet_bytes};
-use dataflow_core::source::ObjectRef;
+use dataflow_core::lake::parquet::{decode_aggregate_rows, read_parquet_bytes};
+use dataflow_core::lake::source::ObjectRef;
 use dataflow_core::time::now_ms;
 use dataflow_dev::StackConfig as Config;
 use dataflow_store::{Body, ObjectStore};
@@ -57,7 +57,7 @@ async fn put(etl: &TestEtl, bucket: &str, key: &str, bytes: Vec<u8>) {
 
 /// (date, type) -> (events, estimated distinct users), summed over every aggregate partial.
 async fn read_aggregates(etl: &TestEtl, cfg: &Config) -> BTreeMap<(String, String), (u64, f64)> {
-    let mut merged: BTreeMap<(String, String), (u64, dataflow_core::sketch::SketchMerger)> =
+    let mut merged: BTreeMap<(String, String), (u64, dataflow_sketch::SketchMerger)> =
         BTreeMap::new();
     for meta in etl
         .store
@@ -97,7 +97,7 @@ async fn read_aggregates(etl: &TestEtl, cfg: &Config) -> BTreeMap<(String, Strin
 
 /// The lake's data keys (the change log left out: it records history, not data).
 async fn lake_keys(etl: &TestEtl, cfg: &Config) -> Vec<String> {
-    let changes = dataflow_core::changes::prefix(&cfg.etl.lake.layout);
+    let changes = dataflow_core::lake::changes::prefix(&cfg.etl.lake.layout);
     let mut keys: Vec<String> = etl
         .store
         .list(&cfg.etl.lake.lake_bucket, "")
@@ -580,7 +580,7 @@ async fn a_truncated_upload_then_the_full_upload_counts_once() {
             .unwrap();
     }
     // The hourly run folds the truncated version into a compacted file first.
-    let report = etl.handle(dataflow_core::work::Work::Compact).await;
+    let report = etl.handle(dataflow_core::etl::work::Work::Compact).await;
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     assert_eq!(report.compacted, 1, "2024-03-01 had two partials");
     put(&etl, &cfg.etl.lake.raw_bucket, "day.jsonl", full.clone()).await;
@@ -591,7 +591,7 @@ async fn a_truncated_upload_then_the_full_upload_counts_once() {
     assert_like(&etl, &cfg, &reference).await;
     // Removing the truncated version already compacted 2024-03-01 again (without it, with the
     // full version): the next scheduled run finds nothing to do, and the answers hold.
-    let report = etl.handle(dataflow_core::work::Work::Compact).await;
+    let report = etl.handle(dataflow_core::etl::work::Work::Compact).await;
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     assert_eq!(report.compacted, 0);
     assert_like(&etl, &cfg, &reference).await;

@@ -9,8 +9,8 @@ use aws_sdk_dynamodb::types::{
 use dataflow_aws::requeue::SqsDepth;
 use dataflow_aws::{DynamoCheckpoints, ATTENTION_INDEX, RECENT_INDEX};
 use dataflow_core::checkpoint::{CheckpointStore, ClaimOutcome};
+use dataflow_core::lake::source::ObjectRef;
 use dataflow_core::pipeline::QueueDepth;
-use dataflow_core::source::ObjectRef;
 use dataflow_core::time::now_ms;
 
 /// A table as earlier versions made it (no index) gains the sweep's and the status page's, and

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use crate::source::ObjectRef;
+use crate::lake::source::ObjectRef;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {

@@ -7,11 +7,13 @@
 use dataflow_config::{ConfigError, Env, FromEnv};
 use dataflow_contract::window::WindowRule;
 
-use crate::layout::Layout;
+use crate::lake::layout::Layout;
 
 pub const DEFAULT_RAW_BUCKET: &str = "dataflow-raw";
 pub const DEFAULT_LAKE_BUCKET: &str = "dataflow-lake";
 pub const DEFAULT_CHECKPOINT_TABLE: &str = "dataflow-checkpoints";
+/// The CloudWatch namespace of the ETL's metrics (`METRICS_NAMESPACE`).
+pub const DEFAULT_METRICS_NAMESPACE: &str = "DataFlow";
 
 pub use dataflow_contract::window::DEFAULT_MIN_DATE;
 
@@ -106,7 +108,7 @@ impl FromEnv for EtlConfig {
 
 /// CloudWatch's namespace rule: 1 to 255 of letters, digits and `.-_/#: `, not starting `AWS/`.
 fn namespace(env: &Env<'_>) -> Result<String, ConfigError> {
-    let v = env.string("METRICS_NAMESPACE", crate::metrics::DEFAULT_NAMESPACE);
+    let v = env.string("METRICS_NAMESPACE", DEFAULT_METRICS_NAMESPACE);
     let ok = (1..=255).contains(&v.len())
         && !v.starts_with("AWS/")
         && v.chars()
@@ -149,17 +151,6 @@ impl EtlConfig {
             }
         }
         Ok(())
-    }
-
-    pub fn process_options(&self) -> crate::process::ProcessOptions {
-        crate::process::ProcessOptions {
-            workers: self.workers,
-            chunk_bytes: self.chunk_bytes,
-            max_line_bytes: self.max_line_bytes,
-            max_raw_bytes: 1024,
-            curated: self.write_events,
-            window: crate::process::TimeWindow::open(),
-        }
     }
 
     /// The accepted event-time rule (`ETL_MIN_DATE`, `ETL_MAX_FUTURE`).

@@ -1,26 +1,26 @@
-//! DataFlow's domain core. Everything here is plain Rust with no AWS types: the event contract,
-//! the streaming aggregation, distinct-user sketches, Parquet encoding, the checkpoint protocol
-//! and the ETL orchestration over the [`dataflow_store::ObjectStore`] and
-//! [`checkpoint::CheckpointStore`] traits that `dataflow-aws` implements.
+//! DataFlow's domain core: plain Rust with no AWS types, over the [`dataflow_store::ObjectStore`]
+//! and [`checkpoint::CheckpointStore`] ports that `dataflow-aws` implements. By part:
+//!
+//! - [`lake`]: the lake's format: layout, raw objects' identity, aggregates and their Parquet
+//!   encoding, the change log, the aggregate files as readers see them;
+//! - [`etl`]: what writes the lake: streaming processing of one object, its outputs, the sweep,
+//!   compaction, the ETL's metrics;
+//! - [`checkpoint`]: the checkpoint protocol (exactly-once counting) and its port;
+//! - [`rollup`]: the monthly rollups and their catalog;
+//! - [`analytics`]: the read model behind the Analytics API;
+//! - [`pipeline`]: the pipeline's status as operators read it;
+//! - [`config`]: the ETL's and the Analytics API's settings; [`time`]: the clock.
+//!
+//! The event contract is `dataflow-contract` (re-exported as [`event`]); the distinct-user
+//! sketches are `dataflow-sketch`.
 
-pub mod aggregate;
 pub mod analytics;
-pub mod changes;
 pub mod checkpoint;
-pub mod compaction;
 pub mod config;
 pub mod etl;
 /// The event contract, shared with `POST /events` (`dataflow-contract`).
 pub use dataflow_contract as event;
 pub mod lake;
-pub mod layout;
-pub mod metrics;
-pub mod parquet;
 pub mod pipeline;
-pub mod process;
-pub mod rejected;
 pub mod rollup;
-pub mod sketch;
-pub mod source;
 pub mod time;
-pub mod work;

@@ -168,7 +168,7 @@ pub fn status(parts: &Parts, dead_letters: DeadLetters, now_ms: i64) -> Pipeline
 mod tests {
     use super::*;
     use crate::checkpoint::Completion;
-    use crate::source::ObjectRef;
+    use crate::lake::source::ObjectRef;
 
     fn rec(key: &str, state: State, updated_ms: i64, lease: i64) -> ObjectCheckpoint {
         ObjectCheckpoint {

@@ -4,7 +4,7 @@
 //! and as the lake answers a range (per (day, type) sketches serialized as HLL_4, a union per
 //! day, a union over the days: the register-based composite estimator).
 //!
-//! `cargo run --release -p dataflow-core --example sketch_accuracy` (about a minute).
+//! `cargo run --release -p dataflow-sketch --example sketch_accuracy` (about a minute).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: a failure ends the run
 

@@ -1,7 +1,7 @@
 //! Loading the view: the daily files' listing and the rollup catalog, each month from its rollup,
 //! a patched rollup or its daily files, again after the refresh delay.
 //!
-//! A refresh does not list the lake: it reads the change log ([`crate::changes`]) from where it
+//! A refresh does not list the lake: it reads the change log ([`crate::lake::changes`]) from where it
 //! stopped and lists again only the months the log names, so its requests do not grow with the
 //! lake's age: a HEAD of the rollup catalog, one LIST of the log, one LIST per changed month.
 //! The whole lake is listed at the first load and every [`FULL_LISTING_EVERY`] after it, so a
@@ -16,7 +16,7 @@ use tokio::sync::Mutex;
 use super::view::{built_entry, DetailCache, Loader, MonthEntry, Source};
 use super::{LakeError, View, DETAIL_CACHE_BYTES};
 use crate::event::parse_date;
-use crate::layout::Layout;
+use crate::lake::layout::Layout;
 use crate::rollup::{month_label, Catalog, FileCache, Patch};
 use dataflow_store::{ObjectMeta, ObjectStore};
 
@@ -348,15 +348,15 @@ impl Reader {
         let Some(old) = old.filter(|o| o.listed_at.elapsed() < self.full_every) else {
             return self.full_listing(requests).await;
         };
-        let after = crate::changes::start_after(layout, old.cursor.high_ms);
+        let after = crate::lake::changes::start_after(layout, old.cursor.high_ms);
         let markers = store
-            .list_after(bucket, &crate::changes::prefix(layout), &after)
+            .list_after(bucket, &crate::lake::changes::prefix(layout), &after)
             .await?;
         requests.log_lists = 1;
         let mut cursor = old.cursor.clone();
         let mut months: BTreeSet<String> = BTreeSet::new();
         for m in markers {
-            let Some(marker) = crate::changes::parse(layout, &m.key) else {
+            let Some(marker) = crate::lake::changes::parse(layout, &m.key) else {
                 continue;
             };
             if !cursor.seen.insert(marker.key) {
@@ -364,14 +364,14 @@ impl Reader {
             }
             cursor.high_ms = cursor.high_ms.max(marker.at_ms);
             match marker.changed {
-                crate::changes::Changed::All => return self.full_listing(requests).await,
-                crate::changes::Changed::Months(ms) => months.extend(ms),
+                crate::lake::changes::Changed::All => return self.full_listing(requests).await,
+                crate::lake::changes::Changed::Months(ms) => months.extend(ms),
             }
         }
-        let keep_from = cursor.high_ms - crate::changes::OVERLAP_MS;
-        cursor
-            .seen
-            .retain(|k| crate::changes::parse(layout, k).is_some_and(|m| m.at_ms >= keep_from));
+        let keep_from = cursor.high_ms - crate::lake::changes::OVERLAP_MS;
+        cursor.seen.retain(|k| {
+            crate::lake::changes::parse(layout, k).is_some_and(|m| m.at_ms >= keep_from)
+        });
         let mut listing = old.listing.clone();
         for label in &months {
             let Some(month) = parse_date(&format!("{label}-01")).map(crate::rollup::month_of)

@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::event::format_date;
 use crate::event::parse_date;
+use crate::lake::layout::Layout;
+use crate::lake::parquet::AggregateRow;
 use crate::lake::round;
-use crate::layout::Layout;
-use crate::parquet::AggregateRow;
-use crate::sketch::{SketchMerger, UserSketch};
+use dataflow_sketch::{SketchMerger, UserSketch};
 use dataflow_store::StoreError;
 use dataflow_store::{ObjectMeta, ObjectStore};
 
@@ -324,7 +324,8 @@ fn filtered_ranges_from_month_sketches_match_direct_merges() {
 
 /// Writes `f` into a store as a daily aggregate file.
 fn put_file(store: &dataflow_store::MemoryStore, f: &AggregateFile) {
-    let bytes = crate::parquet::encode_aggregate_file(&f.rows, &f.covers, f.generation).unwrap();
+    let bytes =
+        crate::lake::parquet::encode_aggregate_file(&f.rows, &f.covers, f.generation).unwrap();
     store.insert("lake", &f.key, bytes);
 }
 
@@ -1115,7 +1116,7 @@ async fn a_refresh_lists_the_change_log_and_the_changed_month_only() {
         let date = format_date(first + days - 1);
         let late = file("part-b", &date, &[("click", 5, 10..15)], &[]);
         put_file(&store.inner, &late);
-        crate::changes::record(
+        crate::lake::changes::record(
             &*dyn_store,
             "lake",
             &layout,
@@ -1203,7 +1204,7 @@ async fn readers_do_not_wait_for_a_refresh_in_progress() {
     let (v, g1) = r.snapshot().await.unwrap();
     assert_eq!(v.summary(&Filter::default()).await.unwrap().total_events, 1);
     put("part-b", 2);
-    crate::changes::record(
+    crate::lake::changes::record(
         &*dyn_store,
         "lake",
         &Layout::default(),

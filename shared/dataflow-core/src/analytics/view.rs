@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use super::{AggregateFile, Daily, DayPoint, Filter, LakeError, MetricRow, Summary};
 use crate::event::format_date;
+use crate::lake::layout::Layout;
 use crate::lake::round;
-use crate::layout::Layout;
 use crate::rollup::{
     month_label, month_of, CatalogYear, EdgePart, MonthBuild, MonthDays, MonthHead, Patch,
     TypeMonth,
 };
-use crate::sketch::{SketchMerger, UserSketch};
+use dataflow_sketch::{SketchMerger, UserSketch};
 use dataflow_store::{ObjectMeta, ObjectStore};
 
 /// Where a month's details come from.

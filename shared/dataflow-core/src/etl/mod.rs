@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 use crate::checkpoint::{
     CheckpointError, CheckpointStore, Claim, ClaimOutcome, CompleteOutcome, Completion,
 };
-use crate::layout::Layout;
-use crate::parquet::ParquetError;
-use crate::process::{ProcessError, ProcessOptions, WindowRule};
-use crate::source::{is_supported_key, ObjectRef};
+use crate::etl::process::{ProcessError, ProcessOptions, WindowRule};
+use crate::etl::work::Work;
+use crate::lake::layout::Layout;
+use crate::lake::parquet::ParquetError;
+use crate::lake::source::{is_supported_key, ObjectRef};
 use crate::time::now_ms;
-use crate::work::Work;
 use dataflow_store::{ObjectStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -34,7 +34,7 @@ pub enum EtlError {
     #[error("work directory: {0}")]
     Io(#[from] std::io::Error),
     #[error("removing a replaced version's outputs: {0}")]
-    Cleanup(#[from] crate::compaction::CompactionError),
+    Cleanup(#[from] crate::etl::compaction::CompactionError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -87,7 +87,7 @@ pub enum WorkError {
     #[error(transparent)]
     Checkpoints(#[from] CheckpointError),
     #[error("compaction: {0}")]
-    Compaction(#[from] crate::compaction::CompactionError),
+    Compaction(#[from] crate::etl::compaction::CompactionError),
     #[error("rollups: {0}")]
     Rollups(#[from] crate::lake::LakeError),
     #[error("message {message_id} cannot be read: {reason}")]
@@ -124,7 +124,7 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
             raw_prefix: cfg.raw_prefix.clone(),
             firehose_prefix: cfg.firehose_prefix.clone(),
             layout: cfg.lake.layout.clone(),
-            options: cfg.process_options(),
+            options: ProcessOptions::for_config(cfg),
             window: cfg.window_rule(),
             lease_ms: cfg.lease_seconds as i64 * 1000,
             compact_at_files: cfg.compact_at_files,
@@ -138,7 +138,7 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
             Work::Sweep => self.sweep_into(&mut report).await,
             Work::Compact => {
                 self.sweep_into(&mut report).await;
-                let r = crate::compaction::compact_all(
+                let r = crate::etl::compaction::compact_all(
                     self.store.as_ref(),
                     self.checkpoints.as_ref(),
                     &self.lake_bucket,
@@ -154,7 +154,7 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
                     Ok(r) => report.rollup = Some(r),
                     Err(e) => report.errors.push(e.into()),
                 }
-                match crate::changes::prune(
+                match crate::lake::changes::prune(
                     self.store.as_ref(),
                     &self.lake_bucket,
                     &self.layout,
@@ -444,7 +444,12 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
 /// How often the done step re-reads a key whose current version moved under it.
 const KEY_RETRIES: usize = 8;
 
+pub mod compaction;
+pub mod metrics;
 mod outputs;
+pub mod process;
+pub mod rejected;
 mod sweep;
 #[cfg(test)]
 mod tests;
+pub mod work;

@@ -7,10 +7,10 @@ use tokio::task::JoinSet;
 
 use super::{Etl, EtlError};
 use crate::checkpoint::{CheckpointStore, Claim, Completion};
+use crate::etl::process::{maybe_decompress, process, ProcessError, ProcessReport};
 use crate::event::format_date;
-use crate::parquet::{aggregate_rows_by_date, encode_aggregate_dates};
-use crate::process::{maybe_decompress, process, ProcessError, ProcessReport};
-use crate::source::ObjectRef;
+use crate::lake::parquet::{aggregate_rows_by_date, encode_aggregate_dates};
+use crate::lake::source::ObjectRef;
 use crate::time::now_ms;
 use dataflow_store::{Body, ObjectStore};
 
@@ -72,8 +72,8 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
         let output_keys: Vec<String> = uploads.iter().map(|(k, _, _)| k.clone()).collect();
         self.upload_all(uploads).await?;
         // After the data, before the checkpoint completes: a crash in between re-runs the object
-        // and records the change again (readers learn what changed from this log, crate::changes).
-        crate::changes::record(
+        // and records the change again (readers learn what changed from this log, crate::lake::changes).
+        crate::lake::changes::record(
             self.store.as_ref(),
             &self.lake_bucket,
             &self.layout,
@@ -129,7 +129,7 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
             .collect();
         dates.sort();
         dates.dedup();
-        match crate::compaction::compact_crowded(
+        match crate::etl::compaction::compact_crowded(
             self.store.as_ref(),
             self.checkpoints.as_ref(),
             &self.lake_bucket,
@@ -158,7 +158,7 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
         if outputs.is_empty() {
             return Ok(());
         }
-        crate::compaction::remove_outputs(
+        crate::etl::compaction::remove_outputs(
             self.store.as_ref(),
             self.checkpoints.as_ref(),
             &self.lake_bucket,

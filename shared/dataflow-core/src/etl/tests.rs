@@ -210,8 +210,8 @@ async fn summary(e: &Etl<MemoryStore, MemoryCheckpoints>) -> crate::analytics::S
 
 async fn compact(
     e: &Etl<MemoryStore, MemoryCheckpoints>,
-) -> Vec<(String, crate::compaction::CompactionOutcome)> {
-    crate::compaction::compact_all(
+) -> Vec<(String, crate::etl::compaction::CompactionOutcome)> {
+    crate::etl::compaction::compact_all(
         e.store.as_ref(),
         e.checkpoints.as_ref(),
         "dataflow-lake",
@@ -403,7 +403,7 @@ async fn the_sweep_takes_over_an_expired_claim_and_a_live_one_defers_its_message
         "s3": {"bucket": {"name": "dataflow-raw"}, "object": {"key": "k.jsonl"}}}]})
     .to_string();
     let report = e
-        .handle(Work::Messages(vec![crate::work::QueuedMessage {
+        .handle(Work::Messages(vec![crate::etl::work::QueuedMessage {
             message_id: "m1".into(),
             body: body.clone(),
             queue_arn: "arn:aws:sqs:us-east-1:000000000000:q".into(),

@@ -4,8 +4,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use super::*;
+use crate::lake::layout::Layout;
 use crate::lake::{name_of, AggregateFile, LakeError};
-use crate::layout::Layout;
 use dataflow_store::{ObjectMeta, ObjectStore};
 
 pub fn by_month(layout: &Layout, listed: Vec<ObjectMeta>) -> BTreeMap<i32, Vec<ObjectMeta>> {

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::lake::{effective_files, round, AggregateFile};
-use crate::sketch::{SketchMerger, UserSketch};
+use dataflow_sketch::{SketchMerger, UserSketch};
 
 mod files;
 mod patch;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::lake::LakeError;
-use crate::sketch::{SketchMerger, UserSketch};
+use dataflow_sketch::{SketchMerger, UserSketch};
 
 #[derive(Debug)]
 pub struct Patch {

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::*;
+use crate::lake::layout::Layout;
 use crate::lake::{name_of, LakeError};
-use crate::layout::Layout;
-use crate::sketch::UserSketch;
+use dataflow_sketch::UserSketch;
 use dataflow_store::{ObjectMeta, ObjectStore};
 
 pub(super) mod b64 {
@@ -319,7 +319,7 @@ pub(super) fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, LakeError> {
 /// month's day sketches. Two parts, read apart with a ranged GET (their lengths are in the
 /// catalog): *from* (day sketches in order) then *to* (reversed). Each part is the length of a
 /// step table (u32, little-endian; 0 when there is none) and the table
-/// ([`crate::sketch::SuffixUnions`]: every suffix union of two days or more), then the one-day
+/// ([`dataflow_sketch::SuffixUnions`]: every suffix union of two days or more), then the one-day
 /// edge the table does not give: the last day's sketch (*from*) or the first day's (*to*).
 pub fn edges_key(prefix: &str) -> String {
     format!("{prefix}edges.bin")
@@ -328,7 +328,7 @@ pub fn edges_key(prefix: &str) -> String {
 /// One part of `edges.bin`, decoded.
 pub struct EdgePart {
     /// Every suffix union of two days or more, when the days allow one.
-    pub table: Option<crate::sketch::SuffixUnions>,
+    pub table: Option<dataflow_sketch::SuffixUnions>,
     /// The run's last day alone (the month's last day, or, reversed, its first).
     pub last: UserSketch,
 }
@@ -350,11 +350,11 @@ pub fn encode_edges(day_users: &[UserSketch]) -> Option<(Vec<u8>, [u32; 2])> {
     let mut lengths = [0u32; 2];
     for (i, (run, alone)) in [(forward, last), (backward, first)].into_iter().enumerate() {
         let start = out.len();
-        let table = crate::sketch::SuffixUnions::new(&run)?;
+        let table = dataflow_sketch::SuffixUnions::new(&run)?;
         let table = table.to_bytes();
         out.extend_from_slice(&u32::try_from(table.len()).ok()?.to_le_bytes());
         out.extend_from_slice(table);
-        out.extend_from_slice(&crate::sketch::SketchMerger::union_of([alone]).to_bytes());
+        out.extend_from_slice(&dataflow_sketch::SketchMerger::union_of([alone]).to_bytes());
         lengths[i] = u32::try_from(out.len() - start).ok()?;
     }
     Some((out, lengths))
@@ -373,9 +373,9 @@ pub fn decode_edge_part(part: &[u8]) -> Result<EdgePart, LakeError> {
         .ok_or_else(|| bad("table does not fit"))?;
     let table = match table.is_empty() {
         true => None,
-        false => {
-            Some(crate::sketch::SuffixUnions::from_bytes(table).map_err(|e| bad(&e.to_string()))?)
-        }
+        false => Some(
+            dataflow_sketch::SuffixUnions::from_bytes(table).map_err(|e| bad(&e.to_string()))?,
+        ),
     };
     Ok(EdgePart {
         table,

@@ -8,8 +8,8 @@ use serde::Serialize;
 use super::wire::{encode, file_id, DaysWire, HeadWire, TypeWire, YearMonth, YearWire};
 use super::*;
 use crate::event::format_date;
+use crate::lake::layout::Layout;
 use crate::lake::{effective_files, AggregateFile, LakeError};
-use crate::layout::Layout;
 use dataflow_store::{Body, ObjectStore};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

@@ -9,9 +9,9 @@ use polars::io::parquet::write::BatchedWriter as ParquetBatchedWriter;
 use polars::prelude::*;
 use rustc_hash::FxHashMap;
 
-use crate::aggregate::Aggregates;
 use crate::event::Event;
-use crate::sketch::UserSketch;
+use crate::lake::aggregate::Aggregates;
+use dataflow_sketch::UserSketch;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ParquetError {

@@ -1,7 +1,7 @@
 //! What the ETL is asked to do, already read out of its envelope (`dataflow-aws`'s `events`
 //! module turns an invocation into these; the CLI builds them directly).
 
-use crate::source::ObjectRef;
+use crate::lake::source::ObjectRef;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Work {

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use crate::checkpoint::Completion;
 
 /// Namespace when `METRICS_NAMESPACE` is unset; the template sets `DataFlow/<stage>`.
-pub const DEFAULT_NAMESPACE: &str = "DataFlow";
+pub use crate::config::DEFAULT_METRICS_NAMESPACE as DEFAULT_NAMESPACE;
 
 /// The metric names, as the template's dashboard and alarms use them.
 pub const EVENTS_ACCEPTED: &str = "EventsAccepted";

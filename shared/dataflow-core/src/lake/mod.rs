@@ -1,13 +1,22 @@
-//! The lake's aggregate files as every reader of them sees them: one decoded file, which files
-//! of a date count (a compacted file covers the partials it merged), and the errors of reading
-//! them. The read model (`analytics`), the rollups and compaction all build on this; none of them
-//! on each other's internals.
+//! The lake: what the ETL writes and every reader reads. Where each thing goes (`layout`), the
+//! raw objects' identity (`source`), the per-(date, type) aggregate and its Parquet encoding
+//! (`aggregate`, `parquet`), the change log readers refresh from (`changes`), and, here, the
+//! aggregate files as every reader sees them: one decoded file, which files of a date count (a
+//! compacted file covers the partials it merged), and the errors of reading them. The read model
+//! (`analytics`), the rollups and compaction all build on this; none of them on each other's
+//! internals.
+
+pub mod aggregate;
+pub mod changes;
+pub mod layout;
+pub mod parquet;
+pub mod source;
 
 use std::collections::BTreeSet;
 
 use crate::event::parse_date;
-use crate::layout::Layout;
-use crate::parquet::{aggregate_covers, decode_aggregate_rows, AggregateRow, ParquetError};
+use crate::lake::layout::Layout;
+use crate::lake::parquet::{aggregate_covers, decode_aggregate_rows, AggregateRow, ParquetError};
 use dataflow_store::StoreError;
 
 #[derive(Debug, thiserror::Error)]

@@ -12,10 +12,10 @@ use std::time::Instant;
 
 use flate2::read::MultiGzDecoder;
 
-use crate::aggregate::{Accumulator, Aggregates};
+use crate::etl::rejected::{RejectedLine, RejectedWriter};
 use crate::event::{parse_line, parse_line_str, Reason};
-use crate::parquet::{CuratedBatch, CuratedWriter, ParquetError};
-use crate::rejected::{RejectedLine, RejectedWriter};
+use crate::lake::aggregate::{Accumulator, Aggregates};
+use crate::lake::parquet::{CuratedBatch, CuratedWriter, ParquetError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
@@ -48,6 +48,20 @@ pub struct ProcessOptions {
 }
 
 pub use dataflow_contract::window::{TimeWindow, WindowRule};
+
+impl ProcessOptions {
+    /// The ETL's settings; the event-time window is set per run from `EtlConfig::window_rule`.
+    pub fn for_config(cfg: &crate::config::EtlConfig) -> Self {
+        Self {
+            workers: cfg.workers,
+            chunk_bytes: cfg.chunk_bytes,
+            max_line_bytes: cfg.max_line_bytes,
+            max_raw_bytes: 1024,
+            curated: cfg.write_events,
+            window: TimeWindow::open(),
+        }
+    }
+}
 
 impl Default for ProcessOptions {
     fn default() -> Self {
@@ -656,7 +670,7 @@ mod tests {
     fn curated_parquet_has_typed_columns() {
         let (r, _d) = run(sample().as_bytes(), &ProcessOptions::default());
         let (_, path, _) = &r.curated_files[0];
-        let df = crate::parquet::read_parquet_file(path).unwrap();
+        let df = crate::lake::parquet::read_parquet_file(path).unwrap();
         assert_eq!(df.height(), 2);
         let names: Vec<String> = df
             .get_column_names()

@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 
 use rustc_hash::FxHashMap;
 
-use datasketches::hll::Coupon;
+use dataflow_sketch::Coupon;
 
 use crate::event::Event;
-use crate::sketch::UserSketch;
+use dataflow_sketch::UserSketch;
 
 #[derive(Debug, Clone)]
 pub struct Group {

@@ -16,11 +16,11 @@ use std::collections::BTreeMap;
 use sha2::{Digest, Sha256};
 
 use crate::checkpoint::{CheckpointError, CheckpointStore};
+use crate::lake::layout::Layout;
+use crate::lake::parquet::{encode_aggregate_file, AggregateRow, ParquetError};
 use crate::lake::{effective_files, name_of, AggregateFile, LakeError};
-use crate::layout::Layout;
-use crate::parquet::{encode_aggregate_file, AggregateRow, ParquetError};
-use crate::sketch::SketchMerger;
 use crate::time::now_ms;
+use dataflow_sketch::SketchMerger;
 use dataflow_store::{Body, ObjectStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -185,7 +185,7 @@ async fn compact_locked(
         if let Some(best) = effective.first() {
             if files.len() > 1 {
                 tidy(store, bucket, layout, date, &files, best).await?;
-                crate::changes::record(store, bucket, layout, [date], now_ms()).await?;
+                crate::lake::changes::record(store, bucket, layout, [date], now_ms()).await?;
             }
         }
         return Ok(CompactionOutcome::NothingToDo);
@@ -200,7 +200,7 @@ async fn compact_locked(
     let written =
         write_compacted(store, bucket, layout, date, &effective, covers, generation).await?;
     tidy(store, bucket, layout, date, &files, &written).await?;
-    crate::changes::record(store, bucket, layout, [date], now_ms()).await?;
+    crate::lake::changes::record(store, bucket, layout, [date], now_ms()).await?;
     let replaced = written.covers.len();
     tracing::info!(date, key = %written.key, replaced, generation, "compacted");
     Ok(CompactionOutcome::Compacted {
@@ -307,7 +307,7 @@ pub async fn remove_outputs(
         if with_date_lock(checkpoints, date, work).await?.is_none() {
             return Err(CompactionError::Busy(date.to_owned()));
         }
-        crate::changes::record(store, bucket, layout, [date], now_ms()).await?;
+        crate::lake::changes::record(store, bucket, layout, [date], now_ms()).await?;
     }
     Ok(())
 }
@@ -383,7 +383,7 @@ mod tests {
     use crate::checkpoint::MemoryCheckpoints;
     use crate::config::EtlConfig;
     use crate::etl::Etl;
-    use crate::source::ObjectRef;
+    use crate::lake::source::ObjectRef;
     use dataflow_config::{Env, FromEnv};
     use dataflow_store::MemoryStore;
 

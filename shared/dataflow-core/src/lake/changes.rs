@@ -19,7 +19,7 @@ use std::collections::BTreeSet;
 
 use dataflow_store::{Body, ObjectStore, StoreError};
 
-use crate::layout::Layout;
+use crate::lake::layout::Layout;
 
 /// Months named in a marker's key before it says `all` (keys stay far below S3's 1,024 bytes).
 pub const MAX_MONTHS_IN_KEY: usize = 60;
@@ -58,8 +58,8 @@ pub fn start_after(layout: &Layout, ms: i64) -> String {
 /// The marker key for a change to `dates` (`YYYY-MM-DD`) at `now_ms`; `None` when there are none.
 ///
 /// ```
-/// use dataflow_core::changes::{marker_key, parse, Changed};
-/// use dataflow_core::layout::Layout;
+/// use dataflow_core::lake::changes::{marker_key, parse, Changed};
+/// use dataflow_core::lake::layout::Layout;
 ///
 /// let layout = Layout::default();
 /// let key = marker_key(&layout, ["2024-02-03", "2024-01-31"], 1_733_456_789_012).unwrap();
