@@ -445,7 +445,7 @@ fn keys_in(body: &str) -> Vec<String> {
 async fn etl_checks(
     etl: &dataflow_core::etl::Etl<S3Store, dataflow_aws::DynamoCheckpoints>,
 ) -> Vec<(&'static str, Check)> {
-    use dataflow_core::checkpoint::{CheckpointStore, State};
+    use dataflow_core::checkpoint::{CheckpointReads, State};
     use dataflow_store::ObjectStore;
     let list = match etl.checkpoints.list().await {
         Ok(l) => l,

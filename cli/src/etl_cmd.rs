@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use dataflow_aws::{DynamoCheckpoints, S3Store};
-use dataflow_core::checkpoint::{CheckpointStore, MemoryCheckpoints, State};
+use dataflow_core::checkpoint::{CheckpointReads, MemoryCheckpoints, ObjectClaims, State};
 use dataflow_core::etl::work::Work;
 use dataflow_core::etl::{Etl, ObjectOutcome, WorkReport};
 use dataflow_core::lake::source::ObjectRef;

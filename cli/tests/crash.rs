@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::{dataflow, wait_for, Killed};
 use dataflow_core::analytics::{Filter, LakeReader};
-use dataflow_core::checkpoint::{CheckpointStore, State};
+use dataflow_core::checkpoint::{CheckpointReads, State};
 use dataflow_store::{Body, ObjectStore};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,8 @@
 mod common;
 
 use common::run;
-use dataflow_core::checkpoint::{CheckpointStore, ClaimOutcome, State};
+use dataflow_core::checkpoint::{CheckpointReads as _, ObjectClaims as _};
+use dataflow_core::checkpoint::{ClaimOutcome, State};
 use dataflow_core::etl::ObjectOutcome;
 use dataflow_core::lake::source::ObjectRef;
 use dataflow_store::{Body, ObjectStore};

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use dataflow_core::analytics::{Filter, LakeError, LakeReader, View};
-use dataflow_core::checkpoint::{CheckpointStore, PipelineState};
+use dataflow_core::checkpoint::{CheckpointReads, PipelineState};
 use dataflow_core::event::parse_date;
 use dataflow_core::pipeline::{DeadLetters, QueueDepth};
 use dataflow_http::{ApiError, Params};
@@ -29,7 +29,7 @@ pub struct AppState {
     /// The ETL's dead-letter queue, when configured (`ETL_DLQ`).
     pub dead_letters: Option<Arc<dyn QueueDepth>>,
     pub store: Arc<dyn ObjectStore>,
-    pub checkpoints: Arc<dyn CheckpointStore>,
+    pub checkpoints: Arc<dyn CheckpointReads>,
     pub lake_bucket: String,
     pub raw_bucket: String,
     /// How long cached reads (lake listing, pipeline totals) are trusted.
@@ -47,7 +47,7 @@ pub struct AppState {
 impl AppState {
     pub fn new(
         store: Arc<dyn ObjectStore>,
-        checkpoints: Arc<dyn CheckpointStore>,
+        checkpoints: Arc<dyn CheckpointReads>,
         names: &dataflow_core::config::LakeNames,
         refresh: Duration,
     ) -> Self {

@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failure is the point
 
-use dataflow_core::checkpoint::CheckpointStore;
+use dataflow_core::checkpoint::{CheckpointReads as _, ObjectClaims as _};
 use dataflow_store::{Body, ObjectStore};
 use serde_json::Value;
 

@@ -2,12 +2,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failure is the point
 
+use dataflow_core::checkpoint::{CheckpointReads as _, ObjectClaims as _};
 use std::collections::BTreeMap;
 use std::io::Write;
 
 use dataflow_aws::events::Invocation;
 use dataflow_aws::{DynamoCheckpoints, S3Store};
-use dataflow_core::checkpoint::{CheckpointStore, ClaimOutcome, CompleteOutcome};
+use dataflow_core::checkpoint::{ClaimOutcome, CompleteOutcome};
 use dataflow_core::etl::{Etl, EtlError, ObjectOutcome};
 use dataflow_core::lake::parquet::{decode_aggregate_rows, read_parquet_bytes};
 use dataflow_core::lake::source::ObjectRef;

@@ -8,7 +8,8 @@ use aws_sdk_dynamodb::types::{
 };
 use dataflow_aws::requeue::SqsDepth;
 use dataflow_aws::{DynamoCheckpoints, ATTENTION_INDEX, RECENT_INDEX};
-use dataflow_core::checkpoint::{CheckpointStore, ClaimOutcome};
+use dataflow_core::checkpoint::ClaimOutcome;
+use dataflow_core::checkpoint::{CheckpointReads as _, ObjectClaims as _};
 use dataflow_core::lake::source::ObjectRef;
 use dataflow_core::pipeline::QueueDepth;
 use dataflow_core::time::now_ms;

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 
-use crate::checkpoint::{CheckpointError, CheckpointStore};
+use crate::checkpoint::{CheckpointError, Locks};
 use crate::lake::layout::Layout;
 use crate::lake::parquet::{encode_aggregate_file, AggregateRow, ParquetError};
 use crate::lake::{effective_files, name_of, AggregateFile, LakeError};
@@ -58,7 +58,7 @@ const LOCK_MS: i64 = 300_000;
 /// (or found locked).
 pub async fn compact_all(
     store: &dyn ObjectStore,
-    checkpoints: &dyn CheckpointStore,
+    locks: &dyn Locks,
     bucket: &str,
     layout: &Layout,
 ) -> Result<Vec<(String, CompactionOutcome)>, CompactionError> {
@@ -72,7 +72,7 @@ pub async fn compact_all(
     let mut out = Vec::new();
     for (date, n) in per_date {
         if n > 1 {
-            let r = compact_date(store, checkpoints, bucket, layout, &date).await?;
+            let r = compact_date(store, locks, bucket, layout, &date).await?;
             if r != CompactionOutcome::NothingToDo {
                 out.push((date, r));
             }
@@ -83,14 +83,14 @@ pub async fn compact_all(
 
 /// Runs `work` holding the date's compaction lock; `None` when another holder has it.
 async fn with_date_lock<T, F>(
-    checkpoints: &dyn CheckpointStore,
+    locks: &dyn Locks,
     date: &str,
     work: F,
 ) -> Result<Option<T>, CompactionError>
 where
     F: std::future::Future<Output = Result<T, CompactionError>>,
 {
-    let Some(lock) = checkpoints
+    let Some(lock) = locks
         .acquire_lock(
             &format!("compaction#{date}"),
             crate::time::now_ms(),
@@ -101,7 +101,7 @@ where
         return Ok(None);
     };
     let result = work.await;
-    checkpoints.release_lock(&lock).await?;
+    locks.release_lock(&lock).await?;
     result.map(Some)
 }
 
@@ -110,7 +110,7 @@ where
 /// to it. Returns what was done per date.
 pub async fn compact_crowded(
     store: &dyn ObjectStore,
-    checkpoints: &dyn CheckpointStore,
+    locks: &dyn Locks,
     bucket: &str,
     layout: &Layout,
     dates: &[String],
@@ -129,7 +129,7 @@ pub async fn compact_crowded(
             .filter(|m| m.key.ends_with(".parquet"))
             .count();
         if files >= at_files.max(2) {
-            let r = compact_date(store, checkpoints, bucket, layout, date).await?;
+            let r = compact_date(store, locks, bucket, layout, date).await?;
             out.push((date.clone(), r));
         }
     }
@@ -138,13 +138,13 @@ pub async fn compact_crowded(
 
 pub async fn compact_date(
     store: &dyn ObjectStore,
-    checkpoints: &dyn CheckpointStore,
+    locks: &dyn Locks,
     bucket: &str,
     layout: &Layout,
     date: &str,
 ) -> Result<CompactionOutcome, CompactionError> {
     let work = compact_locked(store, bucket, layout, date);
-    Ok(with_date_lock(checkpoints, date, work)
+    Ok(with_date_lock(locks, date, work)
         .await?
         .unwrap_or(CompactionOutcome::Locked))
 }
@@ -290,7 +290,7 @@ async fn tidy(
 /// never count a partial twice. Under each date's compaction lock; repeatable.
 pub async fn remove_outputs(
     store: &dyn ObjectStore,
-    checkpoints: &dyn CheckpointStore,
+    locks: &dyn Locks,
     bucket: &str,
     layout: &Layout,
     outputs: &[String],
@@ -304,7 +304,7 @@ pub async fn remove_outputs(
     }
     for (date, keys) in by_date {
         let work = remove_from_date(store, bucket, layout, date, &keys);
-        if with_date_lock(checkpoints, date, work).await?.is_none() {
+        if with_date_lock(locks, date, work).await?.is_none() {
             return Err(CompactionError::Busy(date.to_owned()));
         }
         crate::lake::changes::record(store, bucket, layout, [date], now_ms()).await?;

@@ -4,6 +4,7 @@
 use super::outputs::{clean_stale_work_dirs, WORK_PREFIX};
 use super::sweep::MAX_ATTEMPTS;
 use super::*;
+use crate::checkpoint::{CheckpointReads as _, ObjectClaims as _};
 use crate::checkpoint::{MemoryCheckpoints, State};
 use crate::config::EtlConfig;
 use dataflow_config::{Env, FromEnv};
