@@ -186,6 +186,12 @@ if [ "${#mode[@]}" -eq 0 ]; then
   echo "e2e: /openapi.json matches the API ($(grep -Eo '[0-9]+ generated' "$LOCAL_STATE/fuzz.log" | head -1) requests)"
 fi
 infra/stack doctor --api "$API_ADDR" > "$LOCAL_STATE/doctor.log" 2>&1 || { cat "$LOCAL_STATE/doctor.log"; exit 1; }
+if [ "${#mode[@]}" -gt 0 ]; then
+  # The object store port's conformance suite against LocalStack's S3 (moto's runs in cargo test).
+  DATAFLOW_TEST_ENDPOINT="$AWS_ENDPOINT_URL" cargo test -q -p dataflow-aws --test conformance s3_store_conforms \
+    > "$LOCAL_STATE/conformance.log" 2>&1 || { cat "$LOCAL_STATE/conformance.log"; echo "S3 on LocalStack does not conform" >&2; exit 1; }
+  echo "e2e: the object store conformance suite passes on LocalStack's S3"
+fi
 # A restart appends to the logs (a crashed process's log survives the next start).
 infra/stack down > /dev/null
 infra/stack up "${mode[@]}" > "$LOCAL_STATE/up-again.log" 2>&1 || { cat "$LOCAL_STATE/up-again.log"; exit 1; }
