@@ -340,3 +340,36 @@ fn references_are_read_through_groups_and_super() {
     .collect();
     assert_eq!(got, want);
 }
+
+/// No source file passes 600 lines of code (blank and comment lines aside) before its tests;
+/// test files (`tests.rs`, `tests/`) are not counted.
+#[test]
+fn no_source_file_passes_600_lines_of_code() {
+    let mut over = Vec::new();
+    for path in workspace().keys() {
+        let mut stack = vec![root().join(path).join("src")];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).expect("src dir").flatten() {
+                let p = entry.path();
+                if p.is_dir() {
+                    stack.push(p);
+                    continue;
+                }
+                if p.extension().is_none_or(|e| e != "rs") || p.ends_with("tests.rs") {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&p).expect("source");
+                let code = text.split("#[cfg(test)]").next().unwrap_or("");
+                let lines = code
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with("//"))
+                    .count();
+                if lines > 600 {
+                    over.push(format!("{} ({lines})", p.display()));
+                }
+            }
+        }
+    }
+    assert!(over.is_empty(), "split these files: {over:?}");
+}

@@ -310,6 +310,7 @@ impl TotalsDelta {
     }
 }
 
+pub mod conformance;
 mod memory;
 pub use memory::MemoryCheckpoints;
 
