@@ -12,7 +12,7 @@ use dataflow_core::checkpoint::{ClaimOutcome, CompleteOutcome};
 use dataflow_core::etl::{Etl, EtlError, ObjectOutcome};
 use dataflow_core::lake::parquet::{decode_aggregate_rows, read_parquet_bytes};
 use dataflow_core::lake::source::ObjectRef;
-use dataflow_core::time::now_ms;
+use dataflow_core::time::Clock;
 use dataflow_dev::StackConfig as Config;
 use dataflow_store::{Body, ObjectStore};
 use etl_function::work_of;
@@ -260,6 +260,8 @@ async fn duplicate_and_concurrent_deliveries_count_once() {
 #[tokio::test]
 async fn claim_of_a_killed_attempt_is_taken_over_after_its_lease() {
     let (cfg, mut etl) = setup().await;
+    // Time moves by hand: the lease runs out without waiting for it.
+    etl.clock = Clock::shifted();
     put(
         &etl,
         &cfg.etl.lake.raw_bucket,
@@ -276,7 +278,11 @@ async fn claim_of_a_killed_attempt_is_taken_over_after_its_lease() {
         .unwrap()
         .etag;
     // An attempt claims with a 1.5 s lease and dies without finishing.
-    let ClaimOutcome::Acquired(dead) = etl.checkpoints.claim(&obj, now_ms(), 1_500).await.unwrap()
+    let ClaimOutcome::Acquired(dead) = etl
+        .checkpoints
+        .claim(&obj, etl.clock.now_ms(), 1_500)
+        .await
+        .unwrap()
     else {
         panic!()
     };
@@ -285,7 +291,7 @@ async fn claim_of_a_killed_attempt_is_taken_over_after_its_lease() {
         etl.process_object(obj.clone()).await,
         Err(EtlError::Busy { .. })
     ));
-    tokio::time::sleep(std::time::Duration::from_millis(1_700)).await;
+    etl.clock.advance(1_501);
     assert!(matches!(
         etl.process_object(obj.clone()).await.unwrap(),
         ObjectOutcome::Processed(_)
@@ -302,7 +308,7 @@ async fn claim_of_a_killed_attempt_is_taken_over_after_its_lease() {
     let id = obj.checkpoint_id();
     assert_eq!(
         etl.checkpoints
-            .complete(&dead, &c, Some(id.as_str()), now_ms())
+            .complete(&dead, &c, Some(id.as_str()), etl.clock.now_ms())
             .await
             .unwrap(),
         CompleteOutcome::Lost

@@ -16,7 +16,7 @@ use crate::etl::work::Work;
 use crate::lake::layout::Layout;
 use crate::lake::parquet::ParquetError;
 use crate::lake::source::{is_supported_key, ObjectRef};
-use crate::time::now_ms;
+use crate::time::Clock;
 use dataflow_store::{ObjectStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +67,8 @@ pub struct Etl<S, C> {
     /// Compact a date when an object leaves this many files in it (0: only the hourly run).
     pub compact_at_files: usize,
     pub work_root: PathBuf,
+    /// Where leases, heartbeats and the event-time window read the time.
+    pub clock: Clock,
 }
 
 /// A message that met a live lease: to be sent again after `delay_seconds`, as a new message
@@ -129,6 +131,7 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
             lease_ms: cfg.lease_seconds as i64 * 1000,
             compact_at_files: cfg.compact_at_files,
             work_root: std::env::temp_dir(),
+            clock: Clock::system(),
         }
     }
 
@@ -158,7 +161,7 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
                     self.store.as_ref(),
                     &self.lake_bucket,
                     &self.layout,
-                    now_ms(),
+                    self.clock.now_ms(),
                 )
                 .await
                 {
@@ -210,7 +213,7 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
                     } else if let Some(until) = busy_until {
                         // Come back just after the live lease would end; SQS delays top out at
                         // 15 minutes.
-                        let wait_ms = (until - now_ms()).max(0) + 1_000;
+                        let wait_ms = (until - self.clock.now_ms()).max(0) + 1_000;
                         report.deferred.push(Deferred {
                             message_id: msg.message_id,
                             queue_arn: msg.queue_arn,
@@ -233,7 +236,7 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
             &store,
             &self.lake_bucket,
             &self.layout,
-            now_ms(),
+            self.clock.now_ms(),
             crate::rollup::PRUNE_GRACE_MS,
         )
         .await
@@ -272,7 +275,7 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
         let id = obj.checkpoint_id();
         let claim = match self
             .checkpoints
-            .claim(&obj, now_ms(), self.lease_ms)
+            .claim(&obj, self.clock.now_ms(), self.lease_ms)
             .await?
         {
             ClaimOutcome::Acquired(c) => c,
@@ -303,7 +306,7 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
                 e @ (StoreError::NotFound { .. } | StoreError::Changed { .. }),
             )) => {
                 self.checkpoints
-                    .abandon(&claim, &[], &e.to_string(), now_ms())
+                    .abandon(&claim, &[], &e.to_string(), self.clock.now_ms())
                     .await?;
                 Ok(ObjectOutcome::Gone(e.to_string()))
             }
@@ -311,7 +314,7 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
                 tracing::error!(bucket = %obj.bucket, key = %obj.key, attempt = claim.attempt, error = %e, "object failed");
                 if let Err(ce) = self
                     .checkpoints
-                    .fail(&claim, &e.to_string(), now_ms())
+                    .fail(&claim, &e.to_string(), self.clock.now_ms())
                     .await
                 {
                     tracing::error!(error = %ce, "could not record the failure");
@@ -345,7 +348,7 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
                     obj.bucket, obj.key
                 );
                 self.checkpoints
-                    .abandon(claim, &completion.output_keys, &reason, now_ms())
+                    .abandon(claim, &completion.output_keys, &reason, self.clock.now_ms())
                     .await?;
                 // The record lists the outputs; if removing them fails, the sweep finishes it.
                 if let Err(e) = self
@@ -359,7 +362,7 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
             }
             let outcome = self
                 .checkpoints
-                .complete(claim, &completion, expected.as_deref(), now_ms())
+                .complete(claim, &completion, expected.as_deref(), self.clock.now_ms())
                 .await?;
             match outcome {
                 CompleteOutcome::KeyMoved => continue,
@@ -403,7 +406,11 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
         let heartbeat = async {
             loop {
                 tokio::time::sleep(period).await;
-                match self.checkpoints.renew(claim, now_ms(), self.lease_ms).await {
+                match self
+                    .checkpoints
+                    .renew(claim, self.clock.now_ms(), self.lease_ms)
+                    .await
+                {
                     Ok(true) => {}
                     Ok(false) => {
                         // Taken over after renewals failed for a whole lease: the other

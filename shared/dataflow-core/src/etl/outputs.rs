@@ -11,7 +11,6 @@ use crate::etl::process::{maybe_decompress, process, ProcessError, ProcessReport
 use crate::event::format_date;
 use crate::lake::parquet::{aggregate_rows_by_date, encode_aggregate_dates};
 use crate::lake::source::ObjectRef;
-use crate::time::now_ms;
 use dataflow_store::{Body, ObjectStore};
 
 impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
@@ -29,7 +28,7 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
             .tempdir_in(&self.work_root)?;
         let dir = work.path().to_owned();
         let mut opts = self.options.clone();
-        opts.window = self.window.at(now_ms());
+        opts.window = self.window.at(self.clock.now_ms());
         let mut report: ProcessReport =
             tokio::task::spawn_blocking(move || -> Result<ProcessReport, ProcessError> {
                 let input = maybe_decompress(reader)
@@ -78,7 +77,7 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
             &self.lake_bucket,
             &self.layout,
             changed_dates.iter().map(String::as_str),
-            now_ms(),
+            self.clock.now_ms(),
         )
         .await?;
         drop(work);

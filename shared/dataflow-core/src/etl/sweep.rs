@@ -2,7 +2,6 @@
 
 use super::{Etl, EtlError, WorkError, WorkReport};
 use crate::checkpoint::{CheckpointStore, ClaimOutcome};
-use crate::time::now_ms;
 use dataflow_store::ObjectStore;
 
 impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
@@ -23,7 +22,7 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
                 return;
             }
         };
-        let now = now_ms();
+        let now = self.clock.now_ms();
         for rec in records {
             if !rec.cleanup.is_empty() {
                 match self.clean_replaced(&rec.id, &rec.cleanup).await {

@@ -348,7 +348,11 @@ async fn a_version_overwritten_while_processed_never_counts() {
         .unwrap()
         .unwrap()
         .etag;
-    let ClaimOutcome::Acquired(claim) = e.checkpoints.claim(&obj, now_ms(), 60_000).await.unwrap()
+    let ClaimOutcome::Acquired(claim) = e
+        .checkpoints
+        .claim(&obj, e.clock.now_ms(), 60_000)
+        .await
+        .unwrap()
     else {
         panic!()
     };
@@ -375,10 +379,12 @@ async fn a_version_overwritten_while_processed_never_counts() {
     assert_same_as_alone(&e, &[("k.jsonl", lines(&[("b", "y", "2024-01-05")]))]).await;
 }
 
-#[tokio::test]
+/// On tokio's paused clock: the lease runs out when the test advances time.
+#[tokio::test(start_paused = true)]
 async fn the_sweep_takes_over_an_expired_claim_and_a_live_one_defers_its_message() {
     let mut e = etl();
     e.lease_ms = 300;
+    e.clock = Clock::following_tokio();
     e.store
         .insert("dataflow-raw", "k.jsonl", FILE.as_bytes().to_vec());
     let obj = ObjectRef {
@@ -394,7 +400,7 @@ async fn the_sweep_takes_over_an_expired_claim_and_a_live_one_defers_its_message
     // An attempt claims the object and never comes back.
     assert!(matches!(
         e.checkpoints
-            .claim(&obj, now_ms(), e.lease_ms)
+            .claim(&obj, e.clock.now_ms(), e.lease_ms)
             .await
             .unwrap(),
         ClaimOutcome::Acquired(_)
@@ -424,7 +430,7 @@ async fn the_sweep_takes_over_an_expired_claim_and_a_live_one_defers_its_message
         e.sweep().await.outcomes.is_empty(),
         "the lease is still live"
     );
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::advance(Duration::from_millis(301)).await;
     let report = e.sweep().await;
     assert_eq!(report.swept, 1);
     assert!(matches!(report.outcomes[0], ObjectOutcome::Processed(_)));
@@ -439,14 +445,17 @@ async fn the_sweep_takes_over_an_expired_claim_and_a_live_one_defers_its_message
     );
 }
 
-#[tokio::test]
+/// On tokio's paused clock: a second of work passes at once, with the heartbeat renewing on
+/// the same clock as the lease is read.
+#[tokio::test(start_paused = true)]
 async fn the_heartbeat_keeps_a_slow_attempt_s_claim() {
     let mut e = etl();
     e.lease_ms = 300;
+    e.clock = Clock::following_tokio();
     let obj = ObjectRef::new("dataflow-raw", "slow.jsonl");
     let ClaimOutcome::Acquired(claim) = e
         .checkpoints
-        .claim(&obj, now_ms(), e.lease_ms)
+        .claim(&obj, e.clock.now_ms(), e.lease_ms)
         .await
         .unwrap()
     else {
@@ -458,10 +467,13 @@ async fn the_heartbeat_keeps_a_slow_attempt_s_claim() {
     };
     e.with_heartbeat(&claim, slow).await.unwrap();
     let rec = e.checkpoints.get(&claim.id).await.unwrap().unwrap();
-    assert!(!rec.is_stuck(now_ms()), "renewed past the original lease");
+    assert!(
+        !rec.is_stuck(e.clock.now_ms()),
+        "renewed past the original lease"
+    );
     assert!(matches!(
         e.checkpoints
-            .claim(&obj, now_ms(), e.lease_ms)
+            .claim(&obj, e.clock.now_ms(), e.lease_ms)
             .await
             .unwrap(),
         ClaimOutcome::Busy { .. }
@@ -484,7 +496,7 @@ async fn the_sweep_gives_up_on_an_object_every_attempt_dies_on() {
         ..ObjectRef::new("dataflow-raw", "huge.jsonl")
     };
     // Five attempts, each killed before it finished (leases that lapsed long ago).
-    let base = now_ms() - 10_000;
+    let base = e.clock.now_ms() - 10_000;
     for i in 0..MAX_ATTEMPTS as i64 {
         assert!(matches!(
             e.checkpoints.claim(&obj, base + i * 100, 1).await.unwrap(),

@@ -3,6 +3,9 @@
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+// The refresh is timed on tokio's clock, which tests pause and advance.
+use tokio::time::Instant as RefreshInstant;
+
 use dataflow_store::ObjectStore;
 
 use super::*;
@@ -22,7 +25,7 @@ pub struct IndexHolder {
     store: Arc<dyn ObjectStore>,
     loc: IndexLocation,
     refresh: Duration,
-    checked: tokio::sync::Mutex<Option<Instant>>,
+    checked: tokio::sync::Mutex<Option<RefreshInstant>>,
     current: RwLock<Option<Arc<LoadedIndex>>>,
 }
 
@@ -69,13 +72,13 @@ impl IndexHolder {
         }
         match self.revalidate(self.loaded()).await {
             Ok(v) => {
-                *checked = Some(Instant::now());
+                *checked = Some(RefreshInstant::now());
                 Ok(v)
             }
             Err(e) => match self.loaded() {
                 Some(old) => {
                     tracing::warn!(error = %e, "index revalidation failed; serving the loaded index");
-                    *checked = Some(Instant::now());
+                    *checked = Some(RefreshInstant::now());
                     Ok(Some(old))
                 }
                 None => Err(e),

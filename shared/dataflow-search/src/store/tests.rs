@@ -53,7 +53,8 @@ async fn rebuild_publishes_then_is_up_to_date_then_follows_changes() {
     assert_eq!(got.index.search("parquet", 5).unwrap()[0].doc, "sub/b.md");
 }
 
-#[tokio::test]
+/// On tokio's paused clock: the refresh delay passes when the test advances it, not by sleeping.
+#[tokio::test(start_paused = true)]
 async fn holder_reports_none_then_picks_up_a_publish_after_the_refresh_delay() {
     let store = Arc::new(MemoryStore::default());
     let l = loc();
@@ -63,7 +64,7 @@ async fn holder_reports_none_then_picks_up_a_publish_after_the_refresh_delay() {
     rebuild(&*store, &l, ChunkOptions::default(), false, None)
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    tokio::time::advance(Duration::from_millis(250)).await;
     let v1 = holder.get().await.unwrap().unwrap();
     assert_eq!(v1.index.search("kinesis", 1).unwrap().len(), 1);
     put_doc(&store, "a.md", "# Alpha\n\nsecond version about dynamodb\n");
@@ -73,8 +74,11 @@ async fn holder_reports_none_then_picks_up_a_publish_after_the_refresh_delay() {
     // Within the delay the loaded index is kept...
     let same = holder.get().await.unwrap().unwrap();
     assert_eq!(same.manifest.key, v1.manifest.key);
-    // ...after it, the new one is served.
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    // ...and still at the edge of it; after it, the new one is served.
+    tokio::time::advance(Duration::from_millis(199)).await;
+    let same = holder.get().await.unwrap().unwrap();
+    assert_eq!(same.manifest.key, v1.manifest.key);
+    tokio::time::advance(Duration::from_millis(1)).await;
     let v2 = holder.get().await.unwrap().unwrap();
     assert_ne!(v2.manifest.key, v1.manifest.key);
     assert!(v2.index.search("kinesis", 1).unwrap().is_empty());
