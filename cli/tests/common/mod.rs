@@ -4,7 +4,7 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dataflow_dev::StackConfig as Config;
 
@@ -62,14 +62,11 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out after {limit:?} waiting for {what}");
+    dataflow_testkit::eventually(what, limit, || {
+        let ready = f();
+        async move { ready.await.then_some(()) }
+    })
+    .await
 }
 
 /// Runs a command to its end; (success, stdout, stderr).

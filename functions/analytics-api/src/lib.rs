@@ -2,7 +2,10 @@
 //! `cargo lambda watch`, a plain local server and in-process tests.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// The status caches are timed on tokio's clock, which tests pause and advance.
+use tokio::time::Instant;
 
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;

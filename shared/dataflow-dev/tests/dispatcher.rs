@@ -67,24 +67,19 @@ async fn partial_failures_are_retried_then_dead_lettered() {
             Ok::<Value, String>(json!({"batchItemFailures": failures}))
         }
     };
-    // First receives: the test event and both notifications; only bad.jsonl stays.
+    // First receives: the test event and both notifications; only bad.jsonl stays, and comes
+    // back once its visibility timeout (1 s, the emulator's own clock) runs out. Each poll
+    // long-polls up to a second, so the loops wait on the queue, not on a fixed time.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let mut failed_rounds = 0;
-    for _ in 0..10 {
-        let r = d.poll_once(&handler).await.unwrap();
-        failed_rounds += r.failed;
-        if failed_rounds >= 2 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    while failed_rounds < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "bad.jsonl is retried after the visibility timeout (failed {failed_rounds} time(s))"
+        );
+        failed_rounds += d.poll_once(&handler).await.unwrap().failed;
     }
-    assert_eq!(
-        failed_rounds, 2,
-        "bad.jsonl is retried after the visibility timeout"
-    );
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    // After maxReceiveCount (2) it is moved to the dead-letter queue, not delivered again.
-    let r = d.poll_once(&handler).await.unwrap();
-    assert_eq!(r.failed, 0);
+    assert_eq!(failed_rounds, 2);
     let dlq_url = resources::queue_url(
         &clients.sqs,
         &format!(
@@ -95,14 +90,26 @@ async fn partial_failures_are_retried_then_dead_lettered() {
     .await
     .unwrap()
     .unwrap();
-    let dead = clients
-        .sqs
-        .receive_message()
-        .queue_url(&dlq_url)
-        .max_number_of_messages(10)
-        .send()
-        .await
-        .unwrap();
+    // After maxReceiveCount (2) its next receive moves it to the dead-letter queue: it is
+    // never delivered a third time.
+    let dead = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "bad.jsonl never reached the dead-letter queue"
+        );
+        assert_eq!(d.poll_once(&handler).await.unwrap().failed, 0);
+        let dead = clients
+            .sqs
+            .receive_message()
+            .queue_url(&dlq_url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .unwrap();
+        if !dead.messages().is_empty() {
+            break dead;
+        }
+    };
     assert_eq!(dead.messages().len(), 1);
     assert!(dead.messages()[0].body().unwrap().contains("bad.jsonl"));
     // good.jsonl was delivered once and deleted: the main queue is empty.

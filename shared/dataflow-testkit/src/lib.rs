@@ -104,6 +104,26 @@ fn start() -> Result<String, String> {
     ))
 }
 
+/// Polls `check` until it gives a value, every 50 ms, for at most `limit`; panics naming `what`
+/// when it never does. For states that only real time brings (an emulator's visibility
+/// timeout, a refresh behind real I/O): tests wait on the state, never for a fixed time.
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {limit:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A bucket/table-safe unique name.
 pub fn unique(prefix: &str) -> String {
     let id = uuid::Uuid::new_v4().simple().to_string();

@@ -9,7 +9,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// Refreshes are timed on tokio's clock, which tests pause and advance.
+use tokio::time::Instant;
 
 use tokio::sync::Mutex;
 
