@@ -124,14 +124,10 @@ async fn doctor_reports_dead_letters_stuck_attempts_and_real_failures_with_fixes
         )
         .await
         .unwrap();
-    let mut stuck = ObjectRef::new(&cfg.etl.lake.raw_bucket, "stuck.jsonl");
-    stuck.etag = etl
-        .store
-        .head(&cfg.etl.lake.raw_bucket, "stuck.jsonl")
+    let stuck = ObjectRef::current(&*etl.store, &cfg.etl.lake.raw_bucket, "stuck.jsonl")
         .await
         .unwrap()
-        .unwrap()
-        .etag;
+        .unwrap();
     assert!(matches!(
         etl.checkpoints.claim(&stuck, 0, 1).await.unwrap(),
         ClaimOutcome::Acquired(_)

@@ -133,14 +133,10 @@ async fn a_delivery_that_meets_a_live_lease_waits_without_burning_receives() {
         )
         .await
         .unwrap();
-    let mut obj = ObjectRef::new(&cfg.etl.lake.raw_bucket, "k.jsonl");
-    obj.etag = etl
-        .store
-        .head(&cfg.etl.lake.raw_bucket, "k.jsonl")
+    let obj = ObjectRef::current(&*etl.store, &cfg.etl.lake.raw_bucket, "k.jsonl")
         .await
         .unwrap()
-        .unwrap()
-        .etag;
+        .unwrap();
     // Another attempt holds a live 3 s lease (and then stops renewing it).
     let claimed = etl
         .checkpoints

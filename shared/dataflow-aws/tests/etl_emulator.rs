@@ -269,14 +269,10 @@ async fn claim_of_a_killed_attempt_is_taken_over_after_its_lease() {
         KNOWN.as_bytes().to_vec(),
     )
     .await;
-    let mut obj = ObjectRef::new(&cfg.etl.lake.raw_bucket, "killed.jsonl");
-    obj.etag = etl
-        .store
-        .head(&cfg.etl.lake.raw_bucket, "killed.jsonl")
+    let obj = ObjectRef::current(&*etl.store, &cfg.etl.lake.raw_bucket, "killed.jsonl")
         .await
         .unwrap()
-        .unwrap()
-        .etag;
+        .unwrap();
     // An attempt claims with a 1.5 s lease and dies without finishing.
     let ClaimOutcome::Acquired(dead) = etl
         .checkpoints

@@ -259,10 +259,10 @@ impl<S: ObjectStore, C: CheckpointStore> Etl<S, C> {
             )));
         }
         if obj.etag.is_none() {
-            match self.store.head(&obj.bucket, &obj.key).await? {
-                Some(meta) => {
-                    obj.etag = meta.etag;
-                    obj.size = Some(meta.size);
+            match ObjectRef::current(&*self.store, &obj.bucket, &obj.key).await? {
+                Some(found) => {
+                    obj.etag = found.etag;
+                    obj.size = found.size;
                 }
                 None => {
                     return Ok(ObjectOutcome::Gone(format!(

@@ -103,17 +103,11 @@ async fn processes_once_and_skips_duplicates() {
         (1, 2, 1)
     );
     let lake = e.store.keys("dataflow-lake");
-    let sid = ObjectRef {
-        etag: e
-            .store
-            .head("dataflow-raw", "in/a.jsonl")
-            .await
-            .unwrap()
-            .unwrap()
-            .etag,
-        ..ObjectRef::new("dataflow-raw", "in/a.jsonl")
-    }
-    .source_id();
+    let sid = ObjectRef::current(&*e.store, "dataflow-raw", "in/a.jsonl")
+        .await
+        .unwrap()
+        .unwrap()
+        .source_id();
     assert!(
         lake.contains(&format!(
             "aggregates/daily/event_date=2024-01-01/part-{sid}.parquet"
@@ -163,14 +157,10 @@ async fn forget_allows_reprocessing_without_double_counting() {
         .insert("dataflow-raw", "a.jsonl", FILE.as_bytes().to_vec());
     let obj = ObjectRef::new("dataflow-raw", "a.jsonl");
     e.process_object(obj.clone()).await.unwrap();
-    let mut with_etag = obj.clone();
-    with_etag.etag = e
-        .store
-        .head("dataflow-raw", "a.jsonl")
+    let with_etag = ObjectRef::current(&*e.store, "dataflow-raw", "a.jsonl")
         .await
         .unwrap()
-        .unwrap()
-        .etag;
+        .unwrap();
     assert!(e
         .checkpoints
         .forget(&with_etag.checkpoint_id())
@@ -340,14 +330,10 @@ async fn a_version_overwritten_while_processed_never_counts() {
         "k.jsonl",
         lines(&[("a", "x", "2024-01-01")]),
     );
-    let mut obj = ObjectRef::new("dataflow-raw", "k.jsonl");
-    obj.etag = e
-        .store
-        .head("dataflow-raw", "k.jsonl")
+    let obj = ObjectRef::current(&*e.store, "dataflow-raw", "k.jsonl")
         .await
         .unwrap()
-        .unwrap()
-        .etag;
+        .unwrap();
     let ClaimOutcome::Acquired(claim) = e
         .checkpoints
         .claim(&obj, e.clock.now_ms(), 60_000)
@@ -387,16 +373,10 @@ async fn the_sweep_takes_over_an_expired_claim_and_a_live_one_defers_its_message
     e.clock = Clock::following_tokio();
     e.store
         .insert("dataflow-raw", "k.jsonl", FILE.as_bytes().to_vec());
-    let obj = ObjectRef {
-        etag: e
-            .store
-            .head("dataflow-raw", "k.jsonl")
-            .await
-            .unwrap()
-            .unwrap()
-            .etag,
-        ..ObjectRef::new("dataflow-raw", "k.jsonl")
-    };
+    let obj = ObjectRef::current(&*e.store, "dataflow-raw", "k.jsonl")
+        .await
+        .unwrap()
+        .unwrap();
     // An attempt claims the object and never comes back.
     assert!(matches!(
         e.checkpoints
@@ -485,16 +465,10 @@ async fn the_sweep_gives_up_on_an_object_every_attempt_dies_on() {
     let e = etl();
     e.store
         .insert("dataflow-raw", "huge.jsonl", FILE.as_bytes().to_vec());
-    let obj = ObjectRef {
-        etag: e
-            .store
-            .head("dataflow-raw", "huge.jsonl")
-            .await
-            .unwrap()
-            .unwrap()
-            .etag,
-        ..ObjectRef::new("dataflow-raw", "huge.jsonl")
-    };
+    let obj = ObjectRef::current(&*e.store, "dataflow-raw", "huge.jsonl")
+        .await
+        .unwrap()
+        .unwrap();
     // Five attempts, each killed before it finished (leases that lapsed long ago).
     let base = e.clock.now_ms() - 10_000;
     for i in 0..MAX_ATTEMPTS as i64 {

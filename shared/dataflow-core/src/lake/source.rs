@@ -24,6 +24,21 @@ impl ObjectRef {
         }
     }
 
+    /// The object as it is in the store now: its ETag and size from a HEAD, `None` when it is
+    /// gone. What the ETL does for a reference without an ETag, and how tests name the version
+    /// they just wrote.
+    pub async fn current(
+        store: &dyn dataflow_store::ObjectStore,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<Self>, dataflow_store::StoreError> {
+        Ok(store.head(bucket, key).await?.map(|meta| Self {
+            etag: meta.etag,
+            size: Some(meta.size),
+            ..Self::new(bucket, key)
+        }))
+    }
+
     /// The object's version identity: the S3 version id when versioning is on, else the ETag.
     pub fn version_tag(&self) -> Option<&str> {
         self.version_id
