@@ -126,6 +126,9 @@ enum Command {
         #[command(subcommand)]
         command: keys_cmd::KeysCommand,
     },
+    /// Print the HTTP API's OpenAPI document, made from the handlers' types and annotations:
+    /// what `/openapi.json` serves.
+    Openapi,
     /// Serve the HTTP APIs locally, under the same paths as API Gateway.
     Serve {
         #[arg(long, default_value = "127.0.0.1:3000")]
@@ -170,6 +173,15 @@ async fn main() -> Result<()> {
             .await
         }
         Command::Doctor { api } => doctor::doctor(&api).await,
+        Command::Openapi => {
+            let doc = dataflow_http::openapi::document([
+                analytics_api::openapi(),
+                ingest_api::openapi(),
+                search_api::openapi(),
+            ]);
+            out!("{}", dataflow_http::openapi::to_json(&doc)?);
+            Ok(())
+        }
     }
 }
 

@@ -16,12 +16,21 @@ use dataflow_core::analytics::{Filter, LakeError, LakeReader, View};
 use dataflow_core::checkpoint::{CheckpointReads, PipelineState};
 use dataflow_core::event::parse_date;
 use dataflow_core::pipeline::{DeadLetters, QueueDepth};
-use dataflow_http::{ApiError, Params};
+use dataflow_http::{ApiError, Params, Sorted};
 use dataflow_store::ObjectStore;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::Mutex;
 
+pub mod answers;
+pub mod api;
 pub mod dashboard;
+
+use answers::AnswerCache;
+use api::{
+    Check, Checks, DailyAnswer, DateRange, HealthAnswer, HealthStatus, MetricsPage, SummaryAnswer,
+    Watermark,
+};
+use dataflow_http::openapi::ErrorBody;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const MAX_LIMIT: usize = 1000;
@@ -42,9 +51,8 @@ pub struct AppState {
     /// The last `/pipeline/status` answer: every open dashboard asks every few seconds, and each
     /// answer is four DynamoDB reads and an SQS call.
     status: Mutex<Option<(Instant, Value)>>,
-    /// Rendered answers by (snapshot generation, path + query): dashboards repeat queries.
-    /// Least recently used out beyond ANSWER_CACHE_BYTES of JSON (their lengths summed).
-    answers: Mutex<Answers>,
+    /// Rendered answers: dashboards repeat queries.
+    answers: AnswerCache,
 }
 
 impl AppState {
@@ -70,11 +78,7 @@ impl AppState {
             health_timeout: Duration::from_secs(2),
             pipeline: Mutex::new(None),
             status: Mutex::new(None),
-            answers: Mutex::new(Answers {
-                generation: 0,
-                lru: lru::LruCache::unbounded(),
-                bytes: 0,
-            }),
+            answers: AnswerCache::default(),
         }
     }
 
@@ -138,62 +142,99 @@ pub fn router(state: Arc<AppState>) -> Router {
     dataflow_http::finish(routes(state))
 }
 
+/// This function's part of the OpenAPI document (`dataflow_http::openapi::document` merges it).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    #[derive(utoipa::OpenApi)]
+    #[openapi(paths(health, metrics, summary, daily, pipeline_status))]
+    struct Api;
+    dataflow_http::openapi::tagged(<Api as utoipa::OpenApi>::openapi(), "analytics")
+}
+
+/// The answer of a handler, from its type.
+fn answer<T: serde::Serialize>(v: &T) -> Result<Value, ApiError> {
+    serde_json::to_value(v).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            e.to_string(),
+        )
+    })
+}
+
 /// What `/health` says of a backend that failed; the error itself is logged.
 const UNREACHABLE: &str = "the backend failed to answer; the function's log has the error";
 
+/// Liveness and readiness
+#[utoipa::path(
+    get,
+    path = "/health",
+    responses(
+        (status = 200, description = "Lake and checkpoint table reachable.", body = HealthAnswer),
+        (status = 503, description = "A dependency is unreachable (same body, status `degraded`).", body = HealthAnswer),
+    )
+)]
 async fn health(State(st): State<Arc<AppState>>) -> Response {
     let t = st.health_timeout;
     let lake = tokio::time::timeout(t, st.store.ping(&st.lake_bucket)).await;
     let pipe = tokio::time::timeout(t, st.checkpoints.pipeline()).await;
-    let check = |ok: bool, err: Option<String>| json!({"reachable": ok, "error": err});
+    let late = || Check {
+        reachable: false,
+        error: Some(format!("no answer within {} ms", t.as_millis())),
+    };
+    let ok = || Check {
+        reachable: true,
+        error: None,
+    };
     // /health is public: a backend's own error text (bucket names, endpoints, SDK detail) goes
     // to the log, the answer says only what failed.
-    let lake_v = match lake {
-        Ok(Ok(())) => check(true, None),
+    let failed = || Check {
+        reachable: false,
+        error: Some(UNREACHABLE.into()),
+    };
+    let lake = match lake {
+        Ok(Ok(())) => ok(),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "health: the lake bucket did not answer");
-            check(false, Some(UNREACHABLE.into()))
+            failed()
         }
-        Err(_) => check(
-            false,
-            Some(format!("no answer within {} ms", t.as_millis())),
-        ),
+        Err(_) => late(),
     };
-    let (table_v, watermark) = match pipe {
+    let (checkpoint_table, watermark) = match pipe {
         Ok(Ok(p)) => (
-            check(true, None),
-            json!({
-                "last_object": p.last_object,
-                "last_processed_at": p.last_processed_ms.map(rfc3339_ms),
-                "latest_event_time": p.latest_event_time_us.map(|us| rfc3339_ms(us / 1000)),
-                "files_processed": p.files_processed,
+            ok(),
+            Some(Watermark {
+                last_object: p.last_object,
+                last_processed_at: p.last_processed_ms.map(rfc3339_ms),
+                latest_event_time: p.latest_event_time_us.map(|us| rfc3339_ms(us / 1000)),
+                files_processed: p.files_processed,
             }),
         ),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "health: the checkpoint table did not answer");
-            (check(false, Some(UNREACHABLE.into())), Value::Null)
+            (failed(), None)
         }
-        Err(_) => (
-            check(
-                false,
-                Some(format!("no answer within {} ms", t.as_millis())),
-            ),
-            Value::Null,
-        ),
+        Err(_) => (late(), None),
     };
-    let healthy = lake_v["reachable"] == true && table_v["reachable"] == true;
-    let body = json!({
-        "status": if healthy { "ok" } else { "degraded" },
-        "version": VERSION,
-        "checks": {"lake": lake_v, "checkpoint_table": table_v},
-        "watermark": watermark,
-    });
+    let healthy = lake.reachable && checkpoint_table.reachable;
+    let body = HealthAnswer {
+        status: if healthy {
+            HealthStatus::Ok
+        } else {
+            HealthStatus::Degraded
+        },
+        version: VERSION.into(),
+        checks: Checks {
+            lake,
+            checkpoint_table,
+        },
+        watermark,
+    };
     let code = if healthy {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (code, Json(body)).into_response()
+    (code, Sorted(body)).into_response()
 }
 
 use dataflow_core::pipeline::rfc3339_ms;
@@ -274,59 +315,20 @@ async fn ready(st: &AppState) -> Result<(Arc<View>, u64), ApiError> {
     Ok((snap, generation))
 }
 
-struct Answers {
-    generation: u64,
-    lru: lru::LruCache<String, (Value, usize)>,
-    bytes: usize,
-}
+const BAD_PARAM: &str = "Bad parameter (named in `parameter`).";
+const NOT_READY: &str = "`analytics_not_ready` before the ETL produced data; `lake_unavailable` / `checkpoints_unavailable` when storage cannot be read.";
 
-async fn cached(st: &AppState, generation: u64, key: &str) -> Option<Value> {
-    let mut answers = st.answers.lock().await;
-    if answers.generation != generation {
-        return None;
-    }
-    answers.lru.get(key).map(|(v, _)| v.clone())
-}
-
-/// Most JSON bytes of answers kept (held as values, about three times that in memory). A
-/// summary over 500 event types is ~15 KB: a thousand of them would have been ~50 MB of a
-/// function's memory.
-const ANSWER_CACHE_BYTES: usize = 4 << 20;
-
-async fn remember(st: &AppState, generation: u64, key: String, v: &Value) {
-    let size = key.len() + serde_json::to_vec(v).map_or(0, |b| b.len());
-    if size > ANSWER_CACHE_BYTES {
-        return;
-    }
-    // Old answers are dropped after the lock is released: freeing many values takes time.
-    let mut dropped = Vec::new();
-    {
-        let mut answers = st.answers.lock().await;
-        if answers.generation != generation {
-            dropped.extend(std::mem::replace(
-                &mut answers.lru,
-                lru::LruCache::unbounded(),
-            ));
-            answers.generation = generation;
-            answers.bytes = 0;
-        }
-        if let Some((_, (_, old))) = answers.lru.push(key, (v.clone(), size)) {
-            answers.bytes -= old;
-        }
-        answers.bytes += size;
-        while answers.bytes > ANSWER_CACHE_BYTES && answers.lru.len() > 1 {
-            match answers.lru.pop_lru() {
-                Some((k, (v, n))) => {
-                    answers.bytes -= n;
-                    dropped.push((k, (v, n)));
-                }
-                None => break,
-            }
-        }
-    }
-    drop(dropped);
-}
-
+/// Rows per (event_date, event_type), sorted by date then type, paginated
+#[utoipa::path(
+    get,
+    path = "/analytics/metrics",
+    params(api::Selection, api::Page),
+    responses(
+        (status = 200, description = "A page of metrics.", body = MetricsPage),
+        (status = 400, description = BAD_PARAM, body = ErrorBody),
+        (status = 503, description = NOT_READY, body = ErrorBody),
+    )
+)]
 async fn metrics(
     State(st): State<Arc<AppState>>,
     RawQuery(q): RawQuery,
@@ -337,7 +339,7 @@ async fn metrics(
     )?;
     let (snap, generation) = ready(&st).await?;
     let key = format!("m?{}", q.as_deref().unwrap_or(""));
-    if let Some(v) = cached(&st, generation, &key).await {
+    if let Some(v) = st.answers.get(generation, &key).await {
         return Ok(Json(v));
     }
     let f = filter(&p, &snap)?;
@@ -352,42 +354,68 @@ async fn metrics(
         .metrics(&f, limit, after.as_ref())
         .await
         .map_err(lake_error)?;
-    let v = json!({"metrics": rows, "count": rows.len(), "next_cursor": next.map(|k| encode_cursor(&k))});
-    remember(&st, generation, key, &v).await;
+    let v = answer(&MetricsPage {
+        count: rows.len(),
+        metrics: rows,
+        next_cursor: next.map(|k| encode_cursor(&k)),
+    })?;
+    st.answers.put(generation, key, &v).await;
     Ok(Json(v))
 }
 
+/// Totals, events by type, distinct users
+#[utoipa::path(
+    get,
+    path = "/analytics/summary",
+    params(api::Selection),
+    responses(
+        (status = 200, description = "Totals for the range.", body = SummaryAnswer),
+        (status = 400, description = BAD_PARAM, body = ErrorBody),
+        (status = 503, description = NOT_READY, body = ErrorBody),
+    )
+)]
 async fn summary(
     State(st): State<Arc<AppState>>,
     RawQuery(q): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Sorted<SummaryAnswer>, ApiError> {
     let p = Params::parse(q.as_deref(), &["from", "to", "event_type"])?;
     let (snap, generation) = ready(&st).await?;
     let pipeline = st.pipeline().await?;
     let key = format!("s?{}", q.as_deref().unwrap_or(""));
-    let mut v = match cached(&st, generation, &key).await {
-        Some(v) => v,
+    // The figures are cached with the snapshot; the pipeline's are as fresh as its own cache.
+    let cached = st
+        .answers
+        .get(generation, &key)
+        .await
+        .and_then(|v| serde_json::from_value::<SummaryAnswer>(v).ok());
+    let mut a = match cached {
+        Some(a) => a,
         None => {
             let f = filter(&p, &snap)?;
             let s = snap.summary(&f).await.map_err(lake_error)?;
-            let types_total = s.events_by_type.len();
-            let (listed, other) = top_types(&s.events_by_type, MAX_SUMMARY_TYPES);
-            let v = json!({
-                "total_events": s.total_events,
-                "events_by_type": listed,
-                "types_total": types_total,
-                "other_types_events": other,
-                "date_range": {"start": s.start, "end": s.end},
-                "unique_users_daily_sum": s.unique_users_daily_sum,
-                "unique_users": s.unique_users,
-            });
-            remember(&st, generation, key, &v).await;
-            v
+            let (events_by_type, other_types_events) =
+                top_types(&s.events_by_type, MAX_SUMMARY_TYPES);
+            let a = SummaryAnswer {
+                total_events: s.total_events,
+                types_total: s.events_by_type.len(),
+                events_by_type,
+                other_types_events,
+                date_range: DateRange {
+                    start: s.start,
+                    end: s.end,
+                },
+                unique_users_daily_sum: s.unique_users_daily_sum,
+                unique_users: s.unique_users,
+                files_processed: 0,
+                last_processed_at: None,
+            };
+            st.answers.put(generation, key, &answer(&a)?).await;
+            a
         }
     };
-    v["files_processed"] = json!(pipeline.files_processed);
-    v["last_processed_at"] = json!(pipeline.last_processed_ms.map(rfc3339_ms));
-    Ok(Json(v))
+    a.files_processed = pipeline.files_processed;
+    a.last_processed_at = pipeline.last_processed_ms.map(rfc3339_ms);
+    Ok(Sorted(a))
 }
 
 /// Most types a summary names in `events_by_type` (those with most events; ties by name): an
@@ -399,14 +427,14 @@ pub const MAX_SUMMARY_TYPES: usize = 500;
 fn top_types(
     by_type: &std::collections::BTreeMap<String, u64>,
     n: usize,
-) -> (serde_json::Map<String, Value>, u64) {
+) -> (std::collections::BTreeMap<String, u64>, u64) {
     let mut by_count: Vec<(&String, &u64)> = by_type.iter().collect();
     by_count.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
     let other = by_count.iter().skip(n).map(|(_, c)| **c).sum();
     let listed = by_count
         .into_iter()
         .take(n)
-        .map(|(t, c)| (t.clone(), json!(c)))
+        .map(|(t, c)| (t.clone(), *c))
         .collect();
     (listed, other)
 }
@@ -414,6 +442,17 @@ fn top_types(
 /// Most types a daily series splits events over; the rest add up as `other_count`.
 pub const MAX_SPLIT: usize = 20;
 
+/// Events and distinct users per day, split over the types with most events
+#[utoipa::path(
+    get,
+    path = "/analytics/daily",
+    params(api::Selection, api::Split),
+    responses(
+        (status = 200, description = "The days with data, oldest first.", body = DailyAnswer),
+        (status = 400, description = BAD_PARAM, body = ErrorBody),
+        (status = 503, description = NOT_READY, body = ErrorBody),
+    )
+)]
 async fn daily(
     State(st): State<Arc<AppState>>,
     RawQuery(q): RawQuery,
@@ -421,7 +460,7 @@ async fn daily(
     let p = Params::parse(q.as_deref(), &["from", "to", "event_type", "top"])?;
     let (snap, generation) = ready(&st).await?;
     let key = format!("d?{}", q.as_deref().unwrap_or(""));
-    if let Some(v) = cached(&st, generation, &key).await {
+    if let Some(v) = st.answers.get(generation, &key).await {
         return Ok(Json(v));
     }
     let f = filter(&p, &snap)?;
@@ -436,12 +475,15 @@ async fn daily(
         .map(|(t, _)| t.clone())
         .collect();
     let d = snap.daily(&f, &split).await.map_err(lake_error)?;
-    let v = json!({
-        "types": d.types,
-        "days": d.days,
-        "date_range": {"start": s.start, "end": s.end},
-    });
-    remember(&st, generation, key, &v).await;
+    let v = answer(&DailyAnswer {
+        types: d.types,
+        days: d.days,
+        date_range: DateRange {
+            start: s.start,
+            end: s.end,
+        },
+    })?;
+    st.answers.put(generation, key, &v).await;
     Ok(Json(v))
 }
 
@@ -451,6 +493,16 @@ const STATUS_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// How many recent objects the status lists.
 const RECENT: usize = dataflow_core::pipeline::LISTED;
 
+/// The pipeline as an operator reads it
+#[utoipa::path(
+    get,
+    path = "/pipeline/status",
+    responses(
+        (status = 200, description = "Totals, watermark, recent objects, objects needing attention, the dead-letter queue.", body = dataflow_core::pipeline::PipelineStatus),
+        (status = 400, description = "A query parameter was given (this operation takes none).", body = ErrorBody),
+        (status = 503, description = "`checkpoints_unavailable`: the checkpoint table cannot be read.", body = ErrorBody),
+    )
+)]
 async fn pipeline_status(
     State(st): State<Arc<AppState>>,
     RawQuery(q): RawQuery,
@@ -535,7 +587,7 @@ async fn pipeline_status(
             },
         },
     };
-    let v = json!(dataflow_core::pipeline::status(&parts, dead_letters, now));
+    let v = answer(&dataflow_core::pipeline::status(&parts, dead_letters, now))?;
     *cached = Some((Instant::now(), v.clone()));
     Ok(Json(v))
 }
@@ -550,45 +602,4 @@ fn decode_cursor(c: &str) -> Option<(i32, String)> {
     let rest = text.strip_prefix("v1|")?;
     let (d, t) = rest.split_once('|')?;
     Some((d.parse().ok()?, t.to_owned()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use dataflow_config::{Env, FromEnv};
-
-    fn state() -> AppState {
-        let cfg = dataflow_core::config::EtlConfig::from_env_vars(&Env::from_pairs(&[]))
-            .expect("defaults");
-        AppState::new(
-            Arc::new(dataflow_store::MemoryStore::default()),
-            Arc::new(dataflow_core::checkpoint::MemoryCheckpoints::default()),
-            &cfg.lake,
-            Duration::ZERO,
-        )
-    }
-
-    /// Many large answers (a summary over 2,000 types each): the cache keeps the most recent
-    /// ones within its byte budget, and a new generation starts empty.
-    #[tokio::test]
-    async fn answers_stay_within_their_byte_budget() {
-        let st = state();
-        let big: serde_json::Map<String, Value> = (0..2_000)
-            .map(|i| (format!("event_type_{i:05}"), json!(i)))
-            .collect();
-        let v = json!({ "events_by_type": big });
-        let size = serde_json::to_vec(&v).unwrap().len();
-        for i in 0..400 {
-            remember(&st, 1, format!("s?{i}"), &v).await;
-            let a = st.answers.lock().await;
-            assert!(a.bytes <= ANSWER_CACHE_BYTES, "{} bytes", a.bytes);
-        }
-        let kept = st.answers.lock().await.lru.len();
-        assert_eq!(kept, ANSWER_CACHE_BYTES / (size + 5));
-        assert!(cached(&st, 1, "s?399").await.is_some());
-        assert!(cached(&st, 1, "s?0").await.is_none());
-        assert!(cached(&st, 2, "s?399").await.is_none());
-        remember(&st, 2, "s?x".into(), &json!({})).await;
-        assert_eq!(st.answers.lock().await.lru.len(), 1);
-    }
 }

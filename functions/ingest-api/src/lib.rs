@@ -9,14 +9,18 @@ use std::time::Instant;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::routing::post;
-use axum::{Json, Router};
+use axum::Router;
 use dataflow_contract::window::WindowRule;
-use dataflow_http::ApiError;
+use dataflow_http::{ApiError, Sorted};
 pub use dataflow_ingest::IngestConfig;
 use dataflow_ingest::{
     decode, deliver, pack, parse, BodyError, DeliveryError, EventSink, Format, MAX_BODY_BYTES,
 };
-use serde_json::{json, Value};
+
+pub mod api;
+
+use api::{IngestError, Ingested};
+use dataflow_http::openapi::ErrorBody;
 
 pub struct AppState {
     sink: Arc<dyn EventSink>,
@@ -40,6 +44,14 @@ pub fn router(state: Arc<AppState>) -> Router {
     dataflow_http::finish(routes(state))
 }
 
+/// This function's part of the OpenAPI document (`dataflow_http::openapi::document` merges it).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    #[derive(utoipa::OpenApi)]
+    #[openapi(paths(post_events))]
+    struct Api;
+    dataflow_http::openapi::tagged(<Api as utoipa::OpenApi>::openapi(), "ingest")
+}
+
 fn body_error(e: BodyError) -> ApiError {
     let code = match &e {
         BodyError::TooLarge { .. } | BodyError::TooManyEvents { .. } => {
@@ -56,11 +68,36 @@ fn body_error(e: BodyError) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, code, e.to_string())
 }
 
+/// Send events (an object, an array of objects, or JSON Lines; gzip accepted)
+///
+/// Each event is checked by the ETL's contract; accepted events are durable in the delivery
+/// stream before the answer and reach /analytics after the stream's buffer (60 s in AWS) and the
+/// ETL. Limits: 4 MiB body as sent, 16 MiB decompressed, 10,000 events, 1,000 KiB per event.
+#[utoipa::path(
+    post,
+    path = "/events",
+    operation_id = "post_events",
+    params(api::Headers),
+    request_body(
+        content(
+            (api::Events = "application/json"),
+            (api::JsonLines = "application/x-ndjson"),
+        )
+    ),
+    responses(
+        (status = 200, description = "Accepted events are durable; rejected ones are listed with their reasons.", body = Ingested),
+        (status = 400, description = "`no_events` (empty body, only blank lines), `no_valid_events` (every event failed the contract; `rejected` lists why), `invalid_body` (not JSON, or JSON that is not an object or an array), `invalid_gzip`.", body = IngestError),
+        (status = 413, description = "`payload_too_large`: over 4 MiB as sent, 16 MiB decompressed, or 10,000 events.", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type` (not JSON or JSON Lines) or `unsupported_encoding` (not gzip).", body = ErrorBody),
+        (status = 503, description = "`delivery_unavailable`: the delivery stream refused the events after retries; send the request again.", body = ErrorBody),
+    )
+)]
 async fn post_events(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
     body: axum::body::Body,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
     let started = Instant::now();
     let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
     let format = Format::from_content_type(text(header::CONTENT_TYPE)).ok_or_else(|| {
@@ -98,14 +135,13 @@ async fn post_events(
     let accepted = parsed.lines.len();
     if accepted == 0 {
         // Nothing usable: a client error, with each event's reason.
-        return Ok((
-            StatusCode::BAD_REQUEST,
-            Json(json!({
-                "error": "no_valid_events",
-                "message": "no event in the request passed the event contract (docs/event-contract.md)",
-                "rejected": parsed.rejected,
-            })),
-        ));
+        let refused = IngestError {
+            error: "no_valid_events".into(),
+            message: "no event in the request passed the event contract (docs/event-contract.md)"
+                .into(),
+            rejected: Some(parsed.rejected),
+        };
+        return Ok((StatusCode::BAD_REQUEST, Sorted(refused)).into_response());
     }
     deliver(st.sink.as_ref(), pack(parsed.lines))
         .await
@@ -123,8 +159,9 @@ async fn post_events(
         duration_ms = started.elapsed().as_millis() as u64,
         "events received"
     );
-    Ok((
-        StatusCode::OK,
-        Json(json!({"accepted": accepted, "rejected": parsed.rejected})),
-    ))
+    let answer = Ingested {
+        accepted,
+        rejected: parsed.rejected,
+    };
+    Ok((StatusCode::OK, Sorted(answer)).into_response())
 }

@@ -8,15 +8,22 @@ use std::time::{Duration, Instant};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::routing::{get, put};
-use axum::{Json, Router};
+use axum::Router;
 use dataflow_embed::Embed;
-use dataflow_http::{ApiError, Params};
+use dataflow_http::{ApiError, Params, Sorted};
 use dataflow_search::context;
 use dataflow_search::index::{Mode, QueryError, Ranking, SearchError, MAX_K};
 use dataflow_search::store::{IndexHolder, IndexLocation, LoadedIndex};
 use dataflow_search::upload::{check_content, check_path, UploadError, MAX_UPLOAD_BYTES};
 use dataflow_store::{Body, ObjectStore};
-use serde_json::{json, Value};
+
+pub mod api;
+
+use api::{
+    ContextAnswer, DeleteAnswer, DocState, DocsAnswer, DocumentState, IndexInfo, IndexRef, Removed,
+    SearchAnswer, Stored, UploadAnswer, VectorModel,
+};
+use dataflow_http::openapi::ErrorBody;
 
 pub const DEFAULT_K: usize = 5;
 /// What the 503 tells an operator to run.
@@ -101,51 +108,93 @@ pub fn router(state: Arc<AppState>) -> Router {
     dataflow_http::finish(routes(state))
 }
 
-fn index_info(l: &LoadedIndex) -> Value {
-    let m = &l.manifest;
-    json!({
-        "key": m.key,
-        "sha256": m.sha256,
-        "format_version": m.format_version,
-        "built_at": m.built_at,
-        "bytes": m.bytes,
-        "documents": m.documents,
-        "passages": m.passages,
-        "engine": l.index.header.engine,
-        "vectors": l.index.vector_model(),
-    })
+/// This function's part of the OpenAPI document (`dataflow_http::openapi::document` merges it).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    #[derive(utoipa::OpenApi)]
+    #[openapi(paths(docs, search, context_route, put_doc, delete_doc))]
+    struct Api;
+    dataflow_http::openapi::tagged(<Api as utoipa::OpenApi>::openapi(), "search")
 }
 
+fn index_info(l: &LoadedIndex) -> IndexInfo {
+    let m = &l.manifest;
+    IndexInfo {
+        key: m.key.clone(),
+        sha256: m.sha256.clone(),
+        format_version: m.format_version,
+        built_at: m.built_at.clone(),
+        bytes: m.bytes,
+        documents: m.documents,
+        passages: m.passages,
+        engine: l.index.header.engine.clone(),
+        vectors: l.index.vector_model().map(|v| VectorModel {
+            name: v.name.clone(),
+            sha256: v.sha256.clone(),
+            dims: v.dims,
+        }),
+    }
+}
+
+fn index_ref(l: &LoadedIndex) -> IndexRef {
+    IndexRef {
+        key: l.manifest.key.clone(),
+        built_at: l.manifest.built_at.clone(),
+    }
+}
+
+const NO_INDEX: &str = "`index_not_built` before the first publish; `index_unavailable` when the index cannot be loaded.";
+const BAD_PARAM: &str = "Bad parameter (named in `parameter`).";
+const SEARCH_FAILED: &str =
+    "`search_failed`: the index could not answer (the function's log has the error).";
+
+/// The published index and every document with its indexing state
+#[utoipa::path(
+    get,
+    path = "/docs",
+    responses(
+        (status = 200, description = "Index and documents.", body = DocsAnswer),
+        (status = 400, description = "A query parameter was given (this operation takes none).", body = ErrorBody),
+        (status = 503, description = NO_INDEX, body = ErrorBody),
+    )
+)]
 async fn docs(
     State(st): State<Arc<AppState>>,
     RawQuery(q): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Sorted<DocsAnswer>, ApiError> {
     Params::parse(q.as_deref(), &[])?;
     let l = st.loaded().await?;
-    // Every document under the docs prefix with its indexing state: indexed (with its passages),
-    // empty (nothing to search: a heading alone, whitespace), or failed and why.
-    let mut documents: Vec<Value> = Vec::new();
+    let mut documents = Vec::new();
     for d in &l.index.header.documents {
-        let mut v = json!(d);
-        if d.passages > 0 {
-            v["state"] = json!("indexed");
-        } else {
-            v["state"] = json!("empty");
-            v["reason"] =
-                json!("no text to search: the document holds only headings or whitespace");
-        }
-        documents.push(v);
+        let empty = d.passages == 0;
+        documents.push(DocumentState {
+            path: d.path.clone(),
+            title: Some(d.title.clone()),
+            passages: Some(d.passages),
+            state: if empty {
+                DocState::Empty
+            } else {
+                DocState::Indexed
+            },
+            reason: empty.then(|| {
+                "no text to search: the document holds only headings or whitespace".into()
+            }),
+        });
     }
     for s in &l.manifest.skipped {
-        documents.push(json!({"path": s.path, "state": "failed", "reason": s.reason}));
+        documents.push(DocumentState {
+            path: s.path.clone(),
+            title: None,
+            passages: None,
+            state: DocState::Failed,
+            reason: Some(s.reason.clone()),
+        });
     }
-    Ok(Json(json!({
-        "index": index_info(&l),
-        "documents": documents,
-    })))
+    Ok(Sorted(DocsAnswer {
+        index: index_info(&l),
+        documents,
+    }))
 }
 
-/// The query, mode and how deep to rank, from `/docs/search` and `/docs/context`.
 struct Asked {
     query: String,
     mode: Option<Mode>,
@@ -200,10 +249,22 @@ fn run(st: &AppState, l: &LoadedIndex, a: &Asked, k: usize) -> Result<Ranking, A
         })
 }
 
+/// Ranked passages for a query: hybrid (BM25 + embeddings), lexical or semantic
+#[utoipa::path(
+    get,
+    path = "/docs/search",
+    params(api::Question, api::Count),
+    responses(
+        (status = 200, description = "Results, best first.", body = SearchAnswer),
+        (status = 400, description = BAD_PARAM, body = ErrorBody),
+        (status = 500, description = SEARCH_FAILED, body = ErrorBody),
+        (status = 503, description = NO_INDEX, body = ErrorBody),
+    )
+)]
 async fn search(
     State(st): State<Arc<AppState>>,
     RawQuery(q): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Sorted<SearchAnswer>, ApiError> {
     let p = Params::parse(q.as_deref(), &["q", "k", "mode"])?;
     let a = asked(&p)?;
     let k = p.number("k", DEFAULT_K, 1..=MAX_K)?;
@@ -212,23 +273,38 @@ async fn search(
     let r = run(&st, &l, &a, k)?;
     let took_us = started.elapsed().as_micros() as u64;
     tracing::info!(k, mode = %r.mode, hits = r.hits.len(), took_us, fallback = r.fallback.as_deref(), "search");
-    Ok(Json(json!({
-        "query": a.query,
-        "k": k,
-        "mode": r.mode,
-        "fallback": r.fallback,
-        "took_us": took_us,
-        "index": {"key": l.manifest.key, "built_at": l.manifest.built_at},
-        "results": r.hits,
-    })))
+    Ok(Sorted(SearchAnswer {
+        query: a.query,
+        k,
+        mode: r.mode,
+        fallback: r.fallback,
+        took_us,
+        index: index_ref(&l),
+        results: r.hits,
+    }))
 }
 
-/// The best passages for a question, whole, packed into `max_tokens`, with citations: what a
-/// caller puts in front of an LLM.
+/// Ranks up to 50 passages as `/docs/search` does, then takes whole passages best first while
+/// they fit in `max_tokens` (a passage that does not fit is passed over for a smaller one further
+/// down). Passages already in the context, or wholly inside one that is, are left out. Tokens are
+/// estimated as ceil(UTF-8 bytes / 4) per passage.
+#[utoipa::path(
+    get,
+    path = "/docs/context",
+    operation_id = "context",
+    summary = "The best passages for a question, whole, packed into a token budget, with citations: the context an application puts in front of an LLM",
+    params(api::Question, api::Budget),
+    responses(
+        (status = 200, description = "The packed context.", body = ContextAnswer),
+        (status = 400, description = BAD_PARAM, body = ErrorBody),
+        (status = 500, description = SEARCH_FAILED, body = ErrorBody),
+        (status = 503, description = NO_INDEX, body = ErrorBody),
+    )
+)]
 async fn context_route(
     State(st): State<Arc<AppState>>,
     RawQuery(q): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Sorted<ContextAnswer>, ApiError> {
     let p = Params::parse(q.as_deref(), &["q", "max_tokens", "mode"])?;
     let a = asked(&p)?;
     let max_tokens = p.number(
@@ -248,19 +324,19 @@ async fn context_route(
         took_us,
         "context"
     );
-    Ok(Json(json!({
-        "query": a.query,
-        "mode": r.mode,
-        "fallback": r.fallback,
-        "took_us": took_us,
-        "index": {"key": l.manifest.key, "built_at": l.manifest.built_at},
-        "token_estimate": "ceil(utf8_bytes / 4) per passage",
-        "max_tokens": ctx.max_tokens,
-        "used_tokens": ctx.used_tokens,
-        "skipped_over_budget": ctx.skipped_over_budget,
-        "skipped_duplicates": ctx.skipped_duplicates,
-        "passages": ctx.passages,
-    })))
+    Ok(Sorted(ContextAnswer {
+        query: a.query,
+        mode: r.mode,
+        fallback: r.fallback,
+        took_us,
+        index: index_ref(&l),
+        token_estimate: "ceil(utf8_bytes / 4) per passage".into(),
+        max_tokens: ctx.max_tokens,
+        used_tokens: ctx.used_tokens,
+        skipped_over_budget: ctx.skipped_over_budget,
+        skipped_duplicates: ctx.skipped_duplicates,
+        passages: ctx.passages,
+    }))
 }
 
 fn upload_error(e: UploadError) -> ApiError {
@@ -294,13 +370,37 @@ fn expected_seconds(st: &AppState) -> u64 {
     st.refresh.as_secs() + 30
 }
 
-/// Stores a document under the docs prefix; the index builder rebuilds on the bucket's
-/// notification, as for any other write there.
+/// Store a document under the docs prefix (the index is rebuilt)
+///
+/// The index builder rebuilds on the bucket's notification, as for any other write there.
+#[utoipa::path(
+    put,
+    path = "/docs/{path}",
+    operation_id = "put_document",
+    params(api::DocPath),
+    request_body(
+        content(
+            (api::DocumentBytes = "text/markdown"),
+            (api::DocumentBytes = "text/plain"),
+            (api::DocumentBytes = "text/html"),
+            (api::DocumentBytes = "application/pdf"),
+            (api::DocumentBytes = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
+        )
+    ),
+    responses(
+        (status = 202, description = "Stored; searchable after the index builder's next publish.", body = UploadAnswer),
+        (status = 400, description = "`bad_path` (unsafe path) or `empty_document`.", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: over 5 MB.", body = ErrorBody),
+        (status = 415, description = "`unsupported_format`: an unsupported extension, or content that is not what the extension says.", body = ErrorBody),
+        (status = 422, description = "`unreadable_document`: the index builder could not read it (e.g. a PDF without a text layer).", body = ErrorBody),
+        (status = 503, description = "`docs_unavailable`: the docs bucket cannot be written.", body = ErrorBody),
+    )
+)]
 async fn put_doc(
     State(st): State<Arc<AppState>>,
     Path(path): Path<String>,
     body: axum::body::Body,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Sorted<UploadAnswer>), ApiError> {
     let format = check_path(&path).map_err(upload_error)?;
     let bytes = axum::body::to_bytes(body, MAX_UPLOAD_BYTES + 1)
         .await
@@ -321,20 +421,34 @@ async fn put_doc(
     tracing::info!(path = %path, bytes = size, "document stored");
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({
-            "path": path,
-            "location": format!("s3://{}/{key}", loc.bucket),
-            "bytes": size,
-            "status": "stored",
-            "searchable_within_seconds": expected_seconds(&st),
-        })),
+        Sorted(UploadAnswer {
+            path,
+            location: format!("s3://{}/{key}", loc.bucket),
+            bytes: size,
+            status: Stored::Stored,
+            searchable_within_seconds: expected_seconds(&st),
+        }),
     ))
 }
 
+/// Remove a document from the docs prefix (the index is rebuilt)
+#[utoipa::path(
+    delete,
+    path = "/docs/{path}",
+    operation_id = "delete_document",
+    params(api::DocPath),
+    responses(
+        (status = 202, description = "Deleted.", body = DeleteAnswer),
+        (status = 400, description = "`bad_path`.", body = ErrorBody),
+        (status = 404, description = "No such document.", body = ErrorBody),
+        (status = 415, description = "`unsupported_format`: the path's extension is not a supported format, so no document can be stored there.", body = ErrorBody),
+        (status = 503, description = "`docs_unavailable`: the docs bucket cannot be read or written.", body = ErrorBody),
+    )
+)]
 async fn delete_doc(
     State(st): State<Arc<AppState>>,
     Path(path): Path<String>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Sorted<DeleteAnswer>), ApiError> {
     check_path(&path).map_err(upload_error)?;
     let loc = st.index.location();
     let key = format!("{}{path}", loc.docs_prefix);
@@ -358,11 +472,11 @@ async fn delete_doc(
     tracing::info!(path = %path, "document deleted");
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({
-            "path": path,
-            "status": "deleted",
-            "gone_from_search_within_seconds": expected_seconds(&st),
-        })),
+        Sorted(DeleteAnswer {
+            path,
+            status: Removed::Deleted,
+            gone_from_search_within_seconds: expected_seconds(&st),
+        }),
     ))
 }
 

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::checkpoint::{ObjectCheckpoint, PipelineState, State};
 
@@ -19,29 +20,32 @@ pub trait QueueDepth: Send + Sync + 'static {
 /// Most objects listed per section: a status page, not an export.
 pub const LISTED: usize = 25;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One object version as the checkpoint store holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct ObjectStatus {
     pub object: String,
-    pub state: &'static str,
+    pub state: State,
     pub attempts: u32,
+    #[schema(format = DateTime)]
     pub updated_at: String,
     pub accepted: Option<u64>,
     pub rejected: Option<u64>,
     pub bytes: Option<u64>,
     pub duration_ms: Option<u64>,
     pub error: Option<String>,
-    /// In progress with a lease nobody renewed: the attempt died; the sweep takes it over.
+    /// In progress with an expired lease: the attempt died; the ETL's sweep takes it over.
     pub stuck: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct DeadLetters {
     /// Messages waiting; `None` when no queue is configured or it could not be read.
     pub depth: Option<u64>,
     pub error: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// Over every counted object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Totals {
     pub files_processed: u64,
     pub events_accepted: u64,
@@ -49,25 +53,33 @@ pub struct Totals {
     pub bytes_processed: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// `GET /pipeline/status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct PipelineStatus {
+    #[schema(format = DateTime)]
     pub now: String,
     pub totals: Totals,
     pub last_object: Option<String>,
+    #[schema(format = DateTime)]
     pub last_processed_at: Option<String>,
     /// The newest event time counted so far.
+    #[schema(format = DateTime)]
     pub watermark: Option<String>,
     /// How far the watermark is behind now, in seconds (0 when it is ahead).
     pub watermark_lag_seconds: Option<i64>,
     /// Seconds since an object last finished.
     pub idle_seconds: Option<i64>,
+    /// Rejected lines by reason code over every counted object.
     pub rejected_by_reason: BTreeMap<String, u64>,
+    /// Object records written in the last two days (UTC), newest first, at most 25.
     pub recent: Vec<ObjectStatus>,
     pub in_progress: usize,
-    /// Stuck attempts first, then failed ones; at most [`LISTED`].
+    /// Stuck attempts (in progress, lease expired), then failed objects not retried since; at
+    /// most 25.
     pub needs_attention: Vec<ObjectStatus>,
     pub dead_letters: DeadLetters,
-    /// Parts that could not be read this time (the rest of the status still answers).
+    /// Parts of the status that could not be read this time (e.g. an index still building); the
+    /// rest answers.
     pub problems: Vec<String>,
 }
 
@@ -98,7 +110,7 @@ fn object_status(r: &ObjectCheckpoint, now_ms: i64) -> ObjectStatus {
     };
     ObjectStatus {
         object,
-        state: r.state.as_str(),
+        state: r.state,
         attempts: r.attempts,
         updated_at: rfc3339_ms(r.updated_ms),
         accepted: c.map(|c| c.accepted),
@@ -235,7 +247,7 @@ mod tests {
         let needs: Vec<(&str, &str, bool)> = s
             .needs_attention
             .iter()
-            .map(|o| (o.object.as_str(), o.state, o.stuck))
+            .map(|o| (o.object.as_str(), o.state.as_str(), o.stuck))
             .collect();
         assert_eq!(
             needs,

@@ -3,13 +3,13 @@
 //! parameters checked against each endpoint's list.
 
 pub mod auth;
+pub mod openapi;
 pub mod spec_check;
 pub mod wire;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -43,11 +43,31 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = json!({"error": self.code, "message": self.message});
-        if let Some(p) = self.parameter {
-            body["parameter"] = json!(p);
-        }
+        let body = openapi::ErrorBody {
+            error: self.code.into(),
+            message: self.message,
+            parameter: self.parameter,
+        };
         (self.status, Json(body)).into_response()
+    }
+}
+
+/// A handler's typed answer, written with its object keys in sorted order: serde_json's own map
+/// order, which these APIs answered in before their answers had types, so the bytes clients see
+/// did not change with the types.
+pub struct Sorted<T>(pub T);
+
+impl<T: serde::Serialize> IntoResponse for Sorted<T> {
+    fn into_response(self) -> Response {
+        match serde_json::to_value(&self.0) {
+            Ok(v) => Json(v).into_response(),
+            Err(e) => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                e.to_string(),
+            )
+            .into_response(),
+        }
     }
 }
 

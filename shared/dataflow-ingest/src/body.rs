@@ -48,9 +48,12 @@ impl Format {
 
 /// One event the contract rejected: its position (array index, or 0-based line number in JSON
 /// Lines) and the ETL's reason code.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Rejection {
+    /// The event's position: array index, or 0-based line number in JSON Lines.
     pub index: usize,
+    /// The ETL's reason code (docs/event-contract.md).
+    #[schema(value_type = String)]
     pub reason: &'static str,
 }
 

@@ -19,21 +19,23 @@ pub fn estimate_tokens(text: &str) -> usize {
 }
 
 /// Where a passage comes from, to cite it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Citation {
     pub doc: String,
     pub title: String,
-    /// Headings from the top, joined with " › ".
+    /// Headings from the top, joined with ' › '.
     pub heading: String,
     pub anchor: String,
     pub passage_id: String,
     pub score: f32,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ContextPassage {
-    /// 1-based: how a prompt refers to it (`[1]`).
+    /// 1-based: how a prompt refers to the passage (`[1]`).
+    #[schema(minimum = 1)]
     pub n: usize,
+    /// The passage's whole text, plain (not HTML).
     pub text: String,
     pub tokens: usize,
     pub citation: Citation,

@@ -18,7 +18,9 @@ pub enum CheckpointError {
     Malformed(String),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// An object version's state (its name in answers: `in_progress`, `done`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
 pub enum State {
     InProgress,
     Done,

@@ -6,7 +6,19 @@ use serde::{Deserialize, Serialize};
 use tantivy::DocAddress;
 
 /// Which ranking answers a query.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// BM25 over the passages' words.
@@ -72,16 +84,25 @@ impl Default for Fusion {
     }
 }
 
-/// What each ranking said of a hit: its score and 1-based rank there, `None` where the hit was
+/// What each ranking said of a hit: its score and 1-based rank there, null where the hit was
 /// not among that ranking's candidates (or the mode did not run it).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Scores {
+    /// BM25 score.
+    #[schema(required)]
     pub lexical: Option<f32>,
+    #[schema(required, minimum = 1)]
     pub lexical_rank: Option<usize>,
-    /// BM25 of the passage's page, where this passage stood for its page.
+    /// BM25 of the passage's whole page, where this passage stood for its page in hybrid
+    /// ranking.
+    #[schema(required)]
     pub page: Option<f32>,
+    #[schema(required, minimum = 1)]
     pub page_rank: Option<usize>,
+    /// Cosine similarity.
+    #[schema(required)]
     pub semantic: Option<f32>,
+    #[schema(required, minimum = 1)]
     pub semantic_rank: Option<usize>,
 }
 

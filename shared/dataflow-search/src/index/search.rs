@@ -39,18 +39,25 @@ pub struct SearchIndex {
     pub(super) highlighter: crate::snippet::Highlighter,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One ranked passage.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Hit {
     pub passage_id: String,
+    /// The document's path. Plain text: clients escape it before putting it in HTML.
     pub doc: String,
+    /// The document's title. Plain text, exactly as the document states it (an HTML title's
+    /// characters such as `<` included): clients escape it.
     pub title: String,
+    /// Headings from the top, joined with ' › '. Plain text: clients escape it.
     pub heading: String,
     pub anchor: String,
-    /// The ranking's score: BM25 (lexical), cosine (semantic) or the fused score (hybrid).
+    /// The ranking's score: BM25 (lexical), cosine (semantic) or the fused reciprocal-rank
+    /// score (hybrid).
     pub score: f32,
     /// What each ranking said of this passage.
     pub scores: Scores,
-    /// The best window of the passage, HTML-escaped, query terms in `<mark>`.
+    /// HTML: the passage's text escaped (`&`, `<`, `>`, quotes), with the query terms in
+    /// `<mark>`...`</mark>`, the only markup it ever holds.
     pub snippet: String,
     /// The passage's whole text (for prompts; not part of search answers).
     #[serde(skip)]
