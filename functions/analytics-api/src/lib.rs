@@ -15,7 +15,7 @@ use axum::{Json, Router};
 use dataflow_core::analytics::{Filter, LakeError, LakeReader, View};
 use dataflow_core::checkpoint::{CheckpointReads, PipelineState};
 use dataflow_core::event::parse_date;
-use dataflow_core::pipeline::{DeadLetters, QueueDepth};
+use dataflow_core::pipeline::QueueDepth;
 use dataflow_http::{ApiError, Params, Sorted};
 use dataflow_store::ObjectStore;
 use serde_json::Value;
@@ -24,6 +24,7 @@ use tokio::sync::Mutex;
 pub mod answers;
 pub mod api;
 pub mod dashboard;
+mod status;
 
 use answers::AnswerCache;
 use api::{
@@ -50,7 +51,7 @@ pub struct AppState {
     pipeline: Mutex<Option<(Instant, PipelineState)>>,
     /// The last `/pipeline/status` answer: every open dashboard asks every few seconds, and each
     /// answer is four DynamoDB reads and an SQS call.
-    status: Mutex<Option<(Instant, Value)>>,
+    pub(crate) status: Mutex<Option<(Instant, Value)>>,
     /// Rendered answers: dashboards repeat queries.
     answers: AnswerCache,
 }
@@ -133,7 +134,7 @@ pub fn routes(state: Arc<AppState>) -> Router {
         .route("/analytics/metrics", get(metrics))
         .route("/analytics/summary", get(summary))
         .route("/analytics/daily", get(daily))
-        .route("/pipeline/status", get(pipeline_status))
+        .route("/pipeline/status", get(status::pipeline_status))
         .merge(dashboard::routes())
         .with_state(state)
 }
@@ -145,7 +146,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// This function's part of the OpenAPI document (`dataflow_http::openapi::document` merges it).
 pub fn openapi() -> utoipa::openapi::OpenApi {
     #[derive(utoipa::OpenApi)]
-    #[openapi(paths(health, metrics, summary, daily, pipeline_status))]
+    #[openapi(paths(health, metrics, summary, daily, status::pipeline_status))]
     struct Api;
     dataflow_http::openapi::tagged(<Api as utoipa::OpenApi>::openapi(), "analytics")
 }
@@ -484,111 +485,6 @@ async fn daily(
         },
     })?;
     st.answers.put(generation, key, &v).await;
-    Ok(Json(v))
-}
-
-/// How long the status waits for each store call.
-const STATUS_CALL_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// How many recent objects the status lists.
-const RECENT: usize = dataflow_core::pipeline::LISTED;
-
-/// The pipeline as an operator reads it
-#[utoipa::path(
-    get,
-    path = "/pipeline/status",
-    responses(
-        (status = 200, description = "Totals, watermark, recent objects, objects needing attention, the dead-letter queue.", body = dataflow_core::pipeline::PipelineStatus),
-        (status = 400, description = "A query parameter was given (this operation takes none).", body = ErrorBody),
-        (status = 503, description = "`checkpoints_unavailable`: the checkpoint table cannot be read.", body = ErrorBody),
-    )
-)]
-async fn pipeline_status(
-    State(st): State<Arc<AppState>>,
-    RawQuery(q): RawQuery,
-) -> Result<Json<Value>, ApiError> {
-    Params::parse(q.as_deref(), &[])?;
-    let mut cached = st.status.lock().await;
-    if let Some((at, v)) = cached.as_ref() {
-        if at.elapsed() < st.refresh {
-            return Ok(Json(v.clone()));
-        }
-    }
-    let now = chrono::Utc::now().timestamp_millis();
-    // The totals are the status: without them it is a 503. The lists are parts: one that cannot
-    // be read (an index still building, a slow call) is named in `problems`, the rest answers.
-    let t = STATUS_CALL_TIMEOUT;
-    let timed_out = || format!("no answer within {} ms", t.as_millis());
-    let (p, recent, attention, failed) = tokio::join!(
-        tokio::time::timeout(t, st.checkpoints.pipeline()),
-        tokio::time::timeout(t, st.checkpoints.recent(RECENT, now)),
-        tokio::time::timeout(t, st.checkpoints.attention()),
-        tokio::time::timeout(t, st.checkpoints.failed(RECENT)),
-    );
-    let pipeline = match p {
-        Ok(Ok(p)) => p,
-        Ok(Err(e)) => {
-            return Err(ApiError::unavailable(
-                "checkpoints_unavailable",
-                e.to_string(),
-            ))
-        }
-        Err(_) => {
-            return Err(ApiError::unavailable(
-                "checkpoints_unavailable",
-                timed_out(),
-            ))
-        }
-    };
-    let mut problems = Vec::new();
-    let mut part = |what: &str, r: Result<Result<Vec<_>, _>, _>| match r {
-        Ok(Ok(v)) => v,
-        Ok(Err(e)) => {
-            problems.push(format!("{what}: {e}"));
-            Vec::new()
-        }
-        Err(_) => {
-            problems.push(format!("{what}: {}", timed_out()));
-            Vec::new()
-        }
-    };
-    let (recent, attention, failed) = (
-        part("recent objects", recent),
-        part("objects in progress", attention),
-        part("failed objects", failed),
-    );
-    let parts = dataflow_core::pipeline::Parts {
-        pipeline,
-        recent,
-        attention,
-        failed,
-        problems,
-    };
-    let dead_letters = match &st.dead_letters {
-        None => DeadLetters {
-            depth: None,
-            error: Some("no dead-letter queue configured (ETL_DLQ)".into()),
-        },
-        Some(q) => match tokio::time::timeout(st.health_timeout, q.depth()).await {
-            Ok(Ok(n)) => DeadLetters {
-                depth: Some(n),
-                error: None,
-            },
-            Ok(Err(e)) => DeadLetters {
-                depth: None,
-                error: Some(e),
-            },
-            Err(_) => DeadLetters {
-                depth: None,
-                error: Some(format!(
-                    "no answer within {} ms",
-                    st.health_timeout.as_millis()
-                )),
-            },
-        },
-    };
-    let v = answer(&dataflow_core::pipeline::status(&parts, dead_letters, now))?;
-    *cached = Some((Instant::now(), v.clone()));
     Ok(Json(v))
 }
 
