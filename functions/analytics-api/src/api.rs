@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use dataflow_core::analytics::{DayPoint, MetricRow};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use utoipa::{IntoParams, ToSchema};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
@@ -62,7 +62,7 @@ pub struct MetricsPage {
 }
 
 /// The first and last day with data in the range.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct DateRange {
     #[schema(format = Date)]
     pub start: Option<String>,
@@ -71,7 +71,7 @@ pub struct DateRange {
 }
 
 /// `GET /analytics/summary`.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(as = Summary)]
 pub struct SummaryAnswer {
     pub total_events: u64,
