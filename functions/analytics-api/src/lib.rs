@@ -16,7 +16,7 @@ use dataflow_core::analytics::{Filter, LakeError, LakeReader, View};
 use dataflow_core::checkpoint::{CheckpointReads, PipelineState};
 use dataflow_core::event::parse_date;
 use dataflow_core::pipeline::QueueDepth;
-use dataflow_http::{ApiError, Params, Sorted};
+use dataflow_http::{value_of, ApiError, Params, Sorted};
 use dataflow_store::ObjectStore;
 use serde_json::Value;
 use tokio::sync::Mutex;
@@ -149,17 +149,6 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     #[openapi(paths(health, metrics, summary, daily, status::pipeline_status))]
     struct Api;
     dataflow_http::openapi::tagged(<Api as utoipa::OpenApi>::openapi(), "analytics")
-}
-
-/// The answer of a handler, from its type.
-fn answer<T: serde::Serialize>(v: &T) -> Result<Value, ApiError> {
-    serde_json::to_value(v).map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            e.to_string(),
-        )
-    })
 }
 
 /// What `/health` says of a backend that failed; the error itself is logged.
@@ -355,7 +344,7 @@ async fn metrics(
         .metrics(&f, limit, after.as_ref())
         .await
         .map_err(lake_error)?;
-    let v = answer(&MetricsPage {
+    let v = value_of(&MetricsPage {
         count: rows.len(),
         metrics: rows,
         next_cursor: next.map(|k| encode_cursor(&k)),
@@ -392,7 +381,7 @@ async fn summary(
             let s = snap.summary(&f).await.map_err(lake_error)?;
             let (events_by_type, other_types_events) =
                 top_types(&s.events_by_type, MAX_SUMMARY_TYPES);
-            let v = answer(&SummaryAnswer {
+            let v = value_of(&SummaryAnswer {
                 total_events: s.total_events,
                 types_total: s.events_by_type.len(),
                 events_by_type,
@@ -473,7 +462,7 @@ async fn daily(
         .map(|(t, _)| t.clone())
         .collect();
     let d = snap.daily(&f, &split).await.map_err(lake_error)?;
-    let v = answer(&DailyAnswer {
+    let v = value_of(&DailyAnswer {
         types: d.types,
         days: d.days,
         date_range: DateRange {

@@ -8,11 +8,11 @@ use axum::extract::{RawQuery, State};
 use axum::Json;
 use dataflow_core::pipeline::{DeadLetters, PipelineStatus};
 use dataflow_http::openapi::ErrorBody;
-use dataflow_http::{ApiError, Params};
+use dataflow_http::{value_of, ApiError, Params};
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::{answer, AppState};
+use crate::AppState;
 
 /// How long the status waits for each store call.
 const STATUS_CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -114,7 +114,7 @@ pub(crate) async fn pipeline_status(
             },
         },
     };
-    let v = answer(&dataflow_core::pipeline::status(&parts, dead_letters, now))?;
+    let v = value_of(&dataflow_core::pipeline::status(&parts, dead_letters, now))?;
     *cached = Some((Instant::now(), v.clone()));
     Ok(Json(v))
 }

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use dataflow_contract::window::WindowRule;
@@ -96,8 +97,7 @@ async fn post_events(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
     body: axum::body::Body,
-) -> Result<axum::response::Response, ApiError> {
-    use axum::response::IntoResponse;
+) -> Result<Response, ApiError> {
     let started = Instant::now();
     let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
     let format = Format::from_content_type(text(header::CONTENT_TYPE)).ok_or_else(|| {

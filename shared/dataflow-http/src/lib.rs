@@ -59,16 +59,22 @@ pub struct Sorted<T>(pub T);
 
 impl<T: serde::Serialize> IntoResponse for Sorted<T> {
     fn into_response(self) -> Response {
-        match serde_json::to_value(&self.0) {
+        match value_of(&self.0) {
             Ok(v) => Json(v).into_response(),
-            Err(e) => ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal_error",
-                e.to_string(),
-            )
-            .into_response(),
+            Err(e) => e.into_response(),
         }
     }
+}
+
+/// A typed answer as a JSON value (keys sorted), for handlers that cache what they answer.
+pub fn value_of<T: serde::Serialize>(answer: &T) -> Result<serde_json::Value, ApiError> {
+    serde_json::to_value(answer).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            e.to_string(),
+        )
+    })
 }
 
 pub async fn not_found(uri: axum::http::Uri) -> ApiError {
