@@ -31,7 +31,7 @@ use api::{
     Check, Checks, DailyAnswer, DateRange, HealthAnswer, HealthStatus, MetricsPage, SummaryAnswer,
     Watermark,
 };
-use dataflow_http::openapi::ErrorBody;
+use dataflow_http::openapi::{ErrorBody, BAD_PARAMETER};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const MAX_LIMIT: usize = 1000;
@@ -305,7 +305,6 @@ async fn ready(st: &AppState) -> Result<(Arc<View>, u64), ApiError> {
     Ok((snap, generation))
 }
 
-const BAD_PARAM: &str = "Bad parameter (named in `parameter`).";
 const NOT_READY: &str = "`analytics_not_ready` before the ETL produced data; `lake_unavailable` / `checkpoints_unavailable` when storage cannot be read.";
 
 /// Rows per (event_date, event_type), sorted by date then type, paginated
@@ -315,7 +314,7 @@ const NOT_READY: &str = "`analytics_not_ready` before the ETL produced data; `la
     params(api::Selection, api::Page),
     responses(
         (status = 200, description = "A page of metrics.", body = MetricsPage),
-        (status = 400, description = BAD_PARAM, body = ErrorBody),
+        (status = 400, description = BAD_PARAMETER, body = ErrorBody),
         (status = 503, description = NOT_READY, body = ErrorBody),
     )
 )]
@@ -360,7 +359,7 @@ async fn metrics(
     params(api::Selection),
     responses(
         (status = 200, description = "Totals for the range.", body = SummaryAnswer),
-        (status = 400, description = BAD_PARAM, body = ErrorBody),
+        (status = 400, description = BAD_PARAMETER, body = ErrorBody),
         (status = 503, description = NOT_READY, body = ErrorBody),
     )
 )]
@@ -436,7 +435,7 @@ pub const MAX_SPLIT: usize = 20;
     params(api::Selection, api::Split),
     responses(
         (status = 200, description = "The days with data, oldest first.", body = DailyAnswer),
-        (status = 400, description = BAD_PARAM, body = ErrorBody),
+        (status = 400, description = BAD_PARAMETER, body = ErrorBody),
         (status = 503, description = NOT_READY, body = ErrorBody),
     )
 )]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::extract::{RawQuery, State};
 use axum::Json;
 use dataflow_core::pipeline::{DeadLetters, PipelineStatus};
-use dataflow_http::openapi::ErrorBody;
+use dataflow_http::openapi::{ErrorBody, NO_PARAMETERS};
 use dataflow_http::{value_of, ApiError, Params};
 use serde_json::Value;
 use tokio::time::Instant;
@@ -26,7 +26,7 @@ const RECENT: usize = dataflow_core::pipeline::LISTED;
     path = "/pipeline/status",
     responses(
         (status = 200, description = "Totals, watermark, recent objects, objects needing attention, the dead-letter queue.", body = PipelineStatus),
-        (status = 400, description = "A query parameter was given (this operation takes none).", body = ErrorBody),
+        (status = 400, description = NO_PARAMETERS, body = ErrorBody),
         (status = 503, description = "`checkpoints_unavailable`: the checkpoint table cannot be read.", body = ErrorBody),
     )
 )]

@@ -23,7 +23,7 @@ use api::{
     ContextAnswer, DeleteAnswer, DocState, DocsAnswer, DocumentState, IndexInfo, IndexRef, Removed,
     SearchAnswer, Stored, UploadAnswer, VectorModel,
 };
-use dataflow_http::openapi::ErrorBody;
+use dataflow_http::openapi::{ErrorBody, BAD_PARAMETER, NO_PARAMETERS};
 
 pub const DEFAULT_K: usize = 5;
 /// What the 503 tells an operator to run.
@@ -143,7 +143,6 @@ fn index_ref(l: &LoadedIndex) -> IndexRef {
 }
 
 const NO_INDEX: &str = "`index_not_built` before the first publish; `index_unavailable` when the index cannot be loaded.";
-const BAD_PARAM: &str = "Bad parameter (named in `parameter`).";
 const SEARCH_FAILED: &str =
     "`search_failed`: the index could not answer (the function's log has the error).";
 
@@ -153,7 +152,7 @@ const SEARCH_FAILED: &str =
     path = "/docs",
     responses(
         (status = 200, description = "Index and documents.", body = DocsAnswer),
-        (status = 400, description = "A query parameter was given (this operation takes none).", body = ErrorBody),
+        (status = 400, description = NO_PARAMETERS, body = ErrorBody),
         (status = 503, description = NO_INDEX, body = ErrorBody),
     )
 )]
@@ -256,7 +255,7 @@ fn run(st: &AppState, l: &LoadedIndex, a: &Asked, k: usize) -> Result<Ranking, A
     params(api::Question, api::Count),
     responses(
         (status = 200, description = "Results, best first.", body = SearchAnswer),
-        (status = 400, description = BAD_PARAM, body = ErrorBody),
+        (status = 400, description = BAD_PARAMETER, body = ErrorBody),
         (status = 500, description = SEARCH_FAILED, body = ErrorBody),
         (status = 503, description = NO_INDEX, body = ErrorBody),
     )
@@ -296,7 +295,7 @@ async fn search(
     params(api::Question, api::Budget),
     responses(
         (status = 200, description = "The packed context.", body = ContextAnswer),
-        (status = 400, description = BAD_PARAM, body = ErrorBody),
+        (status = 400, description = BAD_PARAMETER, body = ErrorBody),
         (status = 500, description = SEARCH_FAILED, body = ErrorBody),
         (status = 503, description = NO_INDEX, body = ErrorBody),
     )

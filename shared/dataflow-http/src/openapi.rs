@@ -36,6 +36,11 @@ pub struct ErrorBody {
     pub parameter: Option<String>,
 }
 
+/// The 400 of an operation with query parameters, as `Params` answers it.
+pub const BAD_PARAMETER: &str = "Bad parameter (named in `parameter`).";
+/// The 400 of an operation without any (`Params` refuses every parameter).
+pub const NO_PARAMETERS: &str = "A query parameter was given (this operation takes none).";
+
 /// The name of the security scheme in the document.
 pub const SCHEME: &str = "apiKey";
 
